@@ -1,0 +1,283 @@
+"""Django settings, read from the environment (see README "Configuration")."""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from searchsite.env import (
+    celery_redis_url,
+    env_bool,
+    env_float,
+    env_int,
+    env_list,
+    env_str,
+)
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = env_bool("DEBUG", True)
+# Production refuses to start without a real secret; development gets a throwaway one.
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "dev-only-insecure-key-never-used-in-production-" + "x" * 20
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "documents",
+    "search",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "searchsite.middleware.ContentSecurityPolicyMiddleware",
+]
+
+ROOT_URLCONF = "searchsite.urls"
+WSGI_APPLICATION = "searchsite.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+# `make run` / `make test` start an embedded PostgreSQL and set DATABASE_URL when it is unset.
+DATABASE_URL = env_str("DATABASE_URL")
+# A GPU box running only the rerank worker needs Redis and the model, no database.
+WORKER_ONLY = env_bool("WORKER_ONLY", False)
+if WORKER_ONLY and not DATABASE_URL:
+    DATABASE_URL = "postgres://unused@127.0.0.1:1/unused"
+if not DATABASE_URL:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set. Start through `make run`, `make test` or "
+        '`make manage ARGS="..."` (they bring an embedded PostgreSQL), or set '
+        "DATABASE_URL=postgres://USER@HOST:PORT/NAME."
+    )
+# Seconds a thread keeps its connection for its next request (gunicorn's threads reuse theirs).
+# `manage.py runserver` starts a thread per request: a kept connection is never reused there and
+# only piles up until PostgreSQL refuses more ("too many clients", found by bench/load_search.py),
+# so `make run` sets 0.
+DATABASE_CONN_MAX_AGE = env_int("DATABASE_CONN_MAX_AGE", 60, minimum=0)
+DATABASES = {
+    "default": dj_database_url.parse(DATABASE_URL, conn_max_age=DATABASE_CONN_MAX_AGE, conn_health_checks=True)
+}
+if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    raise ImproperlyConfigured("DATABASE_URL must point at PostgreSQL: full-text search needs it")
+# A search must never hang on a dead database: fail the connection attempt quickly.
+DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = env_int("DATABASE_CONNECT_TIMEOUT", 5, minimum=1)
+# Concurrent test runs on one server each need their own test database.
+if env_str("TEST_DATABASE_NAME"):
+    DATABASES["default"]["TEST"] = {"NAME": env_str("TEST_DATABASE_NAME")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis / Celery -------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if not REDIS_URL:
+    raise ImproperlyConfigured(
+        "REDIS_URL is not set. Start through `make run` / `make test` (embedded Redis), or set "
+        "REDIS_URL=redis://HOST:PORT/DB."
+    )
+CELERY_BROKER_URL = celery_redis_url(REDIS_URL)
+CELERY_RESULT_BACKEND = celery_redis_url(REDIS_URL)
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# Rerank results are only read by the request that waits for them, which deletes them; a result
+# nobody reads (its search gave up) expires in Redis after this many seconds.
+CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 300, minimum=10)
+# The broker connection must fail fast when Redis is down, so a search falls back in time.
+CELERY_BROKER_CONNECTION_TIMEOUT = 1.0
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# visibility_timeout: seconds a message a worker fetched but has not acknowledged stays hidden
+# before Redis gives it to a worker again; only messages a worker reserved while all its threads
+# were busy are ever in that state (see ACKS_LATE below). Every rerank expires with its search's
+# budget (seconds), so after a worker dies such a message is returned to the queue within a minute
+# and discarded as expired, instead of sitting in Redis for kombu's default hour.
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 60, minimum=1),
+}
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 1.0
+CELERY_REDIS_SOCKET_TIMEOUT = 5.0
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"timeout": 1.0}}
+# A rerank is worth doing only while its search waits (see DESIGN): ack early, no redelivery. A
+# worker killed mid-rerank loses that task; its search falls back to the full-text order.
+CELERY_TASK_ACKS_LATE = False
+# A task waits for its scores only until its expiry (worker.tasks), so none runs long. These limits
+# back that up under the prefork and solo pools; the threads pool we run cannot stop a thread and
+# ignores them, and there the batching thread drops work whose caller has gone instead.
+CELERY_TASK_SOFT_TIME_LIMIT = 90
+CELERY_TASK_TIME_LIMIT = 120
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Reranking ------------------------------------------------------------------------------
+RERANK_QUEUE = env_str("RERANK_QUEUE", "rerank")
+CELERY_TASK_ROUTES = {"worker.tasks.*": {"queue": RERANK_QUEUE}}
+# Hub id or local directory of a sentence-transformers CrossEncoder.
+RERANKER_MODEL = env_str("RERANKER_MODEL", "BAAI/bge-reranker-v2-m3")
+# Used when RERANKER_MODEL cannot be loaded (offline, not downloaded). "packaged-minilm" is the
+# all-MiniLM-L6-v2 bi-encoder shipped on PyPI; empty disables the fallback.
+RERANKER_FALLBACK_MODEL = env_str("RERANKER_FALLBACK_MODEL", "packaged-minilm")
+# Query languages the reranker serves ("en,zh"); unset: all for a configured model, English
+# only for the packaged all-MiniLM-L6-v2. Queries in other languages keep the full-text order.
+RERANKER_LANGUAGES = env_list("RERANKER_LANGUAGES", []) or None
+RERANKER_DEVICE = env_str("RERANKER_DEVICE", "auto")  # auto | cpu | cuda | cuda:N
+RERANKER_MAX_LENGTH = env_int("RERANKER_MAX_LENGTH", 512, minimum=16, maximum=8192)
+RERANKER_BATCH_SIZE = env_int("RERANKER_BATCH_SIZE", 32, minimum=1, maximum=1024)
+# Padded tokens (rows x longest row) in one forward pass of the worker's batching thread; pairs of
+# several concurrent searches share a pass up to this budget. A pass cannot be interrupted, so on a
+# CPU (~0.2 ms a token) a small one keeps a late search from waiting seconds: 0 picks 2048 on a
+# CPU and 16384 on a GPU (worker.tasks).
+RERANKER_BATCH_TOKENS = env_int("RERANKER_BATCH_TOKENS", 0, minimum=0)
+# Pairs waiting in the worker at most; beyond it a search is answered at once with the full-text
+# order instead of queueing past its budget (16 searches of 50 documents x 8 chunks fit).
+RERANKER_MAX_QUEUED_PAIRS = env_int("RERANKER_MAX_QUEUED_PAIRS", 8192, minimum=1)
+# Milliseconds the idle batching thread waits for searches sent together to share a pass.
+RERANKER_GATHER_MS = env_float("RERANKER_GATHER_MS", 2.0, minimum=0.0)
+# CPU only: float32 (exact) or bfloat16 (about 3x faster on CPUs with AMX; see docs/benchmarks.md).
+RERANKER_CPU_DTYPE = env_str("RERANKER_CPU_DTYPE", "float32")
+if RERANKER_CPU_DTYPE not in ("float32", "bfloat16"):
+    raise ImproperlyConfigured(f"RERANKER_CPU_DTYPE must be float32 or bfloat16, got {RERANKER_CPU_DTYPE!r}")
+# torch threads for the model on a CPU; 0 keeps torch's default (one per core).
+RERANKER_CPU_THREADS = env_int("RERANKER_CPU_THREADS", 0, minimum=0)
+# Seconds a search waits for the worker before answering with the full-text order.
+RERANK_TIMEOUT = env_float("RERANK_TIMEOUT", 3.0, minimum=0.05)
+# Seconds a rerank score stays cached in Redis, keyed by model, max_length, query and the
+# document's content version (search.rerank_cache); 0 turns the cache off.
+RERANK_CACHE_SECONDS = env_int("RERANK_CACHE_SECONDS", 3600, minimum=0)
+
+# --- Search ---------------------------------------------------------------------------------
+SEARCH_K_INITIAL = env_int("SEARCH_K_INITIAL", 50, minimum=1, maximum=200)
+SEARCH_K_INITIAL_MAX = 200
+SEARCH_K_FINAL = env_int("SEARCH_K_FINAL", 10, minimum=1, maximum=200)
+SEARCH_MAX_QUERY_CHARS = env_int("SEARCH_MAX_QUERY_CHARS", 500, minimum=10)
+# Matching documents ranked at most per query: keeps ts_rank_cd bounded for very common terms
+# (see search.fulltext); documents matching every term are taken first.
+SEARCH_RANK_CAP = env_int("SEARCH_RANK_CAP", 2000, minimum=10)
+
+# --- Documents ------------------------------------------------------------------------------
+DOCUMENTS_MAX_UPLOAD_BYTES = env_int("DOCUMENTS_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
+# Tokens per chunk; the reranker sees the query too, so chunks stay below its max_length.
+DOCUMENTS_CHUNK_TOKENS = env_int("DOCUMENTS_CHUNK_TOKENS", RERANKER_MAX_LENGTH - 64, minimum=32)
+DATA_UPLOAD_MAX_MEMORY_SIZE = DOCUMENTS_MAX_UPLOAD_BYTES + 1024 * 1024
+FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
+DATA_UPLOAD_MAX_NUMBER_FILES = 200
+
+# --- REST API -------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
+    # The API takes JSON; only the upload view takes multipart (its own parser_classes).
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Document lists come in pages (?page=N); search results are bounded by k instead.
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_THROTTLE_RATES": {
+        "anon_search": env_str("SEARCH_ANON_THROTTLE", "60/min"),
+        # The search page (search.views): a search costs the same work there as in the API.
+        "anon_search_page": env_str("SEARCH_PAGE_ANON_THROTTLE", "60/min"),
+    },
+    "EXCEPTION_HANDLER": "search.api.json_exception_handler",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Reranked search API",
+    "DESCRIPTION": "Full-text candidates from PostgreSQL, reranked by a cross-encoder.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI's files are served from our own static files (no CDN: works offline).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    # Every operation documents its error answers too (searchsite/api_schema.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "searchsite.api_schema.add_error_responses",
+    ],
+}
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
+    }
+}
+
+# --- Static files, i18n ---------------------------------------------------------------------
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+LANGUAGE_CODE = "en"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Security (production: DEBUG=0) ---------------------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SESSION_COOKIE_HTTPONLY = True
+if not DEBUG:
+    # Behind a TLS-terminating proxy: trust its header, redirect plain HTTP, send HSTS.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31536000, minimum=0)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}

@@ -1,0 +1,17 @@
+"""URLs: pages, the REST API (v1) with its schema and docs, the admin, a health check."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from search.views import healthz
+
+urlpatterns = [
+    path("", include("search.urls")),
+    path("api/v1/", include("search.api_urls")),
+    path("admin/", admin.site.urls),
+    path("healthz", healthz, name="healthz"),
+]
+
+# JSON under /api/, Django's pages elsewhere (searchsite.errors).
+handler404 = "searchsite.errors.not_found"
+handler500 = "searchsite.errors.server_error"
