@@ -1,0 +1,191 @@
+"""File ingestion shared by the admin upload page, the REST upload and `import_documents`.
+
+Each file is parsed (documents.parsers) and stored through documents.services; one file's failure
+never stops the others, and every file gets a one-line report for the person who sent it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
+from django.db import DatabaseError
+
+from documents.models import LIBRARY
+from documents.parsers import ParseError, format_size, parse_file_lenient
+from documents.services import DocumentInput, IngestError, document_create, documents_import
+
+logger = logging.getLogger(__name__)
+
+# Documents per transaction when a file holds many (JSON / JSON Lines): big enough to be fast,
+# small enough that one failing batch costs little to retry one by one.
+DEFAULT_BATCH_SIZE = 500
+
+# Called with (documents handled so far, documents in the file) after parsing and after each batch.
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class FileReport:
+    name: str
+    status: str  # "created" | "duplicate" | "rejected" | "partial"
+    created: int = 0
+    duplicates: int = 0
+    rejected: list[str] = field(default_factory=list)
+    message: str = ""
+    document_ids: list[int] = field(default_factory=list)  # the documents this file created
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class _Tally:
+    created: int = 0
+    duplicates: int = 0
+    rejected: list[str] = field(default_factory=list)
+    document_ids: list[int] = field(default_factory=list)
+    duplicate_of: int | None = None  # the existing document a single-document file duplicates
+
+
+def ingest_upload(uploaded_file: UploadedFile, *, collection: str = LIBRARY) -> FileReport:
+    """Return the report for one uploaded file (reads it into memory unless it is over the limit)."""
+    name = uploaded_file.name or "unnamed"
+    too_big = _size_problem(uploaded_file.size or 0)
+    if too_big:
+        return _rejected(name, too_big)
+    data = b"".join(uploaded_file.chunks())
+    return ingest_bytes(name, data, collection=collection)
+
+
+def ingest_path(
+    path: Path, *, collection: str = LIBRARY, batch_size: int = DEFAULT_BATCH_SIZE, progress: Progress | None = None
+) -> FileReport:
+    """Return the report for one file on disk, named by its path (reads the file)."""
+    try:
+        too_big = _size_problem(path.stat().st_size)
+        data = b"" if too_big else path.read_bytes()
+    except OSError as error:
+        return _rejected(str(path), f"cannot read the file ({error.strerror or error})")
+    if too_big:
+        return _rejected(str(path), too_big)
+    report = ingest_bytes(path.name, data, collection=collection, batch_size=batch_size, progress=progress)
+    report.name = str(path)
+    return report
+
+
+def ingest_bytes(
+    name: str,
+    data: bytes,
+    collection: str = LIBRARY,
+    *,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    progress: Progress | None = None,
+) -> FileReport:
+    """Return the report for one file's bytes after storing its documents (database writes).
+
+    A single document goes in through `document_create` (one transaction); a file of many goes
+    in through `documents_import` in batches, where a bad record is rejected alone.
+    """
+    try:
+        parsed = parse_file_lenient(name, data)
+    except ParseError as error:
+        return _rejected(name, str(error))
+    total = len(parsed.items)
+    if progress:
+        progress(0, total)
+    outcome = _Tally(rejected=list(parsed.problems))
+    if total == 1:
+        _create_one(parsed.items[0], collection, outcome)
+        if progress:
+            progress(1, 1)
+    else:
+        for start in range(0, total, batch_size):
+            batch = parsed.items[start : start + batch_size]
+            try:
+                result = documents_import(items=batch, collection=collection, batch_size=batch_size)
+            except DatabaseError as error:
+                logger.exception("import of %s failed", name)
+                outcome.rejected.append(
+                    f"documents {start + 1}-{start + len(batch)}: the database refused them ({error})"
+                )
+            else:
+                outcome.created += result.created
+                outcome.duplicates += result.duplicates
+                outcome.rejected.extend(result.rejected)
+                outcome.document_ids.extend(result.document_ids)
+            if progress:
+                progress(min(start + batch_size, total), total)
+    return _report(name, outcome)
+
+
+def _create_one(item: DocumentInput, collection: str, outcome: _Tally) -> None:
+    try:
+        result = document_create(item=item, collection=collection)
+    except IngestError as error:
+        outcome.rejected.append(str(error))
+        return
+    except DatabaseError as error:
+        logger.exception("storing %s failed", item.source)
+        outcome.rejected.append(f"the database refused the document ({error})")
+        return
+    if result.created:
+        outcome.created += 1
+        outcome.document_ids.append(result.document.pk)
+    else:
+        outcome.duplicates += 1
+        outcome.duplicate_of = result.document.pk
+
+
+def _size_problem(size: int) -> str:
+    limit = settings.DOCUMENTS_MAX_UPLOAD_BYTES
+    if size <= limit:
+        return ""
+    return f"the file is {format_size(size)}; the limit is {format_size(limit)}"
+
+
+def _rejected(name: str, reason: str) -> FileReport:
+    return FileReport(name=name, status="rejected", rejected=[reason], message=f"rejected: {reason}")
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def _report(name: str, outcome: _Tally) -> FileReport:
+    created, duplicates, rejected = outcome.created, outcome.duplicates, outcome.rejected
+    if not created and not duplicates:
+        reason = (
+            rejected[0] if len(rejected) == 1 else f"{_plural(len(rejected), 'problem')}: {'; '.join(rejected[:3])}"
+        )
+        return FileReport(name=name, status="rejected", rejected=rejected, message=f"rejected: {reason}")
+    if not created and not rejected and outcome.duplicate_of is not None:
+        message = f"skipped as duplicate of document #{outcome.duplicate_of}"
+    elif not created and not rejected:
+        message = f"skipped as duplicate (all {_plural(duplicates, 'document')} already stored)"
+    else:
+        parts = [f"created {_plural(created, 'document')}"]
+        if duplicates:
+            parts.append(f"skipped {_plural(duplicates, 'duplicate')}")
+        if rejected:
+            parts.append(f"rejected {len(rejected)}")
+        message = ", ".join(parts)
+    if rejected:
+        status = "partial"
+    elif created:
+        status = "created"
+    else:
+        status = "duplicate"
+    return FileReport(
+        name=name,
+        status=status,
+        created=created,
+        duplicates=duplicates,
+        rejected=rejected,
+        message=message,
+        document_ids=list(outcome.document_ids),
+    )
