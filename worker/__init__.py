@@ -1,0 +1,1 @@
+"""The rerank worker: the only package that imports torch and sentence-transformers."""

@@ -1,0 +1,370 @@
+"""Cross-request batching: one background thread owns the model; task threads submit and wait.
+
+The shape of text-embeddings-inference's queue (core/src/queue.rs, infer.rs), for a Celery worker
+started with `-P threads -c N`:
+- a task thread tokenizes its own pairs (off the model's critical path), puts one request on a
+  bounded queue and waits for it, at most until the task's expiry;
+- the batching thread takes the requests that are waiting (a window, capped in pairs; what does
+  not fit waits for the next window), drops those whose caller has gone, orders them by deadline
+  with each one's pairs sorted by token count, and cuts that sequence into forward passes capped
+  by a token budget (rows x longest row) where padding plus per-pass cost is least: small
+  searches share passes, hardly any padding is computed, and searches finish one after another
+  (under overload, the earliest still make their budget instead of all missing it together);
+- queue time (submitted -> its first forward pass) and model time (first pass -> last) are
+  measured for each request;
+- a pass the model fails (CUDA out of memory, an input the model cannot take) is split in two and
+  each half is run once more; a half that fails again fails only the requests with pairs in it.
+
+Only this thread touches the model, so nothing forks after CUDA is initialised and a GPU keeps one
+stream of work. Scores are those of `Reranker.score` (sigmoid of the logit, in fp32).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+
+from worker.reranker import Reranker, best_per_group
+
+logger = logging.getLogger(__name__)
+
+# Once the first request of an idle spell arrives, wait this long for others to share its pass.
+DEFAULT_GATHER_MS = 2.0
+# Pairs taken into one window at most: enough to sort well, few enough that a search which
+# arrives later does not wait behind a long tail of others' work.
+DEFAULT_WINDOW_PAIRS = 256
+# What one more forward pass costs beyond its tokens, counted in tokens: the cuts between passes
+# trade this against padding.
+PASS_OVERHEAD_TOKENS = 64
+
+
+class Overloaded(Exception):
+    """The queue is full: answering later would miss the caller's budget anyway."""
+
+
+class CallerGone(Exception):
+    """The request's deadline passed before it was scored; its work was dropped."""
+
+
+class ModelFailed(RuntimeError):
+    """The model raised on this request's pairs, also after its pass was halved."""
+
+
+@dataclass
+class BatchStats:
+    """Counters since start: what the padded-token share and pass sizes are computed from."""
+
+    requests: int = 0
+    dropped: int = 0
+    passes: int = 0
+    pairs: int = 0
+    real_tokens: int = 0
+    padded_tokens: int = 0  # rows x longest row, summed over passes (includes real tokens)
+    halved: int = 0  # passes the model failed, split in two and run again
+    failed: int = 0  # requests answered with an error because the model failed on them
+
+    @property
+    def padding_share(self) -> float:
+        return 1 - self.real_tokens / self.padded_tokens if self.padded_tokens else 0.0
+
+
+@dataclass
+class _Request:
+    query: str
+    texts: list[str]
+    features: list[dict[str, list[int]]]  # one tokenized pair per text (empty for bi-encoders)
+    deadline: float  # time.monotonic() after which nobody waits for the answer
+    submitted: float = field(default_factory=time.perf_counter)
+    scores: list[float | None] = field(default_factory=list)
+    remaining: int = 0
+    started: float | None = None
+    finished: float | None = None
+    window_requests: int = 1
+    error: str = ""
+    gone: bool = False  # set by the caller when it stops waiting
+    done: threading.Event = field(default_factory=threading.Event)
+
+    def expired(self, now: float) -> bool:
+        return self.gone or now > self.deadline
+
+
+@dataclass
+class BatchedScores:
+    scores: list[float]
+    best: list[int]
+    queue_ms: float  # submitted -> first forward pass that carried one of its pairs
+    model_ms: float  # that pass -> its last pair scored
+    window_requests: int  # searches that shared its window (1: it ran alone)
+
+
+class BatchingReranker:
+    """Scores (query, text) pairs for many threads through one model-owning batching thread."""
+
+    def __init__(
+        self,
+        reranker: Reranker,
+        *,
+        max_batch_tokens: int,
+        max_batch_pairs: int,
+        max_queued_pairs: int,
+        gather_ms: float = DEFAULT_GATHER_MS,
+        window_pairs: int = DEFAULT_WINDOW_PAIRS,
+    ) -> None:
+        self.reranker = reranker
+        self.info = reranker.info
+        self.max_batch_tokens = max_batch_tokens
+        self.max_batch_pairs = max_batch_pairs
+        self.max_queued_pairs = max_queued_pairs
+        self.gather_seconds = gather_ms / 1000
+        self.window_pairs = window_pairs
+        self.stats = BatchStats()
+        self._queue: collections.deque[_Request] = collections.deque()
+        self._queued_pairs = 0
+        self._ready = threading.Condition()
+        self._tokenizers = threading.local()
+        self._thread = threading.Thread(target=self._loop, name="rerank-batcher", daemon=True)
+        self._thread.start()
+
+    # --- caller side (task threads) ---------------------------------------------------------
+
+    def serves(self, language: str | None) -> bool:
+        return self.reranker.serves(language)
+
+    def score_groups(self, query: str, groups: list[list[str]], *, deadline: float) -> BatchedScores:
+        """Return each group's best score and its index; waits at most until `deadline` (monotonic).
+
+        Raises Overloaded when the queue is full, CallerGone when the deadline passes first and
+        ModelFailed when the model raises on these pairs (after halving their pass).
+        """
+        texts = [text for group in groups for text in group]
+        request = _Request(query=query, texts=texts, features=self._tokenize(query, texts), deadline=deadline)
+        request.scores = [None] * len(texts)
+        request.remaining = len(texts)
+        if texts:
+            self._submit(request)
+            if not request.done.wait(timeout=max(0.0, deadline - time.monotonic())):
+                request.gone = True  # the batching thread drops what is left of it
+                raise CallerGone("the rerank deadline passed before the model reached this search")
+            if request.error:
+                raise (CallerGone if request.gone else ModelFailed)(request.error)
+        scores, best = best_per_group(groups, [float(s) for s in request.scores])
+        started = request.started or request.submitted
+        finished = request.finished or started
+        return BatchedScores(
+            scores=scores,
+            best=best,
+            queue_ms=round((started - request.submitted) * 1000, 2),
+            model_ms=round((finished - started) * 1000, 2),
+            window_requests=request.window_requests,
+        )
+
+    def _tokenize(self, query: str, texts: list[str]) -> list[dict[str, list[int]]]:
+        """Return the model inputs of each pair, unpadded (runs on the caller's thread)."""
+        if self.info.kind != "cross-encoder" or not texts:
+            return []
+        tokenizer = getattr(self._tokenizers, "tokenizer", None)
+        if tokenizer is None:
+            # A fast tokenizer is not safe to share between threads ("Already borrowed").
+            tokenizer = self._tokenizers.tokenizer = copy.deepcopy(self.reranker.model.tokenizer)
+        encoded = tokenizer(
+            [query] * len(texts),
+            texts,
+            truncation="longest_first",
+            max_length=self.info.max_length,
+            padding=False,
+            return_attention_mask=True,
+        )
+        names = [name for name in encoded if name in ("input_ids", "token_type_ids", "attention_mask")]
+        return [{name: encoded[name][i] for name in names} for i in range(len(texts))]
+
+    def _submit(self, request: _Request) -> None:
+        with self._ready:
+            if self._queued_pairs and self._queued_pairs + len(request.texts) > self.max_queued_pairs:
+                raise Overloaded(
+                    f"the reranker's queue is full ({self._queued_pairs} pairs waiting; "
+                    f"RERANKER_MAX_QUEUED_PAIRS={self.max_queued_pairs})"
+                )
+            self._queue.append(request)
+            self._queued_pairs += len(request.texts)
+            self.stats.requests += 1
+            self._ready.notify()
+
+    # --- the batching thread ----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            window = self._take_window()
+            try:
+                self._run_window(window)
+            except Exception as error:  # a model error fails this window, never the thread
+                logger.exception("reranker: a batch failed")
+                for request in window:
+                    if not request.done.is_set():
+                        request.error = f"{type(error).__name__}: {error}"
+                        request.done.set()
+
+    def _take_window(self) -> list[_Request]:
+        """Return the requests of the next window: FIFO, at least one, about `window_pairs` pairs."""
+        with self._ready:
+            idle = not self._queue
+            while not self._queue:
+                self._ready.wait()
+        if idle and self.gather_seconds:
+            time.sleep(self.gather_seconds)  # let searches sent together arrive together
+        window: list[_Request] = []
+        pairs = 0
+        with self._ready:
+            while self._queue and (not window or pairs + len(self._queue[0].texts) <= self.window_pairs):
+                request = self._queue.popleft()
+                self._queued_pairs -= len(request.texts)
+                window.append(request)
+                pairs += len(request.texts)
+        return window
+
+    def _run_window(self, window: list[_Request]) -> None:
+        now = time.monotonic()
+        live = []
+        for request in window:
+            if request.expired(now):
+                self._drop(request)
+            else:
+                live.append(request)
+        for request in live:
+            request.window_requests = len(live)
+        if self.info.kind != "cross-encoder":
+            for request in live:
+                self._run_alone(request)
+            return
+        # Earliest deadline first, each search's pairs shortest first: searches finish one after
+        # another (under load some still make their budget), and the cuts between passes still
+        # let a short search share a pass with its neighbours.
+        items = []
+        for request in sorted(live, key=lambda r: r.deadline):
+            own = [(len(request.features[i]["input_ids"]), request, i) for i in range(len(request.texts))]
+            items.extend(sorted(own, key=lambda item: item[0]))
+        for batch in self._passes(items):
+            now = time.monotonic()
+            batch = [item for item in batch if not item[1].done.is_set() and not item[1].expired(now)]
+            if batch:
+                self._forward_or_halve(batch)
+        now = time.monotonic()
+        for request in live:
+            if not request.done.is_set():
+                self._drop(request)
+
+    def _passes(self, items: list[tuple[int, _Request, int]]) -> list[list[tuple[int, _Request, int]]]:
+        """Return the items, in order, cut into passes: rows x longest <= the token budget.
+
+        The cuts minimise the tokens computed (padding included) plus a fixed cost per pass, by
+        dynamic programming over the lengths (n x max_batch_pairs steps).
+        """
+        lengths = [item[0] for item in items]
+        cost = [0.0] + [float("inf")] * len(items)
+        cut = [0] * (len(items) + 1)
+        for end in range(1, len(items) + 1):
+            width = 0
+            for start in range(end - 1, max(0, end - self.max_batch_pairs) - 1, -1):
+                width = max(width, lengths[start])
+                rows = end - start
+                if rows > 1 and rows * width > self.max_batch_tokens:
+                    break
+                candidate = cost[start] + rows * width + PASS_OVERHEAD_TOKENS
+                if candidate < cost[end]:
+                    cost[end], cut[end] = candidate, start
+        passes = []
+        end = len(items)
+        while end > 0:
+            passes.append(items[cut[end] : end])
+            end = cut[end]
+        return passes[::-1]
+
+    def _forward_or_halve(self, batch: list[tuple[int, _Request, int]]) -> None:
+        """Run one pass; if the model raises, run each half of it once more.
+
+        A too-large pass (CUDA out of memory) fits as two; a pair the model cannot take fails its
+        half again, and then only the requests with pairs in that half get the error.
+        """
+        try:
+            self._forward(batch)
+            return
+        except Exception as error:
+            if len(batch) == 1:
+                self._fail([batch[0][1]], error)
+                return
+            logger.warning("reranker: a pass of %d pairs failed (%s); retrying it in two halves", len(batch), error)
+        self.stats.halved += 1
+        self.reranker.release_cached_memory()
+        middle = len(batch) // 2
+        for half in (batch[:middle], batch[middle:]):
+            half = [item for item in half if not item[1].done.is_set()]
+            if not half:
+                continue
+            try:
+                self._forward(half)
+            except Exception as error:
+                self._fail(list({id(request): request for _, request, _ in half}.values()), error)
+
+    def _fail(self, requests: list[_Request], error: Exception) -> None:
+        """Answer each of `requests` with the model's error (pairs of theirs still queued are skipped)."""
+        logger.error("reranker: the model failed on %d search(es): %s: %s", len(requests), type(error).__name__, error)
+        for request in requests:
+            if not request.done.is_set():
+                self.stats.failed += 1
+                request.error = f"the model failed on this search's texts ({type(error).__name__}: {error})"
+                request.done.set()
+
+    def _forward(self, batch: list[tuple[int, _Request, int]]) -> None:
+        started = time.perf_counter()
+        for _, request, _ in batch:
+            if request.started is None:
+                request.started = started
+        values = self.reranker.score_features([request.features[i] for _, request, i in batch])
+        finished = time.perf_counter()
+        width = max(length for length, _, _ in batch)
+        self.stats.passes += 1
+        self.stats.pairs += len(batch)
+        self.stats.real_tokens += sum(length for length, _, _ in batch)
+        self.stats.padded_tokens += width * len(batch)
+        for (_, request, i), value in zip(batch, values, strict=True):
+            request.scores[i] = value
+            request.remaining -= 1
+            if request.remaining == 0:
+                request.finished = finished
+                request.done.set()
+
+    def _run_alone(self, request: _Request) -> None:
+        """Score one request by itself (bi-encoders); if the model raises, score each half once more."""
+        request.started = time.perf_counter()
+        try:
+            request.scores = self.reranker.score(request.query, request.texts)
+        except Exception as error:
+            if len(request.texts) == 1:
+                self._fail([request], error)
+                return
+            logger.warning("reranker: %d texts failed (%s); retrying them in two halves", len(request.texts), error)
+            self.stats.halved += 1
+            self.reranker.release_cached_memory()
+            middle = len(request.texts) // 2
+            try:
+                request.scores = [
+                    *self.reranker.score(request.query, request.texts[:middle]),
+                    *self.reranker.score(request.query, request.texts[middle:]),
+                ]
+            except Exception as error:
+                self._fail([request], error)
+                return
+        request.finished = time.perf_counter()
+        request.remaining = 0
+        self.stats.passes += 1
+        self.stats.pairs += len(request.texts)
+        request.done.set()
+
+    def _drop(self, request: _Request) -> None:
+        self.stats.dropped += 1
+        request.error = "dropped: its caller stopped waiting"
+        request.gone = True
+        request.done.set()

