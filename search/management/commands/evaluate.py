@@ -1,0 +1,377 @@
+"""Evaluate both orderings on a BEIR-style judged data set; optionally write report.md, chart.png, results.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from search import evaluation, rerank_client
+from search.evaluation import METRIC_LABELS, METRICS, DatasetError, QueryResult, WorkerNotReady
+from search.services import SearchUnavailable
+
+# Offline evaluation never wants the page's short budget: a timeout would score the full-text
+# order as the reranked one. Generous, and every fallback that still happens is counted.
+DEFAULT_RERANK_TIMEOUT = 60.0
+MOVERS_SHOWN = 5
+TITLE_CHARS = 60
+
+
+def change(before: float, after: float) -> str:
+    """Return "+0.220 (+36.1%)": the absolute and the relative change."""
+    delta = after - before
+    if before == 0:
+        return f"{delta:+.3f} ({'n/a' if delta else '±0%'})"
+    return f"{delta:+.3f} ({delta / before * 100:+.1f}%)"
+
+
+def metrics_table(fulltext: dict[str, float], reranked: dict[str, float], k_initial: int) -> list[str]:
+    """Return a Markdown table of both orderings, one row per metric."""
+    lines = ["| Metric | Full-text order | Reranked order | Change |", "|---|---:|---:|---:|"]
+    for name in METRICS:
+        label = METRIC_LABELS[name].replace("k_initial", str(k_initial))
+        lines.append(
+            f"| {label} | {fulltext[name]:.3f} | {reranked[name]:.3f} | {change(fulltext[name], reranked[name])} |"
+        )
+    return lines
+
+
+def _short(text: str, limit: int = TITLE_CHARS) -> str:
+    text = " ".join(text.split()).replace("|", "/")
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def machine_line(model_info: dict | None) -> str:
+    cpu = platform.processor() or platform.machine()
+    with_cpuinfo = Path("/proc/cpuinfo")
+    if with_cpuinfo.exists():
+        names = [
+            line.split(":", 1)[1].strip() for line in with_cpuinfo.read_text().splitlines() if "model name" in line
+        ]
+        cpu = names[0] if names else cpu
+    device = (model_info or {}).get("device", "?")
+    return f"{os.cpu_count()}-core CPU ({cpu}); model device: {device}"
+
+
+class Command(BaseCommand):
+    help = (
+        "Run a BEIR-style data set (corpus.jsonl, queries.jsonl, qrels/<split>.tsv) through the real "
+        "search path and report MRR@5, Recall@3, top-1, nDCG@10 and Recall@k_initial for the full-text "
+        "and the reranked order (SQL, Redis, the rerank worker)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("dataset_dir", type=Path)
+        parser.add_argument("--split", default="test", help="qrels/<split>.tsv (default: test)")
+        parser.add_argument("--corpus", type=Path, default=None, help="corpus file (default: DATASET_DIR/corpus.jsonl)")
+        parser.add_argument(
+            "--k-initial", type=int, default=None, help=f"candidates per query (default {settings.SEARCH_K_INITIAL})"
+        )
+        parser.add_argument("--max-queries", type=int, default=None, help="the first N judged queries, in file order")
+        parser.add_argument(
+            "--model",
+            default=None,
+            help="start a private worker serving this model (hub id, directory, packaged-minilm); "
+            "default: use the running worker on the configured queue",
+        )
+        parser.add_argument(
+            "--languages",
+            default=None,
+            help="RERANKER_LANGUAGES for the private worker, e.g. en,zh (default: the environment's)",
+        )
+        parser.add_argument("--rerank-timeout", type=float, default=DEFAULT_RERANK_TIMEOUT)
+        parser.add_argument("--output", type=Path, default=None, help="write report.md, chart.png, results.json here")
+        parser.add_argument(
+            "--per-query-depth", type=int, default=None, help="keep only the top N ids per query in results.json"
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        if options["languages"] is not None and not options["model"]:
+            raise CommandError("--languages configures the private worker: give --model too")
+        try:
+            dataset = evaluation.dataset_load(
+                directory=options["dataset_dir"],
+                split=options["split"],
+                corpus=options["corpus"],
+                max_queries=options["max_queries"],
+            )
+        except DatasetError as error:
+            raise CommandError(str(error)) from error
+        k_initial = max(1, min(options["k_initial"] or settings.SEARCH_K_INITIAL, settings.SEARCH_K_INITIAL_MAX))
+        collection = evaluation.collection_name(dataset)
+        self.stderr.write(f"importing {dataset.corpus_path} into collection {collection!r} (missing documents only)")
+        imported = evaluation.corpus_import(dataset=dataset, collection=collection)
+        self.stderr.write(
+            f"  {imported.already} already there, {imported.created} created, {imported.duplicates} exact "
+            f"duplicates, {len(imported.rejected)} rejected ({imported.seconds:.1f} s)"
+        )
+        started = time.monotonic()
+        results, worker_info = self._run(dataset, collection, k_initial, options)
+        report = self._report(dataset, imported, results, worker_info, k_initial, options, time.monotonic() - started)
+        self.stdout.write("\n".join(render_markdown(report, chart=None)))
+        if options["output"]:
+            write_outputs(report, options["output"])
+            self.stderr.write(f"wrote report.md, chart.png, results.json to {options['output']}")
+
+    def _run(self, dataset, collection: str, k_initial: int, options: dict) -> tuple[list[QueryResult], dict]:
+        worker = None
+        if options["model"]:
+            worker = evaluation.worker_start(model=options["model"], languages=options["languages"])
+            self.stderr.write(f"started a rerank worker (pid {worker.process.pid}, log {worker.log_path})")
+        try:
+            if worker is not None:
+                try:
+                    status = worker.wait_ready()
+                except WorkerNotReady as error:
+                    raise CommandError(f"the private rerank worker for {options['model']!r} failed: {error}") from error
+                queue = worker.queue
+            else:
+                queue = settings.RERANK_QUEUE
+                status = rerank_client.worker_status(timeout=5.0)
+                if not status.get("ready"):
+                    raise CommandError(
+                        f"no rerank worker serves queue {queue!r} ({status.get('problem')}). Start one "
+                        "(`make run`) or pass --model NAME to start a private one."
+                    )
+            self.stderr.write(f"reranker: {status['model']['model']} ({status['model']['kind']}) on queue {queue}")
+            ids = evaluation.collection_ids(collection)
+            results = []
+            with evaluation.rerank_settings(queue=queue, timeout=options["rerank_timeout"]):
+                for query in tqdm(dataset.queries, desc=dataset.name, unit="query", mininterval=2.0):
+                    try:
+                        results.append(
+                            evaluation.query_evaluate(
+                                query=query,
+                                judged=dataset.qrels[query.id],
+                                collection=collection,
+                                k_initial=k_initial,
+                                ids=ids,
+                            )
+                        )
+                    except SearchUnavailable as error:
+                        raise CommandError(str(error)) from error
+            return results, {"status": status["model"], "ids": ids}
+        finally:
+            if worker is not None:
+                worker.stop()
+
+    def _report(self, dataset, imported, results, worker_info, k_initial, options, seconds) -> dict:
+        served = worker_info["status"]
+        seen = {(r.model or {}).get("model") for r in results if r.model}
+        ids_titles = {external_id: title for external_id, title in worker_info["ids"].values()}
+        helped, hurt = evaluation.movers(results, limit=MOVERS_SHOWN)
+        rerank_ms = [r.rerank_ms for r in results if r.status == "ok" and r.rerank_ms is not None]
+        depth = options["per_query_depth"]
+        return {
+            "dataset": dataset.name,
+            "model": served["model"],
+            "k_initial": k_initial,
+            **evaluation.summary(results),
+            "languages": evaluation.by_language(results),
+            "split": dataset.split,
+            "corpus": display_path(dataset.corpus_path),
+            "collection": imported.collection,
+            "model_info": served,
+            "models_seen_in_replies": sorted(m for m in seen if m),
+            "queries": len(results),
+            "judged_queries_in_split": dataset.judged_query_count,
+            "query_selection": "the first N judged queries in queries.jsonl order"
+            if options["max_queries"]
+            else "all judged queries",
+            "rerank_status": evaluation.status_counts(results),
+            "fallbacks": sum(1 for r in results if r.fell_back),
+            "relevant_grade": evaluation.RELEVANT_GRADE,
+            "import": {
+                "already": imported.already,
+                "created": imported.created,
+                "duplicates": imported.duplicates,
+                "rejected": len(imported.rejected),
+            },
+            "movers": {
+                "metric": "ndcg@10",
+                "helped": [mover(delta, r, dataset.qrels, ids_titles) for delta, r in helped],
+                "hurt": [mover(delta, r, dataset.qrels, ids_titles) for delta, r in hurt],
+            },
+            "run": {
+                "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+                "command": command_line(options),
+                "machine": machine_line(served),
+                "seconds": round(seconds, 1),
+                "mean_rerank_ms": round(sum(rerank_ms) / len(rerank_ms), 1) if rerank_ms else None,
+                "rerank_timeout_s": options["rerank_timeout"],
+            },
+            "per_query_depth": depth,
+            "per_query": [
+                {
+                    "query_id": r.query.id,
+                    "query": r.query.text,
+                    "language": r.query.language,
+                    "rerank_status": r.status,
+                    "fulltext": r.fulltext[:depth] if depth else r.fulltext,
+                    "reranked": r.reranked[:depth] if depth else r.reranked,
+                }
+                for r in results
+            ],
+        }
+
+
+def mover(delta: float, result: QueryResult, qrels: dict, titles: dict[str, str]) -> dict:
+    judged = qrels[result.query.id]
+
+    def top(ranking: list[str]) -> dict | None:
+        if not ranking:
+            return None
+        return {"id": ranking[0], "title": _short(titles.get(ranking[0], "")), "grade": judged.get(ranking[0], 0)}
+
+    return {
+        "query_id": result.query.id,
+        "query": result.query.text,
+        "language": result.query.language,
+        "delta": round(delta, 4),
+        "fulltext": round(result.fulltext_metrics["ndcg@10"], 4),
+        "reranked": round(result.reranked_metrics["ndcg@10"], 4),
+        "first_relevant": [
+            evaluation.first_relevant_rank(result.fulltext, judged),
+            evaluation.first_relevant_rank(result.reranked, judged),
+        ],
+        "top1": [top(result.fulltext), top(result.reranked)],
+    }
+
+
+def display_path(path: Path) -> str:
+    path = Path(path).resolve()
+    try:
+        return str(path.relative_to(settings.BASE_DIR))
+    except ValueError:
+        return str(path)
+
+
+def command_line(options: dict) -> str:
+    """Return the command that reproduces this run, from its options."""
+    words = ["python", "manage.py", "evaluate", display_path(options["dataset_dir"])]
+    for name in ("split", "corpus", "k_initial", "max_queries", "model", "languages", "per_query_depth"):
+        value = options.get(name)
+        if value is None or (name == "split" and value == "test"):
+            continue
+        words += [f"--{name.replace('_', '-')}", display_path(value) if isinstance(value, Path) else str(value)]
+    if options.get("output"):
+        words += ["--output", display_path(options["output"])]
+    return shlex.join(words)
+
+
+def render_markdown(report: dict, *, chart: str | None) -> list[str]:
+    """Return report.md's lines: both orderings, per language, rerank statuses, the top movers."""
+    k = report["k_initial"]
+    info = report["model_info"]
+    run = report["run"]
+    lines = [
+        f"# Evaluation: {report['dataset']} ({report['split']} split)",
+        "",
+        f"- Model served: **{info['model']}** ({info['kind']}, {info['device']}, languages: "
+        f"{', '.join(info.get('languages') or ['all'])})",
+        f"- Queries: {report['queries']} of {report['judged_queries_in_split']} judged ({report['query_selection']});"
+        f" k_initial = {k}; relevant = grade ≥ {report['relevant_grade']}",
+        f"- Date: {run['date']}; machine: {run['machine']}; {run['seconds']:.0f} s, mean rerank round trip "
+        f"{run['mean_rerank_ms']} ms",
+        f"- Command: `{run['command']}`",
+        f"- Corpus: `{report['corpus']}` → collection `{report['collection']}` "
+        f"({report['import']['duplicates']} exact duplicates stored once, {report['import']['rejected']} rejected)",
+        "",
+        "## Both orderings",
+        "",
+        *metrics_table(report["fulltext"], report["reranked"], k),
+        "",
+        f"Rerank status per query: {', '.join(f'{name} {n}' for name, n in report['rerank_status'].items())}. "
+        "A query that is not reranked (`skipped`: a language the model does not serve; a fallback: timeout, "
+        "error, unavailable) is counted with its full-text order as its reranked order. "
+        f"Fallbacks: {report['fallbacks']}.",
+    ]
+    if chart:
+        lines += ["", f"![both orderings per metric]({chart})"]
+    if len(report["languages"]) > 1:
+        lines += ["", "## Per language"]
+        for language, figures in report["languages"].items():
+            lines += ["", f"### {language} ({figures['queries']} queries)", ""]
+            lines += metrics_table(figures["fulltext"], figures["reranked"], k)
+    lines += ["", "## Queries the reranker moved most (nDCG@10)"]
+    for heading, rows in (("Helped", report["movers"]["helped"]), ("Hurt", report["movers"]["hurt"])):
+        lines += ["", f"### {heading}", ""]
+        if not rows:
+            lines.append("None.")
+            continue
+        lines += [
+            "| Query | nDCG@10 | First relevant rank | Top 1 before → after (grade) |",
+            "|---|---:|---:|---|",
+        ]
+        for row in rows:
+            before, after = (_rank(r) for r in row["first_relevant"])
+            tops = " → ".join(_top(t) for t in row["top1"])
+            lines.append(
+                f"| `{row['query_id']}` {_short(row['query'])} | {row['fulltext']:.3f} → {row['reranked']:.3f} "
+                f"| {before} → {after} | {tops} |"
+            )
+    return lines
+
+
+def _rank(value: int | None) -> str:
+    return "–" if value is None else str(value)
+
+
+def _top(top: dict | None) -> str:
+    return "–" if top is None else f"`{top['id']}` {top['title']} ({top['grade']})"
+
+
+def write_outputs(report: dict, directory: Path) -> None:
+    """Write report.md, chart.png and results.json into `directory`."""
+    directory.mkdir(parents=True, exist_ok=True)
+    chart_write(report, directory / "chart.png")
+    (directory / "report.md").write_text("\n".join(render_markdown(report, chart="chart.png")) + "\n")
+    (directory / "results.json").write_text(json.dumps(report, ensure_ascii=False, indent=1) + "\n")
+
+
+def chart_write(report: dict, path: Path) -> None:
+    """Draw both orderings side by side per metric: all queries, and each language of a mixed set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("all queries", report["queries"], report["fulltext"], report["reranked"])]
+    if len(report["languages"]) > 1:
+        panels += [(lang, f["queries"], f["fulltext"], f["reranked"]) for lang, f in report["languages"].items()]
+    figure, axes = plt.subplots(1, len(panels), figsize=(max(7.5, 5.2 * len(panels)), 4.6), squeeze=False, sharey=True)
+    labels = [
+        METRIC_LABELS[m].replace(" (ceiling)", "").replace("k_initial", str(report["k_initial"])) for m in METRICS
+    ]
+    positions = range(len(METRICS))
+    width = 0.38
+    for axis, (title, count, fulltext, reranked) in zip(axes[0], panels, strict=True):
+        for offset, name, values, colour in (
+            (-width / 2, "full-text", fulltext, "#8c9bab"),
+            (width / 2, "reranked", reranked, "#2f6db5"),
+        ):
+            bars = axis.bar(
+                [p + offset for p in positions], [values[m] for m in METRICS], width, label=name, color=colour
+            )
+            axis.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+        axis.set_title(f"{title} ({count} queries)", fontsize=10)
+        axis.set_xticks(list(positions), labels, rotation=30, ha="right", fontsize=8)
+        axis.set_ylim(0, 1.08)
+        axis.grid(axis="y", alpha=0.3)
+    handles, names = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, names, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    served = ", ".join(report["model_info"].get("languages") or ["all languages"])
+    figure.suptitle(
+        f"{report['dataset']}: {report['model']} (reranks {served}), k_initial={report['k_initial']}", fontsize=11
+    )
+    figure.tight_layout(rect=(0, 0.05, 1, 0.95))
+    figure.savefig(path, dpi=90)
+    plt.close(figure)

@@ -1,0 +1,33 @@
+"""Score one (query, document) pair through the real rerank worker, like a demo script."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from search import rerank_client
+
+
+class Command(BaseCommand):
+    help = "Print the rerank worker's score for a query and a document text (network: Redis, the worker)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("query")
+        parser.add_argument("document", help="the document text to score against the query")
+        parser.add_argument(
+            "--timeout",
+            type=float,
+            default=None,
+            help=f"seconds to wait for the worker (default RERANK_TIMEOUT, now {settings.RERANK_TIMEOUT:g})",
+        )
+
+    def handle(self, *args: object, **options: object) -> None:
+        reply = rerank_client.rerank(options["query"], [[options["document"]]], timeout=options["timeout"])
+        if not reply.ok:
+            # CommandError: the message on stderr, exit code 1.
+            raise CommandError(f"{reply.notice} Is a rerank worker running on queue {settings.RERANK_QUEUE!r}?")
+        model = reply.model or {}
+        self.stdout.write(f"score: {reply.scores[0]:.6f}")
+        self.stdout.write(f"model: {model.get('model')} ({model.get('kind')}, {model.get('device')})")
+        if model.get("fallback_reason"):
+            self.stdout.write(f"note: serving a fallback model; {model.get('requested')} failed to load")
