@@ -1,0 +1,106 @@
+"""PostgreSQL goes down under a running site: a clear 503 (page and JSON), then recovery by itself.
+
+The site runs as a real web process on a private PostgreSQL 16 (pgserver) of the test's own, on a
+unix socket; the test stops that server (pg_ctl -m fast: every open connection drops), requests,
+starts it again and requests again. The rerank worker is the session's; it needs no database.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SESSION_QUEUE, child_env
+from tests.reliability.own_services import OwnPostgres, http, manage, start_site
+
+pytestmark = pytest.mark.faults
+
+# What must never reach a visitor: a stack trace or the database driver's own words.
+LEAKS = ("Traceback", "OperationalError", "psycopg", "connection to server", "Exception Value")
+# A failed connection to a stopped local server is refused at once; allow the connect timeout
+# (DATABASE_CONNECT_TIMEOUT, 5 s) plus a margin for a busy machine.
+MAX_SECONDS_WHILE_DOWN = 5.0 + 5.0
+DOCUMENTS = [
+    {"id": "pg-1", "title": "Granny Smith apples", "content": "Granny Smith apples are green, tart and crisp."},
+    {"id": "pg-2", "title": "Apple pie", "content": "An apple pie needs tart apples, butter and cinnamon."},
+    {"id": "pg-3", "title": "Pears", "content": "Pears ripen from the inside out; pick them firm."},
+]
+
+
+def assert_no_leak(body: str) -> None:
+    for leak in LEAKS:
+        assert leak not in body, f"{leak!r} reached the visitor:\n{body[:2000]}"
+
+
+@pytest.fixture
+def own_postgres(tmp_path: Path):
+    postgres = OwnPostgres(tmp_path)
+    postgres.start()
+    yield postgres
+    postgres.close()
+
+
+def test_it_answers_503_while_postgres_is_down_and_recovers_by_itself(
+    own_postgres: OwnPostgres, rerank_worker, artifacts_dir: Path, tmp_path: Path
+):
+    database_url = own_postgres.create_database("site")
+    env = child_env(
+        DATABASE_URL=database_url,
+        RERANK_QUEUE=SESSION_QUEUE,
+        RERANK_TIMEOUT="30",
+        RERANK_CACHE_SECONDS="0",
+        SEARCH_ANON_THROTTLE="100000/min",
+        SEARCH_PAGE_ANON_THROTTLE="100000/min",
+    )
+    library = tmp_path / "few.jsonl"
+    library.write_text("\n".join(json.dumps(item) for item in DOCUMENTS))
+    manage(env, "migrate", "--noinput", "-v", "0")
+    manage(env, "import_documents", str(library))
+    site, base = start_site(env, artifacts_dir / "web-postgres-outage.log")
+    query = urllib.parse.urlencode({"q": "tart apples"})
+    try:
+        before = http(f"{base}/api/v1/search?{query}")
+        assert before.status == 200, before.body[:2000]
+        assert before.json()["candidate_count"] == 2
+        document_id = before.json()["fulltext"][0]["document_id"]
+
+        own_postgres.stop()
+        down = {
+            "page": http(f"{base}/search?{query}"),
+            "api": http(f"{base}/api/v1/search?{query}"),
+            "document": http(f"{base}/documents/{document_id}"),
+            "documents api": http(f"{base}/api/v1/documents"),
+            "document api": http(f"{base}/api/v1/documents/{document_id}"),
+            "healthz": http(f"{base}/healthz"),
+        }
+
+        for name, reply in down.items():
+            assert reply.status == 503, f"{name}: {reply.status}\n{reply.body[:2000]}"
+            assert reply.seconds < MAX_SECONDS_WHILE_DOWN, name
+            assert_no_leak(reply.body)
+        for name in ("page", "document"):
+            assert down[name].headers.get_content_type() == "text/html", name
+            assert "Search is temporarily unavailable" in down[name].body, name
+        for name in ("api", "documents api", "document api"):
+            assert down[name].headers.get_content_type() == "application/json", name
+            assert down[name].json() == {"error": "The document database is not answering; try again shortly."}
+        assert site.alive()
+
+        own_postgres.start()
+        after = {
+            "page": http(f"{base}/search?{query}"),
+            "api": http(f"{base}/api/v1/search?{query}"),
+            "document": http(f"{base}/documents/{document_id}"),
+            "healthz": http(f"{base}/healthz"),
+        }
+
+        for name, reply in after.items():
+            assert reply.status == 200, f"{name} after the restart: {reply.status}\n{reply.body[:2000]}"
+        assert after["api"].json()["fulltext"] == before.json()["fulltext"]
+        assert after["api"].json()["reranked_applied"] is True, after["api"].json()["notice"]
+        assert "Granny Smith apples" in after["page"].body
+    finally:
+        site.stop()
