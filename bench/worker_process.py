@@ -1,0 +1,61 @@
+"""Start a real rerank worker for a benchmark: the devstack's command, a queue of its own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from bench.common import ROOT
+
+# A fresh worker loads torch and the model first (seconds, more on a busy machine).
+READY_SECONDS = 180.0
+
+
+@contextlib.contextmanager
+def running_worker(
+    model: str, log_path: Path, extra_env: dict[str, str] | None = None, *, pool: str = "threads"
+) -> Iterator[str]:
+    """Yield the queue of a worker started with searchsite.devstack.worker_command; stop it after.
+
+    `pool="solo"` runs the one-search-at-a-time worker of before, for comparisons.
+
+    Needs Django set up (bench.common.django_stack): the readiness check sends a status task.
+    """
+    from django.conf import settings
+
+    from search.rerank_client import worker_status
+    from searchsite.devstack import stop_process, worker_command
+
+    queue = f"rerank-bench-{uuid.uuid4().hex[:8]}"
+    env = {
+        **os.environ,
+        "RERANK_QUEUE": queue,
+        "RERANKER_MODEL": model,
+        "RERANKER_FALLBACK_MODEL": "",
+        "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
+    }
+    command = worker_command(queue)
+    if pool != "threads":
+        at = command.index("-P")
+        command[at : at + 4] = ["-P", pool, "-c", "1"]
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    previous = settings.RERANK_QUEUE
+    settings.RERANK_QUEUE = queue
+    try:
+        deadline = time.monotonic() + READY_SECONDS
+        while not worker_status(timeout=2.0).get("ready"):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the bench worker did not become ready; see {log_path}")
+        yield queue
+    finally:
+        settings.RERANK_QUEUE = previous
+        stop_process(process, "bench worker")
