@@ -246,11 +246,24 @@ class BatchingReranker:
         for request in sorted(live, key=lambda r: r.deadline):
             own = [(len(request.features[i]["input_ids"]), request, i) for i in range(len(request.texts))]
             items.extend(sorted(own, key=lambda item: item[0]))
+        # Each pass is launched before the previous one is read: on a GPU the next pass's inputs
+        # are built while the last one runs, so the GPU does not wait for Python in between.
+        pending = None
         for batch in self._passes(items):
             now = time.monotonic()
             batch = [item for item in batch if not item[1].done.is_set() and not item[1].expired(now)]
-            if batch:
-                self._forward_or_halve(batch)
+            if not batch:
+                continue
+            try:
+                launched = self._launch(batch)
+            except Exception as error:
+                self._finish(pending)
+                pending = None
+                self._halve(batch, error)
+                continue
+            self._finish(pending)
+            pending = (batch, launched)
+        self._finish(pending)
         now = time.monotonic()
         for request in live:
             if not request.done.is_set():
@@ -282,20 +295,26 @@ class BatchingReranker:
             end = cut[end]
         return passes[::-1]
 
-    def _forward_or_halve(self, batch: list[tuple[int, _Request, int]]) -> None:
-        """Run one pass; if the model raises, run each half of it once more.
+    def _finish(self, pending: tuple[list[tuple[int, _Request, int]], object] | None) -> None:
+        """Read the scores of a launched pass; if the model raised on it, halve it (see `_halve`)."""
+        if pending is None:
+            return
+        batch, launched = pending
+        try:
+            self._collect(batch, launched)
+        except Exception as error:
+            self._halve(batch, error)
+
+    def _halve(self, batch: list[tuple[int, _Request, int]], error: Exception) -> None:
+        """After the model raised on `batch`: run each half of it once more.
 
         A too-large pass (CUDA out of memory) fits as two; a pair the model cannot take fails its
         half again, and then only the requests with pairs in that half get the error.
         """
-        try:
-            self._forward(batch)
+        if len(batch) == 1:
+            self._fail([batch[0][1]], error)
             return
-        except Exception as error:
-            if len(batch) == 1:
-                self._fail([batch[0][1]], error)
-                return
-            logger.warning("reranker: a pass of %d pairs failed (%s); retrying it in two halves", len(batch), error)
+        logger.warning("reranker: a pass of %d pairs failed (%s); retrying it in two halves", len(batch), error)
         self.stats.halved += 1
         self.reranker.release_cached_memory()
         middle = len(batch) // 2
@@ -304,7 +323,7 @@ class BatchingReranker:
             if not half:
                 continue
             try:
-                self._forward(half)
+                self._collect(half, self._launch(half))
             except Exception as error:
                 self._fail(list({id(request): request for _, request, _ in half}.values()), error)
 
@@ -317,12 +336,15 @@ class BatchingReranker:
                 request.error = f"the model failed on this search's texts ({type(error).__name__}: {error})"
                 request.done.set()
 
-    def _forward(self, batch: list[tuple[int, _Request, int]]) -> None:
+    def _launch(self, batch: list[tuple[int, _Request, int]]) -> object:
         started = time.perf_counter()
         for _, request, _ in batch:
             if request.started is None:
                 request.started = started
-        values = self.reranker.score_features([request.features[i] for _, request, i in batch])
+        return self.reranker.launch_features([request.features[i] for _, request, i in batch])
+
+    def _collect(self, batch: list[tuple[int, _Request, int]], launched: object) -> None:
+        values = launched.tolist()  # waits for the pass on a GPU
         finished = time.perf_counter()
         width = max(length for length, _, _ in batch)
         self.stats.passes += 1

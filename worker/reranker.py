@@ -167,6 +167,15 @@ class Reranker:
         The batching thread's path (worker.batching): it pads to the longest pair only, on the
         tokenizer's padding side; scores equal `score`'s (sigmoid of the logit, in fp32).
         """
+        return self.launch_features(features).tolist()
+
+    def launch_features(self, features: list[dict[str, list[int]]]) -> object:
+        """Start `score_features`'s pass and return its scores as a tensor on the model's device.
+
+        On a GPU the kernels are only queued: the caller can prepare the next pass while this one
+        runs, and reading the tensor (`.tolist()`) waits for it. On a CPU it computes at once.
+        """
+        import numpy as np
         import torch
 
         tokenizer = self.model.tokenizer
@@ -175,14 +184,18 @@ class Reranker:
         pad_values = {"input_ids": tokenizer.pad_token_id or 0, "token_type_ids": 0, "attention_mask": 0}
         tensors = {}
         for name in features[0]:
-            rows = []
-            for item in features:
-                padding = [pad_values[name]] * (width - len(item[name]))
-                rows.append(padding + item[name] if left else item[name] + padding)
-            tensors[name] = torch.tensor(rows, dtype=torch.long, device=self.model.device)
+            # One array filled row by row: far cheaper than a tensor built from nested lists.
+            array = np.full((len(features), width), pad_values[name], dtype=np.int64)
+            for row, item in enumerate(features):
+                values = item[name]
+                if left:
+                    array[row, width - len(values) :] = values
+                else:
+                    array[row, : len(values)] = values
+            tensors[name] = torch.from_numpy(array).to(self.model.device, non_blocking=True)
         with torch.inference_mode():
             logits = self.model.model(**tensors).logits
-        return torch.sigmoid(logits.reshape(len(features), -1)[:, 0].float()).tolist()
+            return torch.sigmoid(logits.reshape(len(features), -1)[:, 0].float())
 
 
 def best_per_group(groups: list[list[str]], flat_scores: list[float]) -> tuple[list[float], list[int]]:
