@@ -4,7 +4,7 @@ Same process, same model object, same pairs, same max_length; for each concurren
 c searches of K documents arrive together:
 - plain: `model.predict(pairs)` for one search after the other (what a solo worker does);
 - before: the previous worker code, `Reranker.score_groups` one search after the other;
-- batched: c threads call `BatchingReranker.score_groups` at once (the worker's task threads);
+- batched: c searches sent at once by a pool of threads that lives across rounds (as the worker's task threads do);
 - batched-bf16 (optional): the same with the model in bfloat16, with ranking agreement vs fp32.
 The variants run in turn for each level, so their ratios come from the same minutes.
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from bench.common import TINY_MODEL, machine, sample_searches, write_json
 
@@ -58,21 +58,19 @@ def before_loop(reranker, searches) -> tuple[float, list[list[float]]]:
     return time.perf_counter() - started, scores
 
 
-def batched(engine, searches) -> tuple[float, list[list[float]], dict]:
-    """Return (seconds, scores per search, pass statistics) with one thread per search."""
-    results: list[list[float]] = [[] for _ in searches]
+def batched(engine, searches, pool: ThreadPoolExecutor) -> tuple[float, list[list[float]], dict]:
+    """Return (seconds, scores per search, pass statistics), each search sent by a thread of `pool`.
+
+    The pool lives across rounds, as the worker's task threads do (each keeps its tokenizer copy).
+    """
     before = (engine.stats.real_tokens, engine.stats.padded_tokens, engine.stats.passes)
 
-    def one(i: int) -> None:
-        query, groups = searches[i]
-        results[i] = engine.score_groups(query, groups, deadline=time.monotonic() + 3600).scores
+    def one(search) -> list[float]:
+        query, groups = search
+        return engine.score_groups(query, groups, deadline=time.monotonic() + 3600).scores
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(searches))]
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = list(pool.map(one, searches))
     seconds = time.perf_counter() - started
     real = engine.stats.real_tokens - before[0]
     padded = engine.stats.padded_tokens - before[1]
@@ -130,11 +128,12 @@ def main() -> None:
             fast, max_batch_tokens=args.batch_tokens, max_batch_pairs=args.batch_pairs, max_queued_pairs=10**6
         )
     # Warm-up: first calls allocate and pick kernels.
-    warm = sample_searches(1, k=4, chunk_tokens=args.max_length - 64, seed=0)
+    pool = ThreadPoolExecutor(max_workers=max(args.concurrency))
+    warm = sample_searches(max(args.concurrency), k=4, chunk_tokens=args.max_length - 64, seed=0)
     plain_loop(reranker.model, warm)
-    batched(engine, warm)
+    batched(engine, warm, pool)
     if engine_bf16:
-        batched(engine_bf16, warm)
+        batched(engine_bf16, warm, pool)
 
     rows = []
     for level in args.concurrency:
@@ -149,14 +148,14 @@ def main() -> None:
             if not args.skip_before:
                 before_s, reference = before_loop(reranker, searches)
                 rates["before"].append(pairs / before_s)
-            seconds, scores, stats = batched(engine, searches)
+            seconds, scores, stats = batched(engine, searches, pool)
             rates["batched"].append(pairs / seconds)
             row["batched_padding_share"] = stats["padding_share"]
             row["batched_passes"] = stats["passes"]
             if reference:
                 row["batched_agreement_vs_before"] = agreement(reference, scores)
             if engine_bf16:
-                seconds, fast_scores, _ = batched(engine_bf16, searches)
+                seconds, fast_scores, _ = batched(engine_bf16, searches, pool)
                 rates["bf16"].append(pairs / seconds)
                 row["bf16_agreement_vs_fp32"] = agreement(scores, fast_scores)
         for name, values in rates.items():
