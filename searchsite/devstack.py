@@ -225,10 +225,15 @@ def manage(env: dict[str, str], *args: str) -> int:
 
 
 def ensure_database(env: dict[str, str]) -> None:
-    """Create the configured database if the server lacks it (a fresh DATABASE_URL server)."""
-    code = manage(env, "ensure_database")
-    if code != 0:
-        raise SystemExit(code)
+    """Create the configured database if the server lacks it, then apply missing migrations.
+
+    Both `run` and `manage` call it, so `make manage ARGS="createsuperuser"` works on a fresh
+    machine before the site was ever started.
+    """
+    for command in (["ensure_database"], ["migrate", "--noinput", "-v", "0"]):
+        code = manage(env, *command)
+        if code != 0:
+            raise SystemExit(code)
 
 
 # Searches a rerank worker takes at once: its task threads wait while one batching thread runs
@@ -252,8 +257,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     port = os.environ.get("PORT", "8000")
     with services("searchsite") as env:
         ensure_database(env)
-        if manage(env, "migrate", "--noinput", "-v", "0") != 0:
-            return 1
         if manage(env, "load_sample_library", "--if-empty") != 0:
             return 1
         env.setdefault("RERANK_QUEUE", "rerank")
@@ -306,6 +309,7 @@ def cmd_test(args: argparse.Namespace) -> int:
 
 def cmd_manage(args: argparse.Namespace) -> int:
     with services("searchsite") as env:
+        ensure_database(env)
         return manage(env, *args.rest)
 
 
