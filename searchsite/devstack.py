@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +28,9 @@ DATA_DIR = Path(os.environ.get("SEARCHSITE_DATA_DIR", ROOT / ".data"))
 MAX_SOCKET_PATH = 100
 # Seconds a child gets to exit after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 10.0
+# pgserver asks platformdirs for a runtime folder; without a login session it warns and uses /tmp,
+# which is fine for us: the warning would only be noise at the top of every start.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 
 def log(message: str) -> None:
