@@ -89,6 +89,21 @@ def _search_fields(title: str, body: str) -> dict:
     return {"title_search": segment_for_index(title), "body_search": segment_for_index(indexed)}
 
 
+def _new_document(clean: DocumentInput, collection: str, digest: str) -> Document:
+    """Return an unsaved Document of validated input, with its segmented search text."""
+    return Document(
+        collection=collection,
+        title=clean.title,
+        body=clean.body,
+        language=clean.language,
+        source=clean.source,
+        external_id=clean.external_id,
+        metadata=clean.metadata,
+        content_hash=digest,
+        **_search_fields(clean.title, clean.body),
+    )
+
+
 def _chunks_for(document: Document) -> list[Chunk]:
     spans = split_into_chunks(document.body, settings.DOCUMENTS_CHUNK_TOKENS)
     return [Chunk(document=document, ordinal=i, text=s.text, start=s.start, end=s.end) for i, s in enumerate(spans)]
@@ -110,17 +125,7 @@ def document_create(*, item: DocumentInput, collection: str = LIBRARY) -> Create
     existing = Document.objects.filter(collection=collection, content_hash=digest).first()
     if existing is not None:
         return CreateResult(document=existing, created=False)
-    document = Document(
-        collection=collection,
-        title=clean.title,
-        body=clean.body,
-        language=clean.language,
-        source=clean.source,
-        external_id=clean.external_id,
-        metadata=clean.metadata,
-        content_hash=digest,
-        **_search_fields(clean.title, clean.body),
-    )
+    document = _new_document(clean, collection, digest)
     try:
         with transaction.atomic():
             document.save()
@@ -202,17 +207,7 @@ def documents_import(
             if digest in prepared:
                 outcome.duplicates += 1
                 continue
-            prepared[digest] = Document(
-                collection=collection,
-                title=clean.title,
-                body=clean.body,
-                language=clean.language,
-                source=clean.source,
-                external_id=clean.external_id,
-                metadata=clean.metadata,
-                content_hash=digest,
-                **_search_fields(clean.title, clean.body),
-            )
+            prepared[digest] = _new_document(clean, collection, digest)
         known = set(
             Document.objects.filter(collection=collection, content_hash__in=list(prepared)).values_list(
                 "content_hash", flat=True

@@ -34,6 +34,11 @@ def text_pdf(*pages: str, title: str | None = None) -> bytes:
     if title is not None:
         objects.append(b"<< /Title (" + title.encode("latin-1") + b") >>")
         trailer_extra = b" /Info %d 0 R" % len(objects)
+    return serialize_pdf(objects, trailer_extra)
+
+
+def serialize_pdf(objects: list[bytes], trailer_extra: bytes = b"") -> bytes:
+    """Return a PDF file of numbered objects (the first is the catalog), with its xref table."""
     out = io.BytesIO()
     out.write(b"%PDF-1.4\n")
     offsets = []

@@ -5,7 +5,6 @@ extracted text is stored; MEDIA is not served)."""
 
 from __future__ import annotations
 
-import io
 import os
 import tempfile
 import uuid
@@ -16,7 +15,7 @@ from django.urls import Resolver404, resolve
 
 from documents.models import LIBRARY, Chunk, Document
 from documents.parsers import MAX_HTML_TAGS, MAX_PDF_CONTENT_BYTES, MAX_PDF_PAGE_CONTENT_BYTES
-from tests.documents.files import text_pdf, upload
+from tests.documents.files import serialize_pdf, text_pdf, upload
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.django_db
@@ -55,18 +54,7 @@ def pdf_with_contents(*contents: bytes) -> bytes:
         )
         objects.append(b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream")
     objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, 1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
-    return out.getvalue()
+    return serialize_pdf(objects)
 
 
 def text_operators(size: int) -> bytes:
