@@ -17,7 +17,7 @@ from rest_framework.test import APIClient
 from documents.models import LIBRARY, Document
 from documents.services import DocumentInput, document_create
 from search.views import SearchPageThrottle
-from tests.reliability.conftest import unique_address
+from tests.support.clients import unique_address
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import uuid
 from io import StringIO
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from django.core.management import call_command
 
 from search import rerank_client
 from search.api import SearchAnonThrottle
+from tests.support.clients import _own_client_address, unique_address  # noqa: F401 - autouse fixture
 from tests.support.processes import ROOT
 
 QUERY = "苹果营养价值"
@@ -43,18 +43,6 @@ RERANK_DOCUMENTS = [
     "Pythons swallow rodents and birds whole.",
     "红富士苹果富含膳食纤维和维生素。",
 ]
-
-
-def unique_address() -> str:
-    """Return a client address no other test (or concurrent run) throttles."""
-    raw = uuid.uuid4().bytes
-    return f"10.{raw[0]}.{raw[1]}.{raw[2]}"
-
-
-@pytest.fixture(autouse=True)
-def _own_client_address(client):
-    """Each test is an anonymous client of its own: no throttle history shared with others."""
-    client.defaults["REMOTE_ADDR"] = unique_address()
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ from search import rerank_client
 from searchsite.celery import app
 from searchsite.env import celery_redis_url
 from tests.conftest import child_env, wait_until_ready
+from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
 from tests.support.processes import ROOT, Started, free_port, start_worker
 
 pytestmark = pytest.mark.faults
@@ -43,13 +44,6 @@ SEARCH = {"q": QUERY, "k_initial": 3}
 SITE_BUDGET_SECONDS = 20.0
 # Unix socket paths are limited to about 107 bytes.
 MAX_SOCKET_PATH = 100
-
-
-@pytest.fixture(autouse=True)
-def _own_client_address(client):
-    """Each test is an anonymous client of its own: no throttle history shared with others."""
-    raw = uuid.uuid4().bytes
-    client.defaults["REMOTE_ADDR"] = f"10.{raw[0]}.{raw[1]}.{raw[2]}"
 
 
 def unique_queue() -> str:

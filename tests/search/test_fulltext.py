@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 from django.db.models import Q
 
 from documents.models import LIBRARY, Document
 from search import fulltext
 from search.services import search_run
+from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.django_db
 
@@ -25,13 +24,6 @@ SMALL_K_INITIAL = 8
 def _worker_with_a_generous_budget(rerank_worker, settings):
     """Every search here is reranked by the real worker, however busy the machine is."""
     settings.RERANK_TIMEOUT = GENEROUS_SECONDS
-
-
-@pytest.fixture(autouse=True)
-def _own_client_address(client):
-    """Each test is an anonymous client of its own: no throttle history shared with others."""
-    raw = uuid.uuid4().bytes
-    client.defaults["REMOTE_ADDR"] = f"10.{raw[0]}.{raw[1]}.{raw[2]}"
 
 
 def document_id(external_id: str) -> int:
