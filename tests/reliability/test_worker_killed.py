@@ -85,6 +85,18 @@ def stuck_messages(stack: dict) -> dict[str, int]:
     return {"queued": client.llen(stack["queue"]), "unacknowledged": len(unacked)}
 
 
+def holds_reserved_messages(stack: dict) -> bool:
+    """Return whether the worker holds reserved messages and has stopped taking more.
+
+    A message is also unacknowledged for the instant between its fetch and its task's start, so
+    one look could catch that; the same counts twice, 0.3 s apart, mean its threads are busy and
+    its prefetch is full.
+    """
+    first = stuck_messages(stack)
+    time.sleep(0.3)
+    return first["unacknowledged"] > 0 and stuck_messages(stack) == first
+
+
 def test_it_falls_back_when_the_worker_dies_mid_rerank_and_reranks_after_a_restart(
     stack: dict, tiny_model_dir: Path, artifacts_dir: Path
 ):
@@ -138,7 +150,7 @@ def test_it_leaves_no_stuck_tasks_behind_a_killed_worker(stack: dict, tiny_model
                 expires=BUDGET_SECONDS,
             )
         wait_for(
-            lambda: stuck_messages(stack)["unacknowledged"] > 0,
+            lambda: holds_reserved_messages(stack),
             timeout=BUDGET_SECONDS / 2,
             interval=0.05,
             what="the worker reserved messages beyond its running threads",
