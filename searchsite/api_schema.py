@@ -26,6 +26,7 @@ DESCRIPTIONS = {
     401: "No credentials, or wrong ones (send a staff token: `Authorization: Token ...`).",
     403: "The credentials are not allowed to do this (writes need staff).",
     404: "No such object, or no such page of a list.",
+    415: "The body's Content-Type is not one this operation reads (or could not be made out).",
     429: "Too many anonymous requests; see the Retry-After header.",
     503: "A service behind the API (the database, or the reranker) is not answering.",
     504: "The reranker did not answer within its time budget.",
@@ -66,6 +67,8 @@ def _error_codes(path: str, method: str, operation: dict, view: type | None) -> 
     codes = [503]
     if operation.get("parameters") or operation.get("requestBody"):
         codes.append(400)
+    if operation.get("requestBody"):
+        codes.append(415)  # DRF's parsers refuse a body type they do not read
     permissions = getattr(view, "permission_classes", []) if view else []
     if permissions and AllowAny not in permissions and (method not in SAFE_METHODS or _staff_only(permissions)):
         codes += [401, 403]
