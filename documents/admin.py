@@ -12,7 +12,7 @@ from django.urls import URLPattern, path
 from documents.ingest import FileReport, ingest_upload
 from documents.models import LIBRARY, Chunk, Document
 from documents.parsers import ACCEPTED_EXTENSIONS
-from documents.services import DocumentInput, IngestError, document_create, document_update
+from documents.services import DocumentInput, IngestError, document_create, document_update, documents_delete
 
 # Where `changeform_view` leaves a service's refusal for the form to show on the second pass.
 INGEST_ERROR_ATTRIBUTE = "_document_ingest_error"
@@ -118,6 +118,12 @@ class DocumentAdmin(admin.ModelAdmin):
                 raise forms.ValidationError(message)
 
         return RefusedForm
+
+    def delete_model(self, request: HttpRequest, obj: Document) -> None:
+        documents_delete(documents=[obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        documents_delete(documents=list(queryset))
 
     def save_model(self, request: HttpRequest, obj: Document, form: forms.ModelForm, change: bool) -> None:
         if change:

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from documents.models import LIBRARY, Document
-from documents.services import DocumentInput, IngestError, document_create, document_update
+from documents.services import DocumentInput, IngestError, document_create, document_update, documents_delete
 
 
 class IsStaffOrReadOnly(BasePermission):
@@ -107,6 +107,9 @@ class DocumentDetailApi(generics.RetrieveUpdateDestroyAPIView):
         except IngestError as error:
             return Response({"error": str(error)}, status=status.HTTP_400_BAD_REQUEST)
         return Response(self.get_serializer(document).data)
+
+    def perform_destroy(self, instance: Document) -> None:
+        documents_delete(documents=[instance])
 
 
 class DocumentUploadApi(APIView):

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
 
+from documents import index_hooks
 from documents.chunking import split_into_chunks
 from documents.models import LIBRARY, Chunk, Document, content_hash
 from documents.textsearch import detect_language, segment_for_index
@@ -130,6 +131,7 @@ def document_create(*, item: DocumentInput, collection: str = LIBRARY) -> Create
         with transaction.atomic():
             document.save()
             Chunk.objects.bulk_create(_chunks_for(document))
+            index_hooks.announce(changed=[document.pk], collection=collection)
     except IntegrityError:
         # Another writer stored the same text between our check and our insert.
         existing = Document.objects.filter(collection=collection, content_hash=digest).first()
@@ -168,6 +170,7 @@ def document_update(*, document: Document, **changes: object) -> Document:
             document.save()
             document.chunks.all().delete()
             Chunk.objects.bulk_create(_chunks_for(document))
+            index_hooks.announce(changed=[document.pk], collection=document.collection)
     except IntegrityError as error:
         raise IngestError("another document in this collection already has exactly this title and text") from error
     except DatabaseError as error:
@@ -219,6 +222,7 @@ def documents_import(
             with transaction.atomic():
                 Document.objects.bulk_create(new)
                 Chunk.objects.bulk_create([chunk for doc in new for chunk in _chunks_for(doc)], batch_size=2000)
+                index_hooks.announce(changed=[doc.pk for doc in new], collection=collection)
         except DatabaseError:
             # One bad row fails the whole batch: fall back to one transaction per document.
             for doc in new:
@@ -275,4 +279,15 @@ def documents_reindex(*, documents: list[Document]) -> int:
         Document.objects.bulk_update(documents, ["title_search", "body_search"])
         Chunk.objects.filter(document_id__in=[document.pk for document in documents]).delete()
         Chunk.objects.bulk_create([chunk for doc in documents for chunk in _chunks_for(doc)], batch_size=2000)
+        index_hooks.announce(changed=[document.pk for document in documents])
     return len(documents)
+
+
+def documents_delete(*, documents: Iterable[Document]) -> int:
+    """Return how many documents were deleted, with their chunks, in one transaction; the index
+    hooks hear of it after the commit (the admin, the REST API and commands all delete here)."""
+    ids = [document.pk for document in documents]
+    with transaction.atomic():
+        _, per_model = Document.objects.filter(pk__in=ids).delete()
+        index_hooks.announce(deleted=ids)
+    return per_model.get(Document._meta.label, 0)

@@ -194,6 +194,9 @@ SEARCH_RANK_CAP = env_int("SEARCH_RANK_CAP", 2000, minimum=10)
 DOCUMENTS_MAX_UPLOAD_BYTES = env_int("DOCUMENTS_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
 # Tokens per chunk; the reranker sees the query too, so chunks stay below its max_length.
 DOCUMENTS_CHUNK_TOKENS = env_int("DOCUMENTS_CHUNK_TOKENS", RERANKER_MAX_LENGTH - 64, minimum=32)
+# Called after every commit that writes documents, with the ids changed and deleted
+# (documents.index_hooks): search engines and vector indexes subscribe here.
+DOCUMENTS_INDEX_HOOKS = env_list("DOCUMENTS_INDEX_HOOKS", [])
 DATA_UPLOAD_MAX_MEMORY_SIZE = DOCUMENTS_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 200
