@@ -91,7 +91,7 @@ SCORE_POOL = f"""pool AS (
         SELECT p.document_id FROM search_bm25_posting p
         WHERE p.term_id = q.term_id ORDER BY p.impact DESC LIMIT %(pool_size)s
     ) best
-    WHERE NOT q.exhaustive
+    WHERE NOT q.exhaustive{{phrase_pools}}
 ), scored AS (
     -- Per pooled document, its postings of the query's terms by primary key. OFFSET 0 keeps the
     -- planner from turning this into a scan of the common terms' whole posting lists.
@@ -121,6 +121,13 @@ SELECT d.id, d.title, d.language, d.source, d.content_hash, r.score, (SELECT val
 FROM ranked r JOIN documents_document d ON d.id = r.document_id
 ORDER BY r.score DESC, r.document_id
 """
+# A required phrase of common words: its documents join the pool from the GIN index, so they are
+# scored even when none of them is among its words' best postings.
+PHRASE_POOL = """
+    UNION
+    (SELECT d.id FROM documents_document d
+     WHERE d.collection = %(collection)s AND d.search_vector @@ phraseto_tsquery(%(config)s::regconfig, {})
+     LIMIT %(pool_size)s)"""
 # Filters on a scored document (`s`), and on its row (`d`) when phrases must be checked.
 HAS_TERM = "EXISTS (SELECT 1 FROM search_bm25_posting x WHERE x.document_id = s.document_id AND x.term_id = ANY({}))"
 HAS_PHRASE = "d.search_vector @@ phraseto_tsquery(%(config)s::regconfig, {})"
@@ -235,11 +242,20 @@ class PostgresBM25Backend:
             b=settings.SEARCH_BM25_B,
             title_weight=settings.SEARCH_BM25_TITLE_WEIGHT,
             config=TS_CONFIG,
+            collection=collection,
             limit=k,
         )
+        # Phrases are bound as parameters like the filters' (bind names continue after theirs).
+        phrases = [
+            member.text for group in query.required for member in group if member.phrase and not has_cjk(member.text)
+        ]
+        phrase_pools = ""
+        for number, text in enumerate(phrases):
+            params[f"phrase{number}"] = text
+            phrase_pools += PHRASE_POOL.format(f"%(phrase{number})s")
         sql = CANDIDATES.format(
             query_terms=QUERY_TERMS,
-            scoring=SCORE_EXHAUSTIVE if all(exhaustive) else SCORE_POOL,
+            scoring=SCORE_EXHAUSTIVE if all(exhaustive) else SCORE_POOL.format(phrase_pools=phrase_pools),
             join_document="JOIN documents_document d ON d.id = s.document_id" if needs_row else "",
             filters=" AND ".join(filters) or "true",
         )

@@ -85,3 +85,25 @@ def _impact_rows(node: dict) -> int:
     if node.get("Index Name") == "bm25_posting_term_impact":
         rows += node["Actual Rows"] * node["Actual Loops"]
     return rows + sum(_impact_rows(child) for child in node.get("Plans", []))
+
+
+def test_it_finds_a_phrase_of_common_words_outside_their_best_postings(settings):
+    collection = f"bounded-{uuid.uuid4().hex[:8]}"
+    items = [DocumentInput(title=f"Apart {i}", body=f"alpha {'x ' * 3}beta alpha beta {i}") for i in range(60)]
+    # The phrase, once each, in long documents: their impacts for both words are among the lowest.
+    items += [
+        DocumentInput(title=f"Long {i}", body=f"{'filler words here ' * 60}beta then alpha beta once {i}")
+        for i in range(3)
+    ]
+    # In the short "Apart" documents the words are adjacent too, but in the other order.
+    items = [DocumentInput(title=i.title, body=i.body.replace("alpha beta", "beta alpha")) for i in items[:60]] + items[
+        60:
+    ]
+    documents_import(items=items, collection=collection)
+    settings.SEARCH_EXHAUSTIVE_POSTINGS = 50
+    settings.SEARCH_COMMON_TERM_POOL = POOL
+
+    found = find_candidates('"alpha beta"', k=5, collection=collection)
+
+    assert sorted(c.title for c in found.candidates) == ["Long 0", "Long 1", "Long 2"]
+    assert found.notices == []  # found as a phrase, not relaxed to its words
