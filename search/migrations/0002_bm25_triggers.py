@@ -71,7 +71,10 @@ BEGIN
 END $$;
 
 -- Index documents from their stored vectors: lengths, totals, df and postings, in one statement.
-CREATE OR REPLACE FUNCTION search_bm25_add(ids bigint[]) RETURNS void LANGUAGE plpgsql AS $$
+-- work_mem: a bulk import's statement sorts its postings by lexeme and by document; the default
+-- 4 MB spills a 10,000-document batch to disk (docs/benchmarks.md, section 4).
+CREATE OR REPLACE FUNCTION search_bm25_add(ids bigint[]) RETURNS void LANGUAGE plpgsql
+SET work_mem = '64MB' AS $$
 BEGIN
     PERFORM search_bm25_lock(ARRAY(SELECT DISTINCT collection FROM documents_document WHERE id = ANY(ids)));
     WITH lex AS MATERIALIZED (
@@ -86,14 +89,14 @@ BEGIN
         CROSS JOIN LATERAL unnest(d.search_vector) AS v
         WHERE d.id = ANY(ids)
     ), lengths AS MATERIALIZED (
-        SELECT d.id AS document_id, c.id AS collection_id,
-               coalesce(sum(lex.tf_title), 0)::integer AS title_tokens,
-               coalesce(sum(lex.tf_body), 0)::integer AS body_tokens
-        FROM documents_document d
-        JOIN search_bm25_collection c ON c.name = d.collection
-        LEFT JOIN lex ON lex.document_id = d.id
-        WHERE d.id = ANY(ids)
-        GROUP BY d.id, c.id
+        SELECT document_id, collection_id, sum(tf_title)::integer AS title_tokens,
+               sum(tf_body)::integer AS body_tokens
+        FROM lex GROUP BY document_id, collection_id
+        UNION ALL
+        -- A document with nothing indexable (only stop words) still counts in N, with length 0.
+        SELECT d.id, c.id, 0, 0
+        FROM documents_document d JOIN search_bm25_collection c ON c.name = d.collection
+        WHERE d.id = ANY(ids) AND length(d.search_vector) = 0
     ), stored_lengths AS (
         INSERT INTO search_bm25_document (document_id, collection_id, title_tokens, body_tokens)
         SELECT document_id, collection_id, title_tokens, body_tokens FROM lengths
@@ -171,6 +174,10 @@ BEGIN
     PERFORM search_bm25_remove(ARRAY(SELECT id FROM old_rows));
     RETURN NULL;
 END $$;
+
+-- Every write updates df in place: room on each page lets PostgreSQL do it without new index
+-- entries (HOT updates; 15% faster bulk imports measured, docs/benchmarks.md section 4).
+ALTER TABLE search_bm25_term SET (fillfactor = 70);
 
 -- PostgreSQL allows transition tables only on single-event triggers: one trigger per event.
 CREATE TRIGGER search_bm25_insert AFTER INSERT ON documents_document
