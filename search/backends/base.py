@@ -3,7 +3,7 @@
 A backend finds the top-k candidates for a parsed query in one collection and keeps its index in
 step with the library through the index hooks (documents.index_hooks). The PostgreSQL backend
 (search.backends.postgres) is the one we ship; an OpenSearch or Elasticsearch backend would be one
-more module implementing the same three methods, named by the SEARCH_BACKEND setting.
+more module implementing the same four methods, named by the SEARCH_BACKEND setting.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ class SearchBackend(Protocol):
 
         Raises CandidatesUnavailable when the engine cannot answer.
         """
+
+    def suggest(self, query: ParsedQuery, *, collection: str) -> str | None:
+        """Return a corrected query built from the library's own vocabulary, or None."""
 
     def index_documents(self, *, changed: list[int], deleted: list[int], collection: str | None) -> None:
         """Bring the index in step after a committed write (called by documents.index_hooks)."""

@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import DatabaseError, connection
 
 from documents.models import Document
-from documents.textsearch import TS_CONFIG, has_cjk, segment_for_index
+from documents.textsearch import CJK_RUN, TS_CONFIG, has_cjk, segment_for_index, segment_words
+from search import suggest
 from search.backends.base import Candidate, CandidateSet, CandidatesUnavailable
 from search.query import Clause, ParsedQuery
 
@@ -134,6 +136,35 @@ HAS_PHRASE = "d.search_vector @@ phraseto_tsquery(%(config)s::regconfig, {})"
 # Chinese has no spaces between words and documents are segmented into overlapping sub-words, so a
 # Chinese (or mixed) phrase is required as the text itself.
 HAS_TEXT = "strpos(lower(d.title || ' ' || d.body), lower({})) > 0"
+
+
+# "Did you mean": the vocabulary near one word. English lexemes are stems, so the neighbours are
+# stems of similar length sharing the first letter; Chinese words are themselves, so neighbours
+# have the same length and share the first or the last character.
+NEAR_STEMS_SQL = """
+SELECT t.lexeme, t.df FROM search_bm25_term t JOIN search_bm25_collection c ON c.id = t.collection_id
+WHERE c.name = %(collection)s AND t.df > 0 AND t.lexeme >= %(low)s AND t.lexeme < %(high)s
+  AND length(t.lexeme) BETWEEN %(shortest)s AND %(longest)s
+ORDER BY t.df DESC LIMIT %(limit)s
+"""
+NEAR_CJK_SQL = """
+SELECT t.lexeme, t.df FROM search_bm25_term t JOIN search_bm25_collection c ON c.id = t.collection_id
+WHERE c.name = %(collection)s AND t.df > 0 AND length(t.lexeme) = %(length)s
+  AND (left(t.lexeme, 1) = %(first)s OR right(t.lexeme, 1) = %(last)s)
+ORDER BY t.df DESC LIMIT %(limit)s
+"""
+# The words of one document containing a stem: where the stem's spelling in the library is found.
+SURFACE_SQL = """
+SELECT d.title || ' ' || left(d.body, 20000) FROM search_bm25_posting p
+JOIN search_bm25_term t ON t.id = p.term_id
+JOIN search_bm25_collection c ON c.id = t.collection_id
+JOIN documents_document d ON d.id = p.document_id
+WHERE c.name = %(collection)s AND t.lexeme = %(lexeme)s
+ORDER BY p.impact DESC LIMIT 1
+"""
+# Neighbours read per word at most (the most common first): bounds the work of a suggestion.
+NEAR_LIMIT = 5000
+ENGLISH_WORD = re.compile(r"[A-Za-z]{3,}")
 
 
 @dataclass
@@ -322,6 +353,92 @@ class PostgresBM25Backend:
         with connection.cursor() as cursor:
             cursor.execute(sql, params)
             return cursor.fetchall()
+
+    def suggest(self, query: ParsedQuery, *, collection: str) -> str | None:
+        """Return the query with its unknown or rare words corrected from the library's vocabulary,
+        or None when nothing is worth suggesting (SQL: a few statements per word, only for words
+        the library lacks or barely has)."""
+        words = self._words(query)
+        if not words:
+            return None
+        try:
+            resolved, _ = self._resolve([Clause(text=word) for word in words], collection)
+            corrections = {}
+            for word, item in zip(words, resolved, strict=True):
+                correction = self._correct(word, item, collection)
+                if correction:
+                    corrections[word] = correction
+        except DatabaseError:
+            logger.warning("no suggestion: the vocabulary could not be read")
+            return None
+        if not corrections:
+            return None
+        text = query.text
+        for word, correction in corrections.items():
+            if has_cjk(word):  # no spaces between Chinese words: replace the text itself
+                text = text.replace(word, correction, 1)
+            else:
+                text = re.sub(rf"(?<![\w-]){re.escape(word)}(?!\w)", correction, text, count=1)
+        return text if text != query.text else None
+
+    @staticmethod
+    def _words(query: ParsedQuery) -> list[str]:
+        """Return the plain words of a query worth correcting: English words and Chinese words."""
+        words: list[str] = []
+        for clause in query.scored:
+            if clause.phrase:
+                continue
+            words.extend(ENGLISH_WORD.findall(clause.text))
+            for run in CJK_RUN.findall(clause.text):
+                words.extend(word for word in segment_words(run) if len(word) >= 2)
+        return list(dict.fromkeys(words))
+
+    def _correct(self, word: str, item: _Clause, collection: str) -> str | None:
+        if len(item.lexemes) != 1:
+            return None  # a stop word, or a word the index splits: nothing one edit away
+        lexeme = item.lexemes[0]
+        df = next(iter(item.terms.values()), 0)
+        if has_cjk(word):
+            rows = self._fetch(
+                NEAR_CJK_SQL,
+                {
+                    "collection": collection,
+                    "length": len(lexeme),
+                    "first": lexeme[0],
+                    "last": lexeme[-1],
+                    "limit": NEAR_LIMIT,
+                },
+            )
+            found = suggest.corrections(lexeme, df, rows, best=1)
+            return found[0] if found else None
+        edits = suggest.max_edits(lexeme)
+        rows = self._fetch(
+            NEAR_STEMS_SQL,
+            {
+                "collection": collection,
+                "low": lexeme[0],
+                "high": chr(ord(lexeme[0]) + 1),
+                "shortest": len(lexeme) - edits,
+                "longest": len(lexeme) + edits,
+                "limit": NEAR_LIMIT,
+            },
+        )
+        # Stems are compared first (cheap, one per vocabulary word); the few closest are then
+        # spelled as the library spells them, and the spelling closest to what was typed wins.
+        spelled = []
+        for rank, stem in enumerate(suggest.corrections(lexeme, df, rows)):
+            for form in self._spellings(stem, collection):
+                spelled.append((suggest.edit_distance(word.lower(), form, limit=99), rank, form))
+        return min(spelled)[2] if spelled else None
+
+    def _spellings(self, stem: str, collection: str) -> set[str]:
+        """Return how the library spells words with this stem (one statement: one document's words)."""
+        from search.highlight import stem as english_stem
+
+        rows = self._fetch(SURFACE_SQL, {"collection": collection, "lexeme": stem})
+        if not rows:
+            return set()
+        return {word.lower() for word in ENGLISH_WORD.findall(rows[0][0]) if english_stem(word) == stem}
 
     def index_documents(self, *, changed: list[int], deleted: list[int], collection: str | None) -> None:
         """Nothing to do: the triggers updated the index in the statement that wrote the documents."""
