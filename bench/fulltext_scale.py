@@ -221,7 +221,6 @@ def pick_queries(vocabulary: Vocabulary) -> dict[str, list[str]]:
 
 def ranked(query: str, *, k: int, exact: bool) -> tuple[list[int], float, bool]:
     """Return the top-k document ids, the milliseconds taken and whether the backend proved it exact."""
-    from django.conf import settings
     from django.test.utils import override_settings
 
     from search.backends import find_candidates
@@ -231,7 +230,6 @@ def ranked(query: str, *, k: int, exact: bool) -> tuple[list[int], float, bool]:
         started = time.perf_counter()
         found = find_candidates(query, k=k, collection=COLLECTION)
         took = (time.perf_counter() - started) * 1000
-    assert exact or settings.SEARCH_COMMON_TERM_POOL < 10**9
     return [c.document_id for c in found.candidates], took, found.exact
 
 
@@ -244,6 +242,9 @@ def overlap(found: list[int], reference: list[int]) -> float:
 
 def measure(queries: dict[str, list[str]], *, k: int, repeats: int, exact_budget_s: float, peer=None) -> dict:
     """Return p50/p95 per query class, bounded (the site) and exact, and the top-k agreement."""
+    from documents.textsearch import warm_up
+
+    warm_up()  # jieba's dictionary loads once per process (about a second): not a query's cost
     results = {}
     for name, texts in queries.items():
         bounded_ms, exact_ms, agreement, peer_agreement, proven = [], [], [], [], 0

@@ -45,6 +45,13 @@ logger = logging.getLogger(__name__)
 
 # The pool of a common term grows this much when the first pool cannot prove the top k exact.
 POOL_GROWTH = 4
+# Queries of several common terms are scored exhaustively up to this many times
+# SEARCH_EXHAUSTIVE_POSTINGS postings (exact, at most ~0.2 s at 1M documents) before pooling.
+COMMON_TERMS_FACTOR = 20
+# Pooled documents whose missing weights are looked up per statement, and at most per search: the
+# lookups are primary-key probes, the cost that grows when common terms rarely meet.
+FILL_BATCH = 256
+FILL_LIMIT = 4096
 STOP_WORDS_NOTICE = (
     "Every word of your query is too common to search for (such as “the” or “of”); add a more specific word."
 )
@@ -83,34 +90,6 @@ SCORE_EXHAUSTIVE = f"""scored AS (
     SELECT p.document_id, sum(q.idf * {WEIGHT}) AS score
     FROM q {TERM_POSTINGS}
     GROUP BY p.document_id
-), bound AS (SELECT 0.0::float8 AS value)"""  # noqa: S608 (constants only; values are parameters)
-# Some term too common: pool its best postings with all of the rare terms', then score each pooled
-# document over every query term (primary key lookups), and bound what the pool left out.
-SCORE_POOL = f"""pool AS (
-    SELECT p.document_id FROM q {TERM_POSTINGS} WHERE q.exhaustive
-    UNION
-    SELECT best.document_id FROM q CROSS JOIN LATERAL (
-        SELECT p.document_id FROM search_bm25_posting p
-        WHERE p.term_id = q.term_id ORDER BY p.impact DESC LIMIT %(pool_size)s
-    ) best
-    WHERE NOT q.exhaustive{{phrase_pools}}
-), scored AS (
-    -- Per pooled document, its postings of the query's terms by primary key. OFFSET 0 keeps the
-    -- planner from turning this into a scan of the common terms' whole posting lists.
-    SELECT p.document_id, sum(q.idf * {WEIGHT}) AS score
-    FROM pool CROSS JOIN LATERAL (
-        SELECT * FROM search_bm25_posting x
-        WHERE x.document_id = pool.document_id AND x.term_id = ANY(%(term_ids)s::bigint[])
-        OFFSET 0
-    ) p
-    JOIN q ON q.term_id = p.term_id
-    GROUP BY p.document_id
-), bound AS (
-    -- The most a document outside the pool can score: each common term's last pooled impact.
-    SELECT coalesce(sum(q.idf * coalesce((
-        SELECT p.impact FROM search_bm25_posting p WHERE p.term_id = q.term_id
-        ORDER BY p.impact DESC OFFSET %(pool_size)s - 1 LIMIT 1), 0)), 0) AS value
-    FROM q WHERE NOT q.exhaustive
 )"""  # noqa: S608 (constants only; values are parameters)
 CANDIDATES = """
 WITH {query_terms}, {scoring}, ranked AS (
@@ -119,17 +98,39 @@ WITH {query_terms}, {scoring}, ranked AS (
     ORDER BY s.score DESC, s.document_id
     LIMIT %(limit)s
 )
-SELECT d.id, d.title, d.language, d.source, d.content_hash, r.score, (SELECT value FROM bound)
+SELECT d.id, d.title, d.language, d.source, d.content_hash, r.score
 FROM ranked r JOIN documents_document d ON d.id = r.document_id
 ORDER BY r.score DESC, r.document_id
 """
+# Some term too common. The pool: every posting of the rare terms, the best postings of each common
+# one, each with its weight (one index-only read per term, best impact first).
+POOL_READ = f"""
+WITH {QUERY_TERMS}
+SELECT p.document_id, q.term_id, q.idf * {WEIGHT}
+FROM q CROSS JOIN LATERAL (
+    SELECT * FROM search_bm25_posting x WHERE x.term_id = q.term_id
+    ORDER BY x.impact DESC LIMIT CASE WHEN q.exhaustive THEN NULL ELSE %(pool_size)s END
+) p
+"""  # noqa: S608 (constants only; values are parameters)
+# The weights a pooled document's score still lacks: primary-key lookups of only those documents.
+POOL_FILL = f"""
+WITH {QUERY_TERMS}
+SELECT p.document_id, q.term_id, q.idf * {WEIGHT}
+FROM search_bm25_posting p JOIN q ON q.term_id = p.term_id
+WHERE p.document_id = ANY(%(ids)s::bigint[]) AND p.term_id = ANY(%(term_ids)s::bigint[])
+"""  # noqa: S608 (constants only; values are parameters)
 # A required phrase of common words: its documents join the pool from the GIN index, so they are
 # scored even when none of them is among its words' best postings.
 PHRASE_POOL = """
-    UNION
-    (SELECT d.id FROM documents_document d
-     WHERE d.collection = %(collection)s AND d.search_vector @@ phraseto_tsquery(%(config)s::regconfig, {})
-     LIMIT %(pool_size)s)"""
+SELECT d.id FROM documents_document d
+WHERE d.collection = %(collection)s AND d.search_vector @@ phraseto_tsquery(%(config)s::regconfig, %(phrase)s)
+LIMIT %(pool_size)s
+"""
+# Which pooled documents pass the query's required phrases and exclusions.
+POOL_FILTER = """
+SELECT s.document_id FROM unnest(%(ids)s::bigint[]) AS s(document_id) {join_document} WHERE {filters}
+"""
+ROWS = "SELECT id, title, language, source, content_hash FROM documents_document WHERE id = ANY(%(ids)s::bigint[])"
 # Filters on a scored document (`s`), and on its row (`d`) when phrases must be checked.
 HAS_TERM = "EXISTS (SELECT 1 FROM search_bm25_posting x WHERE x.document_id = s.document_id AND x.term_id = ANY({}))"
 HAS_PHRASE = "d.search_vector @@ phraseto_tsquery(%(config)s::regconfig, {})"
@@ -176,14 +177,29 @@ class _Clause:
     terms: dict[int, int] = field(default_factory=dict)  # term id -> df
 
 
+def _candidate(row: tuple, score: float) -> Candidate:
+    document_id, title, language, source, content_hash = row
+    return Candidate(
+        document_id=document_id,
+        title=title,
+        language=language,
+        source=source,
+        content_hash=content_hash,
+        score=float(score),
+    )
+
+
 @dataclass
 class _Plan:
     """The candidate statement for one query, or why there is none."""
 
-    sql: str | None = None
+    sql: str | None = None  # the one statement when every term is read whole, else the pool read
     params: dict = field(default_factory=dict)
     exhaustive: bool = True  # every term's documents are all scored: the top k is exact
     notices: list[str] = field(default_factory=list)
+    filters: list[str] = field(default_factory=list)  # conditions on `s` (and `d` when needs_row)
+    needs_row: bool = False
+    phrases: list[str] = field(default_factory=list)  # required phrases of common words (GIN pool)
 
 
 @dataclass
@@ -202,7 +218,8 @@ class PostgresBM25Backend:
     """Okapi BM25 over the stored tsvector, with statistics kept exact by triggers."""
 
     def candidates(self, query: ParsedQuery, *, k: int, collection: str) -> CandidateSet:
-        """Return up to `k` candidates, best BM25 first (SQL: two statements, three when widening)."""
+        """Return up to `k` candidates, best BM25 first (SQL: two statements when every term is rare;
+        with a common term a few more: the pool, its filters, the missing weights, the rows)."""
         if not query:
             return CandidateSet()
         try:
@@ -214,19 +231,80 @@ class PostgresBM25Backend:
         plan = self._plan(query, k=k, collection=collection)
         if plan.sql is None:
             return CandidateSet(notices=plan.notices)
+        if plan.exhaustive:
+            rows = self._fetch(plan.sql, plan.params)
+            return CandidateSet(candidates=[_candidate(row[:5], row[5]) for row in rows])
         pool_size = settings.SEARCH_COMMON_TERM_POOL
         while True:
-            rows = self._fetch(plan.sql, {**plan.params, "pool_size": pool_size})
-            bound = rows[0][6] if rows else 0.0
-            exact = plan.exhaustive or (len(rows) == k and rows[-1][5] >= bound)
-            if exact or pool_size > settings.SEARCH_COMMON_TERM_POOL:
+            scores, exact, spent = self._pooled(plan, k=k, pool_size=pool_size)
+            # Widen once, unless the lookups already ran out: a wider pool would only need more.
+            if exact or spent or pool_size > settings.SEARCH_COMMON_TERM_POOL:
                 break
             pool_size *= POOL_GROWTH
-        found = [
-            Candidate(document_id=r[0], title=r[1], language=r[2], source=r[3], content_hash=r[4], score=float(r[5]))
-            for r in rows
-        ]
+        rows = {row[0]: row for row in self._fetch(ROWS, {"ids": list(scores)})} if scores else {}
+        found = [_candidate(rows[pk], score) for pk, score in scores.items() if pk in rows]
         return CandidateSet(candidates=found, exact=exact)
+
+    def _pooled(self, plan: _Plan, *, k: int, pool_size: int) -> tuple[dict[int, float], bool, bool]:
+        """Return the top k {document: score} from the pool, whether the pool proves it exact, and
+        whether the lookup budget ran out (FILL_LIMIT: then the ranking is by what is known).
+
+        Score-at-a-time: each pooled document's known weights give its lower bound, and each
+        common term it was not pooled for adds at most that term's last pooled weight (its upper
+        bound). Only documents whose upper bound reaches the k-th lower bound, and that lack some
+        weight, are looked up. A document outside the pool scores at most the sum of the common
+        terms' last weights: below the k-th score, the top k is exact.
+        """
+        params = {**plan.params, "pool_size": pool_size}
+        exhaustive = dict(zip(params["term_ids"], params["exhaustive"], strict=True))
+        known: dict[int, dict[int, float]] = {}
+        read: dict[int, int] = dict.fromkeys(exhaustive, 0)
+        last: dict[int, float] = dict.fromkeys(exhaustive, 0.0)
+        for document_id, term_id, weight in self._fetch(POOL_READ, params):
+            known.setdefault(document_id, {})[term_id] = weight
+            read[term_id] += 1
+            last[term_id] = weight
+        # A common term read to its end has nothing left out; its documents are all pooled.
+        ceiling = {t: last[t] for t, whole in exhaustive.items() if not whole and read[t] >= pool_size}
+        for text in plan.phrases:
+            for (document_id,) in self._fetch(PHRASE_POOL, {**params, "phrase": text}):
+                known.setdefault(document_id, {})
+        if plan.filters and known:
+            sql = POOL_FILTER.format(
+                join_document="JOIN documents_document d ON d.id = s.document_id" if plan.needs_row else "",
+                filters=" AND ".join(plan.filters),
+            )
+            kept = {row[0] for row in self._fetch(sql, {**params, "ids": list(known)})}
+            known = {pk: weights for pk, weights in known.items() if pk in kept}
+        commons = [t for t, whole in exhaustive.items() if not whole]
+
+        def missing(pk: int) -> list[int]:
+            return [t for t in commons if t not in known[pk]]
+
+        lower = {pk: sum(weights.values()) for pk, weights in known.items()}
+        upper = {pk: lower[pk] + sum(ceiling.get(t, 0.0) for t in missing(pk)) for pk in known}
+        # Highest upper bound first, a batch at a time: each batch raises the k-th exact score,
+        # and the documents whose upper bound falls below it need no lookup at all (MaxScore).
+        unsure = sorted((pk for pk in known if upper[pk] > lower[pk]), key=lambda pk: (-upper[pk], pk))
+        looked_up = 0
+        while unsure and looked_up < FILL_LIMIT:
+            kth = sorted(lower.values(), reverse=True)[k - 1] if len(lower) >= k else 0.0
+            unsure = [pk for pk in unsure if upper[pk] >= kth]
+            batch, unsure = unsure[:FILL_BATCH], unsure[FILL_BATCH:]
+            if not batch:
+                break
+            for document_id, term_id, weight in self._fetch(POOL_FILL, {**params, "ids": batch}):
+                known[document_id][term_id] = weight
+            for pk in batch:
+                lower[pk] = upper[pk] = sum(known[pk].values())
+            looked_up += len(batch)
+        best = sorted(lower.items(), key=lambda item: (-item[1], item[0]))[:k]
+        outside = sum(ceiling.values())
+        # Exact when nothing outside the pool can reach the k-th score and no document that could
+        # was left without its lookup (the lookup budget ran out).
+        threshold = best[-1][1] if best else 0.0
+        exact = len(best) == k and threshold >= outside and not any(upper[pk] > threshold for pk in unsure)
+        return dict(best), exact, looked_up >= FILL_LIMIT
 
     def explain(self, query: ParsedQuery, *, k: int, collection: str) -> str:
         """Return EXPLAIN ANALYZE of the candidate statement for `query` (for benchmarks and tests)."""
@@ -263,6 +341,11 @@ class PostgresBM25Backend:
         for _, df in ordered:
             spent += df
             exhaustive.append(spent <= settings.SEARCH_EXHAUSTIVE_POSTINGS or df <= settings.SEARCH_COMMON_TERM_POOL)
+        # Two or more common terms: BM25 saturates, so the best documents are those with all of
+        # them at ordinary counts, which no single term's best postings hold (docs/benchmarks.md,
+        # section 4). Exhaustive scoring stays exact; only beyond a hard cap does the pool decide.
+        if exhaustive.count(False) >= 2 and spent <= settings.SEARCH_EXHAUSTIVE_POSTINGS * COMMON_TERMS_FACTOR:
+            exhaustive = [True] * len(exhaustive)
         params.update(
             term_ids=[term_id for term_id, _ in ordered],
             idfs=[idf(df, stats.documents) for _, df in ordered],
@@ -276,21 +359,20 @@ class PostgresBM25Backend:
             collection=collection,
             limit=k,
         )
-        # Phrases are bound as parameters like the filters' (bind names continue after theirs).
+        if all(exhaustive):
+            sql = CANDIDATES.format(
+                query_terms=QUERY_TERMS,
+                scoring=SCORE_EXHAUSTIVE,
+                join_document="JOIN documents_document d ON d.id = s.document_id" if needs_row else "",
+                filters=" AND ".join(filters) or "true",
+            )
+            return _Plan(sql=sql, params=params)
         phrases = [
             member.text for group in query.required for member in group if member.phrase and not has_cjk(member.text)
         ]
-        phrase_pools = ""
-        for number, text in enumerate(phrases):
-            params[f"phrase{number}"] = text
-            phrase_pools += PHRASE_POOL.format(f"%(phrase{number})s")
-        sql = CANDIDATES.format(
-            query_terms=QUERY_TERMS,
-            scoring=SCORE_EXHAUSTIVE if all(exhaustive) else SCORE_POOL.format(phrase_pools=phrase_pools),
-            join_document="JOIN documents_document d ON d.id = s.document_id" if needs_row else "",
-            filters=" AND ".join(filters) or "true",
+        return _Plan(
+            sql=POOL_READ, params=params, exhaustive=False, filters=filters, needs_row=needs_row, phrases=phrases
         )
-        return _Plan(sql=sql, params=params, exhaustive=all(exhaustive))
 
     def _resolve(self, clauses: list[Clause], collection: str) -> tuple[list[_Clause], _Statistics]:
         """Return each clause's lexemes and terms, and the collection's statistics (one statement)."""

@@ -100,10 +100,12 @@ def test_it_finds_a_phrase_of_common_words_outside_their_best_postings(settings)
         60:
     ]
     documents_import(items=items, collection=collection)
-    settings.SEARCH_EXHAUSTIVE_POSTINGS = 50
+    # Budgets small enough that both words are common and pooled, not scored exhaustively.
+    settings.SEARCH_EXHAUSTIVE_POSTINGS = 5
     settings.SEARCH_COMMON_TERM_POOL = POOL
 
     found = find_candidates('"alpha beta"', k=5, collection=collection)
+    assert not get_backend()._plan(parse('"alpha beta"'), k=5, collection=collection).exhaustive
 
     assert sorted(c.title for c in found.candidates) == ["Long 0", "Long 1", "Long 2"]
     assert found.notices == []  # found as a phrase, not relaxed to its words
