@@ -52,6 +52,9 @@ COMMON_TERMS_FACTOR = 20
 # lookups are primary-key probes, the cost that grows when common terms rarely meet.
 FILL_BATCH = 256
 FILL_LIMIT = 4096
+# What one such lookup costs, in postings read from the term index (measured at 100k documents,
+# docs/benchmarks.md section 4): it decides between pooling and reading every posting.
+PROBE_COST = 30
 STOP_WORDS_NOTICE = (
     "Every word of your query is too common to search for (such as “the” or “of”); add a more specific word."
 )
@@ -341,10 +344,7 @@ class PostgresBM25Backend:
         for _, df in ordered:
             spent += df
             exhaustive.append(spent <= settings.SEARCH_EXHAUSTIVE_POSTINGS or df <= settings.SEARCH_COMMON_TERM_POOL)
-        # Two or more common terms: BM25 saturates, so the best documents are those with all of
-        # them at ordinary counts, which no single term's best postings hold (docs/benchmarks.md,
-        # section 4). Exhaustive scoring stays exact; only beyond a hard cap does the pool decide.
-        if exhaustive.count(False) >= 2 and spent <= settings.SEARCH_EXHAUSTIVE_POSTINGS * COMMON_TERMS_FACTOR:
+        if self._read_whole(ordered, exhaustive):
             exhaustive = [True] * len(exhaustive)
         params.update(
             term_ids=[term_id for term_id, _ in ordered],
@@ -373,6 +373,24 @@ class PostgresBM25Backend:
         return _Plan(
             sql=POOL_READ, params=params, exhaustive=False, filters=filters, needs_row=needs_row, phrases=phrases
         )
+
+    @staticmethod
+    def _read_whole(ordered: list[tuple[int, int]], exhaustive: list[bool]) -> bool:
+        """Return whether scoring every posting of every term beats pooling the common ones.
+
+        Two or more common terms: BM25 saturates, so the best documents are those with all of them
+        at ordinary counts, which no single term's best postings hold (docs/benchmarks.md,
+        section 4); they are read whole up to a hard cap. Otherwise the cheaper plan wins: reading
+        a posting costs 1, looking up a pooled document's missing weight PROBE_COST.
+        """
+        total = sum(df for _, df in ordered)
+        commons = exhaustive.count(False)
+        if commons >= 2:
+            return total <= settings.SEARCH_EXHAUSTIVE_POSTINGS * COMMON_TERMS_FACTOR
+        # One common term: the documents of the rare terms may lack its weight, and are looked up.
+        rare = sum(df for (_, df), whole in zip(ordered, exhaustive, strict=True) if whole)
+        pooled = rare + settings.SEARCH_COMMON_TERM_POOL * commons + PROBE_COST * min(FILL_LIMIT, rare)
+        return total <= pooled
 
     def _resolve(self, clauses: list[Clause], collection: str) -> tuple[list[_Clause], _Statistics]:
         """Return each clause's lexemes and terms, and the collection's statistics (one statement)."""
