@@ -17,8 +17,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from search.api import SearchAnonThrottle
-from search.views import SearchPageThrottle
+from search.throttling import SearchPageThrottle, SearchThrottle
 from tests.reliability.fuzz_counts import record_count
 
 # Generated cases per API operation, for each kind of client.
@@ -35,7 +34,7 @@ def api_schema(db, settings, monkeypatch, rerank_worker):
     from searchsite.wsgi import application
 
     settings.RERANK_TIMEOUT = RERANK_SECONDS
-    monkeypatch.setattr(SearchAnonThrottle, "THROTTLE_RATES", {"anon_search": "1000000/min"})
+    monkeypatch.setattr(SearchThrottle, "THROTTLE_RATES", {"anon_search": "1000000/min"})
     monkeypatch.setattr(SearchPageThrottle, "THROTTLE_RATES", {"anon_search_page": "1000000/min"})
     # As Django's own test client does: a request must not close the test's connection (it
     # holds the transaction that undoes the test's writes).

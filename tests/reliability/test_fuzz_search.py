@@ -12,8 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from documents.models import LIBRARY, Document
-from search.api import SearchAnonThrottle
-from search.views import SearchPageThrottle
+from search.throttling import SearchPageThrottle, SearchThrottle
 from tests.reliability.fuzz_counts import report
 
 pytestmark = pytest.mark.django_db
@@ -63,7 +62,7 @@ def assert_no_leak(text: str) -> None:
 def _fuzz_site(settings, monkeypatch, rerank_worker):
     """Searches reach the session's worker briefly; the throttles let every case through."""
     settings.RERANK_TIMEOUT = RERANK_SECONDS
-    monkeypatch.setattr(SearchAnonThrottle, "THROTTLE_RATES", {"anon_search": "1000000/min"})
+    monkeypatch.setattr(SearchThrottle, "THROTTLE_RATES", {"anon_search": "1000000/min"})
     monkeypatch.setattr(SearchPageThrottle, "THROTTLE_RATES", {"anon_search_page": "1000000/min"})
 
 
