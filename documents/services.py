@@ -17,6 +17,7 @@ from documents import index_hooks
 from documents.chunking import split_into_chunks
 from documents.models import LIBRARY, Chunk, Document, content_hash
 from documents.textsearch import detect_language, segment_for_index
+from searchsite.json_limits import MAX_JSON_DEPTH
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +55,33 @@ def _clean(value: str) -> str:
 
 def _clean_json(value: object) -> object:
     """Return metadata with every string in it, keys included, cleaned like text (JSON may carry
-    \\u0000 and lone surrogates, which PostgreSQL refuses)."""
-    if isinstance(value, str):
-        return _clean(value)
-    if isinstance(value, dict):
-        return {_clean(str(key)): _clean_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_clean_json(item) for item in value]
-    return value
+    \\u0000 and lone surrogates, which PostgreSQL refuses).
+
+    Iterative, with a stack of its own: no nesting exhausts Python's (500 levels of metadata used
+    to end in a RecursionError whose debug page kept a web thread busy for minutes). Deeper than
+    MAX_JSON_DEPTH levels is refused: PostgreSQL's jsonb and every reader recurse per level.
+    """
+    holder: list[object] = [None]
+    stack: list[tuple[object, dict | list, object, int]] = [(value, holder, 0, 1)]
+    while stack:
+        item, parent, slot, depth = stack.pop()
+        if isinstance(item, str):
+            parent[slot] = _clean(item)
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise IngestError(f"the metadata nests deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(item, dict):
+                # Keys that clean to the same text keep the last value, as a dict literal would.
+                children = {_clean(str(key)): child for key, child in item.items()}
+                cleaned: dict | list = dict.fromkeys(children)
+            else:
+                children = dict(enumerate(item))
+                cleaned = [None] * len(item)
+            parent[slot] = cleaned
+            stack.extend((child, cleaned, key, depth + 1) for key, child in children.items())
+        else:
+            parent[slot] = item
+    return holder[0]
 
 
 def _validate(item: DocumentInput) -> DocumentInput:

@@ -227,8 +227,9 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
-    # The API takes JSON; only the upload view takes multipart (its own parser_classes).
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # The API takes JSON, its size and nesting bounded before it is parsed (searchsite.json_limits);
+    # only the upload view takes multipart (its own parser_classes).
+    "DEFAULT_PARSER_CLASSES": ["searchsite.api_parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Document lists come in pages (?page=N); search results are bounded by k instead.
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
