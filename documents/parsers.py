@@ -120,7 +120,7 @@ def parse_file_lenient(name: str, data: bytes) -> ParsedFile:
         raise ParseError("the file is empty")
     limit = settings.DOCUMENTS_MAX_UPLOAD_BYTES
     if len(data) > limit:
-        raise ParseError(f"the file is {format_size(len(data))}; the limit is {format_size(limit)}")
+        raise ParseError(size_refusal(len(data), limit))
     source = PurePath(name).name
     if extension == ".pdf":
         return ParsedFile([_parse_pdf(data, source)])
@@ -146,6 +146,14 @@ def summarize_problems(problems: list[str]) -> str:
     shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
     more = len(problems) - MAX_PROBLEMS_SHOWN
     return f"{shown}; and {more} more" if more > 0 else shown
+
+
+def size_refusal(size: int, limit: int) -> str:
+    """Return why a file of `size` bytes is refused, in units that show it is over `limit`."""
+    shown, allowed = format_size(size), format_size(limit)
+    if shown == allowed:  # "20.0 MB; the limit is 20.0 MB" hides by how much: count bytes
+        shown, allowed = f"{size:,} bytes", f"{limit:,} bytes ({allowed})"
+    return f"the file is {shown}; the limit is {allowed}"
 
 
 def format_size(size: int) -> str:

@@ -274,6 +274,13 @@ CACHES = {
     }
 }
 
+# --- Admin login (searchsite.admin_login) ---------------------------------------------------
+# Wrong passwords per client (address, IPv6 /64) and per account within the window; beyond them
+# login POSTs answer 429 until the window, counted from the first failure, has passed.
+ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 10, minimum=1)
+ADMIN_LOGIN_MAX_ACCOUNT_FAILURES = env_int("ADMIN_LOGIN_MAX_ACCOUNT_FAILURES", 50, minimum=1)
+ADMIN_LOGIN_WINDOW_SECONDS = env_int("ADMIN_LOGIN_WINDOW_SECONDS", 900, minimum=1)
+
 # --- Static files, i18n ---------------------------------------------------------------------
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
