@@ -54,6 +54,7 @@ SNIFF_BYTES = 64 * 1024
 # A GB18030 decode only counts when most of its non-ASCII characters are common Chinese (in
 # GB2312); otherwise a Latin-1 file would "decode" into nonsense ideographs.
 MIN_GB2312_SHARE = 0.9
+TOO_DEEP = f"the JSON nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects"
 # Problems listed in one message before "and N more".
 MAX_PROBLEMS_SHOWN = 5
 
@@ -405,15 +406,15 @@ def _refuse_zip_bomb(members: list[zipfile.ZipInfo]) -> None:
 def _parse_json(text: str, source: str, *, lines: bool) -> ParsedFile:
     if not text.strip():
         raise ParseError("the file has no records")
+    if lines:
+        return _parse_json_lines(text, source)
     problem = nesting_problem(text)
     if problem:
         raise ParseError(problem)
-    if lines:
-        return _parse_json_lines(text, source)
     try:
         value = json.loads(text)
     except RecursionError:
-        raise ParseError(f"the JSON nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects") from None
+        raise ParseError(TOO_DEEP) from None
     except json.JSONDecodeError as error:
         if error.msg == "Extra data" and text.lstrip().startswith("{"):
             return _parse_json_lines(text, source)  # JSON Lines saved as .json
@@ -438,10 +439,14 @@ def _parse_json_lines(text: str, source: str) -> ParsedFile:
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
+        # Only a line with more brackets than the depth limit can nest too deeply (cheap to count).
+        if line.count("[") + line.count("{") > MAX_JSON_DEPTH and (problem := nesting_problem(line)):
+            problems.append(f"line {number}: {problem}")
+            continue
         try:
             record = json.loads(line)
         except RecursionError:
-            problems.append(f"line {number}: nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects")
+            problems.append(f"line {number}: {TOO_DEEP}")
             continue
         except json.JSONDecodeError as error:
             problems.append(f"line {number}: invalid JSON at column {error.colno}: {error.msg}")

@@ -9,6 +9,7 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser, get_encoding
 from rest_framework.utils import json as drf_json
 
+from searchsite.errors import too_large_message
 from searchsite.json_limits import nesting_problem
 
 
@@ -19,8 +20,8 @@ class BoundedJSONParser(JSONParser):
     def parse(self, stream: object, media_type: str | None = None, parser_context: dict | None = None) -> object:
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         raw = stream.read(limit + 1) if stream is not None else b""
-        if len(raw) > limit:
-            raise ParseError(f"The JSON body is larger than {limit:,} bytes.")
+        if len(raw) > limit:  # DRF reads request.body first, where Django refuses it already
+            raise ParseError(too_large_message())
         encoding = get_encoding(parser_context or {})
         try:
             text = raw.decode(encoding)

@@ -16,5 +16,6 @@ urlpatterns = [
 ]
 
 # JSON under /api/, Django's pages elsewhere (searchsite.errors).
+handler400 = "searchsite.errors.bad_request"
 handler404 = "searchsite.errors.not_found"
 handler500 = "searchsite.errors.server_error"
