@@ -120,8 +120,8 @@ def page_spans(body: str) -> list[tuple[int, int]]:
 
 
 def _page_number(raw: str | None) -> int | None:
-    if raw is None:
-        return None
+    if not raw:
+        return None  # no page asked for (an empty `page=` included)
     if not WHOLE_NUMBER.fullmatch(raw) or int(raw) < 1:
         raise Http404("Invalid page.")
     return int(raw)
