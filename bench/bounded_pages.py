@@ -10,9 +10,8 @@ only full-text work is timed):
 - a 500-character query ORing 46 common words at k_initial 200 (`fulltext_ms`).
 
 With --compare-old the searches run a second time with the highlighting of commit c91f927 (before
-issue 12: every word of every chunk stemmed, no scan budget) put in place of today's, in
-search/fulltext.py (that mode needs the module; the backends replacing it take their snippets
-from search.highlight too). The document is deleted afterwards.
+issue 12: every word of every chunk stemmed, no scan budget) put in place of today's where
+search.services and search.passages use it. The document is deleted afterwards.
 
     .venv/bin/python -m bench.bounded_pages --compare-old --output /tmp/bounded.json
 """
@@ -121,21 +120,17 @@ def main() -> None:
                 "now": searches(unique, common_query),
             }
             if args.compare_old:
-                import search.fulltext as fulltext
+                import search.passages as passages
                 import search.services as services
 
                 old = old_highlight()
-                saved = (fulltext.query_terms, fulltext.count_matches, fulltext.snippet, services.snippet)
-                fulltext.query_terms, fulltext.count_matches, fulltext.snippet = (
-                    old.query_terms,
-                    old.count_matches,
-                    old.snippet,
-                )
-                services.snippet = old.snippet
+                saved = (services.query_terms, services.snippet, passages.count_matches, passages.snippet)
+                services.query_terms, services.snippet = old.query_terms, old.snippet
+                passages.count_matches, passages.snippet = old.count_matches, old.snippet
                 try:
                     result[f"before ({OLD_COMMIT} highlighting)"] = searches(unique, common_query)
                 finally:
-                    fulltext.query_terms, fulltext.count_matches, fulltext.snippet, services.snippet = saved
+                    services.query_terms, services.snippet, passages.count_matches, passages.snippet = saved
         finally:
             documents_delete(documents=[document])
         write_json(args.output, result)

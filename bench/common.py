@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LIBRARY_FILE = ROOT / "documents" / "sample_library" / "library.jsonl"
 QUERIES_FILE = ROOT / "tests" / "data" / "sample_eval" / "queries.jsonl"
 TINY_MODEL = ROOT / ".data" / "test-models" / "tiny-cross-encoder"
-# Chunks per document sent to the reranker at most (search.fulltext.MAX_CHUNKS_PER_DOCUMENT).
+# Chunks per document sent to the reranker at most (search.passages.MAX_CHUNKS_PER_DOCUMENT).
 MAX_CHUNKS_PER_DOCUMENT = 8
 
 

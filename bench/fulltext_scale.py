@@ -1,12 +1,17 @@
-"""Full-text at scale: candidate query latency at 10k, 100k and 1M documents, capped vs uncapped.
+"""Full-text at scale: BM25 candidate latency at 10k, 100k and 1M documents, bounded vs exact.
 
 The documents go into a collection of their own (`bench-fulltext`, never the site's "library"),
 in the database `make run` uses, so the site's searches never see them. They are generated
 bilingual text (English: the sample library's words by frequency plus a long tail of made-up
 words; Chinese: jieba's dictionary words by their frequency), drawn Zipf-like so that there are
 very common and very rare terms. Chinese is generated as words, so the segmented search text is
-known in Python, exactly as ingest stores it; COPY writes the rows and PostgreSQL computes the
-stored vector once per row at load time.
+known in Python, exactly as ingest stores it; COPY writes the rows, PostgreSQL computes the stored
+vector once per row and the BM25 triggers index each COPY as one statement.
+
+Each query is timed through the backend as the site runs it (bounded: rare terms whole, a pool
+of each common term), and once exhaustively (every matching document scored: exact BM25), and
+the two top-50s are compared. bm25s ranks the same documents (its own tokenizer over the same
+segmented text, the same k1 and b) for a second comparison.
 
     .venv/bin/python -m bench.fulltext_scale run --sizes 10000 100000 1000000 --output /tmp/ft.json
     .venv/bin/python -m bench.fulltext_scale drop      # delete the bench rows afterwards
@@ -38,28 +43,6 @@ ROWS_PER_COPY = 50_000
 ZIPF_S = 1.0
 # A query slower than this is cut off (the uncapped query on a very common term can be slow).
 STATEMENT_TIMEOUT_MS = 30_000
-
-# The candidate query before ranking was capped (git history: search/fulltext.py), for the
-# side-by-side comparison.
-UNCAPPED_SQL = """
-WITH query AS (
-    SELECT websearch_to_tsquery(%(config)s::regconfig, %(query)s) AS q_all
-), relaxed AS (
-    SELECT q_all,
-           CASE WHEN q_all::text ~ '[!<]' OR querytree(q_all) = 'T' THEN q_all
-                ELSE replace(querytree(q_all), ' & ', ' | ')::tsquery END AS q_any
-    FROM query
-)
-SELECT d.id, d.title, d.language, d.source, d.content_hash,
-       (d.search_vector @@ relaxed.q_all) AS all_terms,
-       ts_rank_cd(d.search_vector, relaxed.q_any, 32) AS rank
-FROM documents_document d, relaxed
-WHERE d.collection = %(collection)s
-  AND numnode(relaxed.q_all) > 0
-  AND d.search_vector @@ relaxed.q_any
-ORDER BY all_terms DESC, rank DESC, d.id
-LIMIT %(limit)s
-"""
 
 SYLLABLES = [
     "ka",
@@ -179,6 +162,8 @@ def grow_to(size: int, vocabulary: Vocabulary) -> dict:
     from django.db import connection
 
     have = collection_size()
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = 0")  # a COPY of 50,000 rows and its trigger take a while
     started = time.perf_counter()
     columns = (
         "collection, external_id, title, body, language, source, metadata, content_hash, "
@@ -194,6 +179,10 @@ def grow_to(size: int, vocabulary: Vocabulary) -> dict:
     load_seconds = time.perf_counter() - started
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE documents_document")  # also flushes the GIN pending list
+        # The postings' visibility map lets the pool's reads be index-only.
+        cursor.execute("VACUUM ANALYZE search_bm25_posting")
+        cursor.execute("VACUUM ANALYZE search_bm25_term")
+        cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
     return {
         "load_s": round(load_seconds, 1),
         "vacuum_analyze_s": round(time.perf_counter() - started - load_seconds, 1),
@@ -221,87 +210,171 @@ def pick_queries(vocabulary: Vocabulary) -> dict[str, list[str]]:
     chinese = vocabulary.chinese
     return {
         "rare": rare[:8],
-        "common": common,
         "typical": [f"{mid[i]} {mid[i + 1]}" for i in range(0, 16, 2)],
         "typical_zh": [f"{chinese[200 + i * 37]} {chinese[900 + i * 53]}" for i in range(8)],
+        "common": common,
+        "two_common": [f"{common[i]} {common[i + 1]}" for i in range(0, 8, 2)],
         "common_and_rare": [f"{common[i]} {rare[i]}" for i in range(4)],
+        "long_zh": [f"{chinese[10 + i]}{chinese[400 + i * 7]}{chinese[2000 + i * 11]}" for i in range(4)],
     }
 
 
-def time_query(sql: str, query: str, collection: str, k: int, cap: int) -> float:
-    from django.db import connection
+def ranked(query: str, *, k: int, exact: bool) -> tuple[list[int], float, bool]:
+    """Return the top-k document ids, the milliseconds taken and whether the backend proved it exact."""
+    from django.conf import settings
+    from django.test.utils import override_settings
 
-    from documents.textsearch import TS_CONFIG, segment_query
+    from search.backends import find_candidates
 
-    params = {"config": TS_CONFIG, "query": segment_query(query), "collection": collection, "limit": k, "cap": cap}
-    started = time.perf_counter()
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        cursor.fetchall()
-    return (time.perf_counter() - started) * 1000
-
-
-def explain(sql: str, query: str, collection: str, k: int, cap: int) -> str:
-    from django.db import connection
-
-    from documents.textsearch import TS_CONFIG, segment_query
-
-    params = {"config": TS_CONFIG, "query": segment_query(query), "collection": collection, "limit": k, "cap": cap}
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, params)
-        return "\n".join(row[0] for row in cursor.fetchall())
+    unbounded = {"SEARCH_EXHAUSTIVE_POSTINGS": 10**9, "SEARCH_COMMON_TERM_POOL": 10**9} if exact else {}
+    with override_settings(**unbounded):
+        started = time.perf_counter()
+        found = find_candidates(query, k=k, collection=COLLECTION)
+        took = (time.perf_counter() - started) * 1000
+    assert exact or settings.SEARCH_COMMON_TERM_POOL < 10**9
+    return [c.document_id for c in found.candidates], took, found.exact
 
 
-def measure(queries: dict[str, list[str]], *, k: int, cap: int, repeats: int, uncapped_budget_s: float) -> dict:
-    """Return p50/p95 per query class, capped (now) and uncapped (before), interleaved."""
-    from search.fulltext import CANDIDATES_SQL
+def overlap(found: list[int], reference: list[int]) -> float:
+    """Return the share of the reference top-k that `found` also holds (1.0 when both are empty)."""
+    if not reference:
+        return 1.0 if not found else 0.0
+    return len(set(found) & set(reference)) / len(reference)
 
+
+def measure(queries: dict[str, list[str]], *, k: int, repeats: int, exact_budget_s: float, peer=None) -> dict:
+    """Return p50/p95 per query class, bounded (the site) and exact, and the top-k agreement."""
     results = {}
     for name, texts in queries.items():
-        capped, uncapped = [], []
+        bounded_ms, exact_ms, agreement, peer_agreement, proven = [], [], [], [], 0
         spent = 0.0
-        for _ in range(repeats):
-            for text in texts:
-                capped.append(time_query(CANDIDATES_SQL, text, COLLECTION, k, cap))
-                if spent < uncapped_budget_s:
-                    took = time_query(UNCAPPED_SQL, text, COLLECTION, k, cap)
-                    uncapped.append(took)
+        for text in texts:
+            reference = None
+            for _ in range(repeats):
+                ids, took, was_exact = ranked(text, k=k, exact=False)
+                bounded_ms.append(took)
+                if spent < exact_budget_s or reference is None:
+                    reference, took, _ = ranked(text, k=k, exact=True)
+                    exact_ms.append(took)
                     spent += took / 1000
-        row = {"queries": texts, "capped_ms": summary(capped), "uncapped_ms": summary(uncapped)}
-        if uncapped:
-            row["uncapped_vs_capped_p50"] = round(row["uncapped_ms"]["p50"] / max(row["capped_ms"]["p50"], 0.01), 1)
+            agreement.append(overlap(ids, reference))
+            proven += was_exact
+            if peer is not None:
+                peer_agreement.append(overlap(ids, peer.top(text, k)))
+        row = {
+            "queries": texts,
+            "bounded_ms": summary(bounded_ms),
+            "exact_ms": summary(exact_ms),
+            "agreement_with_exact": round(sum(agreement) / len(agreement), 4),
+            "proven_exact": f"{proven}/{len(texts)}",
+        }
+        if peer_agreement:
+            row["agreement_with_bm25s"] = round(sum(peer_agreement) / len(peer_agreement), 4)
         results[name] = row
-        print(f"    {name}: capped p50 {row['capped_ms']['p50']} ms, uncapped p50 {row['uncapped_ms']['p50']} ms")
+        print(
+            f"    {name}: bounded p50 {row['bounded_ms']['p50']} p95 {row['bounded_ms']['p95']} ms, exact p50 "
+            f"{row['exact_ms']['p50']} ms, agreement {row['agreement_with_exact']}"
+            + (f", with bm25s {row['agreement_with_bm25s']}" if peer_agreement else "")
+        )
     return results
+
+
+class Bm25sPeer:
+    """bm25s over the same generated documents (their segmented text), with the site's k1 and b."""
+
+    def __init__(self) -> None:
+        import bm25s
+        import numpy as np
+        import Stemmer
+        from django.conf import settings
+
+        self.np, self.bm25s = np, bm25s
+        from django.db import connection
+
+        self.stemmer = Stemmer.Stemmer("english")
+        texts, self.ids = [], []
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, title_search || ' ' || body_search FROM documents_document "
+                "WHERE collection = %s ORDER BY id",
+                [COLLECTION],
+            )
+            for pk, text in cursor.fetchall():
+                self.ids.append(pk)
+                texts.append(text)
+        started = time.perf_counter()
+        tokens = bm25s.tokenize(texts, stopwords="en", stemmer=self.stemmer, show_progress=False)
+        self.retriever = bm25s.BM25(k1=settings.SEARCH_BM25_K1, b=settings.SEARCH_BM25_B, method="lucene")
+        self.retriever.index(tokens, show_progress=False)
+        self.vocabulary = tokens.vocab
+        self.index_seconds = round(time.perf_counter() - started, 1)
+        print(f"  bm25s indexed {len(texts)} documents in {self.index_seconds} s", flush=True)
+
+    def top(self, query: str, k: int) -> list[int]:
+        from documents.textsearch import segment_for_index
+
+        words = self.bm25s.tokenize(
+            [segment_for_index(query)], stopwords="en", stemmer=self.stemmer, show_progress=False, return_ids=False
+        )[0]
+        known = [word for word in words if word in self.vocabulary]
+        if not known:
+            return []
+        scores = self.retriever.get_scores(known)
+        order = self.np.argsort(-scores, kind="stable")[:k]
+        return [self.ids[i] for i in order.tolist() if scores[i] > 0]
+
+
+def explain(query: str, k: int) -> str:
+    from search.backends import get_backend
+    from search.query import parse
+
+    return get_backend().explain(parse(query), k=k, collection=COLLECTION)
+
+
+def table_sizes() -> dict[str, str]:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT relname, pg_size_pretty(pg_total_relation_size(oid)) FROM pg_class "
+            "WHERE relname IN ('documents_document', 'search_bm25_posting', 'search_bm25_term', "
+            "'search_bm25_document') ORDER BY relname"
+        )
+        return dict(cursor.fetchall())
 
 
 def cmd_run(args: argparse.Namespace) -> dict:
     from django.conf import settings
     from django.db import connection
 
-    from search.fulltext import CANDIDATES_SQL
-
     with connection.cursor() as cursor:
         cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
     vocabulary = Vocabulary()
     queries = pick_queries(vocabulary)
-    cap = settings.SEARCH_RANK_CAP
-    report = {"benchmark": "fulltext_scale", "machine": machine(), "k": args.k, "cap": cap, "sizes": []}
+    report = {
+        "benchmark": "fulltext_scale",
+        "machine": machine(),
+        "k": args.k,
+        "exhaustive_postings": settings.SEARCH_EXHAUSTIVE_POSTINGS,
+        "common_term_pool": settings.SEARCH_COMMON_TERM_POOL,
+        "sizes": [],
+    }
     for size in args.sizes:
         print(f"size {size}:", flush=True)
         loading = grow_to(size, vocabulary)
-        measured = measure(queries, k=args.k, cap=cap, repeats=args.repeats, uncapped_budget_s=args.uncapped_budget)
-        library = [time_query(CANDIDATES_SQL, q, "library", args.k, cap) for q in ("苹果 营养", "python", "coffee")]
+        peer = Bm25sPeer() if args.bm25s else None
+        measured = measure(queries, k=args.k, repeats=args.repeats, exact_budget_s=args.exact_budget, peer=peer)
         report["sizes"].append(
-            {"documents": collection_size(), **loading, "classes": measured, "library_queries_ms": summary(library)}
+            {
+                "documents": collection_size(),
+                **loading,
+                "bm25s_index_s": peer.index_seconds if peer else None,
+                "classes": measured,
+                "table_sizes": table_sizes(),
+            }
         )
-    report["explain_rare"] = explain(CANDIDATES_SQL, queries["rare"][0], COLLECTION, args.k, cap)
-    report["explain_common"] = explain(CANDIDATES_SQL, queries["common"][0], COLLECTION, args.k, cap)
-    report["explain_typical"] = explain(CANDIDATES_SQL, queries["typical"][0], COLLECTION, args.k, cap)
-    report["explain_library"] = explain(CANDIDATES_SQL, "python", "library", args.k, cap)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_size_pretty(pg_total_relation_size('documents_document'))")
-        report["table_size_with_indexes"] = cursor.fetchone()[0]
+        del peer
+    report["explain"] = {name: explain(texts[0], args.k) for name, texts in queries.items()}
     return report
 
 
@@ -314,7 +387,8 @@ def cmd_drop(args: argparse.Namespace) -> dict:
         deleted = cursor.rowcount
         # FULL rewrites the table and its indexes without the deleted rows, giving the disk back
         # (it locks the table for the seconds that takes).
-        cursor.execute("VACUUM FULL ANALYZE documents_document")
+        for table in ("documents_document", "search_bm25_posting", "search_bm25_document", "search_bm25_term"):
+            cursor.execute(f"VACUUM FULL ANALYZE {table}")
     return {"deleted": deleted, "seconds": round(time.perf_counter() - started, 1)}
 
 
@@ -325,7 +399,8 @@ def main() -> None:
     run.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     run.add_argument("--k", type=int, default=50, help="candidates per query (SEARCH_K_INITIAL)")
     run.add_argument("--repeats", type=int, default=5)
-    run.add_argument("--uncapped-budget", type=float, default=60.0, help="seconds per class for the old query")
+    run.add_argument("--exact-budget", type=float, default=60.0, help="seconds per class for exact repeats")
+    run.add_argument("--no-bm25s", dest="bm25s", action="store_false", help="skip the bm25s comparison")
     run.add_argument("--output")
     sub.add_parser("drop", help="delete the bench collection's rows")
     args = parser.parse_args()

@@ -6,6 +6,8 @@ transaction that wrote them commits (a rolled-back write announces nothing). Eac
 module imports no search or worker code: the hooks are named by settings, like Django's backends.
 
 A hook must not fail a write that is already committed: an exception is logged, never raised.
+`reindex_documents` also calls each hook named in `DOCUMENTS_REBUILD_HOOKS` once, to rebuild
+what it derives from a whole collection (statistics, vectors) from scratch.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def _load(path: str) -> Hook:
 def hooks() -> list[Hook]:
     """Return the configured hooks (imported once per process)."""
     return [_load(path) for path in settings.DOCUMENTS_INDEX_HOOKS]
+
+
+def rebuild(*, collection: str | None = None) -> list[str]:
+    """Run every rebuild hook for one collection (or all) now; return what each reported."""
+    return [str(_load(path)(collection=collection)) for path in settings.DOCUMENTS_REBUILD_HOOKS]
 
 
 def announce(*, changed: Iterable[int] = (), deleted: Iterable[int] = (), collection: str | None = None) -> None:

@@ -26,6 +26,8 @@ logger = logging.getLogger(__name__)
 # still stored, chunked and reranked). 300k characters stay well under the cap.
 MAX_INDEXED_CHARS = 300_000
 MAX_TITLE_CHARS = 500
+# A title made from the body's first line stays short enough to read in a result list.
+DERIVED_TITLE_CHARS = 120
 
 
 class IngestError(Exception):
@@ -91,8 +93,7 @@ def _validate(item: DocumentInput) -> DocumentInput:
     if not body:
         raise IngestError("the document has no text")
     if not title:
-        first_line = body.splitlines()[0]
-        title = " ".join(first_line.split())[:120] or "Untitled"
+        title = derived_title(body)
     language = item.language or detect_language(f"{title}\n{body}")
     if language not in {"en", "zh", "mixed"}:
         language = detect_language(f"{title}\n{body}")
@@ -106,9 +107,27 @@ def _validate(item: DocumentInput) -> DocumentInput:
     )
 
 
+def content_hash_of(item: DocumentInput) -> str:
+    """Return the content hash `item` would be stored under (raises IngestError if it cannot be)."""
+    clean = _validate(item)
+    return content_hash(clean.title, clean.body)
+
+
+def derived_title(body: str) -> str:
+    """Return the title a document without one is shown with: its first line, shortened."""
+    first_line = body.strip().splitlines()[0] if body.strip() else ""
+    return " ".join(first_line.split())[:DERIVED_TITLE_CHARS] or "Untitled"
+
+
 def _search_fields(title: str, body: str) -> dict:
+    """Return the segmented text of each field, which PostgreSQL turns into the search vector.
+
+    A title that is only the body's first line (derived, as for a passage without a title) is not
+    indexed as a title: the words are in the body already and deserve no title weight.
+    """
     indexed = body[:MAX_INDEXED_CHARS]
-    return {"title_search": segment_for_index(title), "body_search": segment_for_index(indexed)}
+    title_search = "" if title == derived_title(body) else segment_for_index(title)
+    return {"title_search": title_search, "body_search": segment_for_index(indexed)}
 
 
 def _new_document(clean: DocumentInput, collection: str, digest: str) -> Document:

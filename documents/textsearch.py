@@ -11,9 +11,12 @@ import threading
 
 import jieba
 
-# The text search configuration for every vector and query: English stemming; Chinese words
-# (already space-separated here) pass through the stemmer unchanged.
-TS_CONFIG = "english"
+# The text search configuration for every vector and query (documents/migrations/0002): PostgreSQL's
+# `english` (its stop words and Snowball stemmer; Chinese words, already space-separated here, pass
+# through unchanged) without the whole-compound token of a hyphenated word, so that
+# "heat-transfer" is indexed as its parts, heat and transfer, as Lucene's standard analyzer does,
+# rather than as the parts plus a third token that counts the same words twice.
+TS_CONFIG = "searchsite_english"
 # CJK unified ideographs (basic block and extension A) and compatibility ideographs.
 CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 CJK_CHAR = CJK_RUN

@@ -31,9 +31,10 @@ from django.conf import settings
 from django.test.utils import override_settings
 
 from documents.models import Document
-from documents.services import DocumentInput, documents_import
+from documents.services import DocumentInput, IngestError, content_hash_of, documents_import
 from documents.textsearch import detect_language
 from search import rerank_client
+from search.backends import find_candidates
 from search.services import search_run
 from searchsite.devstack import worker_command
 
@@ -46,6 +47,8 @@ METRIC_LABELS = {
     "ndcg@10": "nDCG@10",
     "recall@k_initial": "Recall@k_initial (ceiling)",
 }
+# The randomization test's seed: the same data give the same p-value in every run.
+RANDOMIZATION_SEED = 20261201
 # Grades at or above this count as relevant for MRR, recall and top-1 (trec_eval's default);
 # nDCG uses the grades themselves as gains.
 RELEVANT_GRADE = 1
@@ -58,6 +61,7 @@ WORKER_READY_SECONDS = 240.0
 # Rerank statuses (from search_run) after which the reranked order is the full-text order.
 NOT_RERANKED_BY_RULE = "skipped"  # the worker's model does not serve the query's language
 NO_CANDIDATES = "no-candidates"  # full text found nothing: there is nothing to rerank
+NOT_REQUESTED = "not-requested"  # `evaluate --no-rerank`: the first stage alone
 
 
 class DatasetError(Exception):
@@ -239,6 +243,22 @@ def mean_metrics(per_query: list[dict[str, float]]) -> dict[str, float]:
     return {name: sum(m[name] for m in per_query) / len(per_query) for name in METRICS}
 
 
+def paired_randomization_p(ours: list[float], theirs: list[float], *, rounds: int = 10_000) -> float:
+    """Return the two-sided p-value of the mean paired difference (sign-flip randomization test).
+
+    Seeded, so a report is reproducible; with `rounds` flips the smallest p it can show is 1/rounds.
+    """
+    import numpy as np
+
+    differences = np.asarray(ours, dtype=float) - np.asarray(theirs, dtype=float)
+    if not len(differences) or not differences.any():
+        return 1.0
+    observed = abs(differences.mean())
+    signs = np.random.default_rng(RANDOMIZATION_SEED).choice([-1.0, 1.0], size=(rounds, len(differences)))
+    flipped = np.abs((signs * differences).mean(axis=1))
+    return float((np.sum(flipped >= observed - 1e-12) + 1) / (rounds + 1))
+
+
 def first_relevant_rank(ranking: list[str], judged: dict[str, int]) -> int | None:
     return next((r for r, d in enumerate(ranking, start=1) if judged.get(d, 0) >= RELEVANT_GRADE), None)
 
@@ -260,7 +280,7 @@ class QueryResult:
     @property
     def fell_back(self) -> bool:
         """Whether reranking was wanted but failed (timeout, error, worker unavailable)."""
-        return self.status not in ("ok", NOT_RERANKED_BY_RULE, NO_CANDIDATES)
+        return self.status not in ("ok", NOT_RERANKED_BY_RULE, NO_CANDIDATES, NOT_REQUESTED)
 
 
 def collection_ids(collection: str) -> dict[int, tuple[str, str]]:
@@ -269,13 +289,64 @@ def collection_ids(collection: str) -> dict[int, tuple[str, str]]:
     return {pk: (external_id, title) for pk, external_id, title in rows}
 
 
+def corpus_aliases(*, dataset: Dataset, collection: str) -> dict[int, list[str]]:
+    """Return {document pk: the other corpus ids of exactly its text} (reads the corpus; one SQL query).
+
+    The library stores exact duplicates once, under the first id. A ranking then stands for every
+    copy, each id in corpus order, as an index that kept the copies would list them side by side.
+    """
+    stored = dict(Document.objects.filter(collection=collection).values_list("content_hash", "id"))
+    primary = dict(Document.objects.filter(collection=collection).values_list("id", "external_id"))
+    aliases: dict[int, list[str]] = {}
+    for item in corpus_items(dataset.corpus_path):
+        try:
+            pk = stored.get(content_hash_of(item))
+        except IngestError:
+            continue
+        if pk is not None and item.external_id != primary[pk]:
+            aliases.setdefault(pk, []).append(item.external_id)
+    return aliases
+
+
+def corpus_ranking(
+    pks: list[int], ids: dict[int, tuple[str, str]], aliases: dict[int, list[str]], depth: int
+) -> list[str]:
+    """Return the corpus ids of ranked documents, each followed by its exact copies', `depth` at most."""
+    ranking: list[str] = []
+    for pk in pks:
+        ranking.append(ids[pk][0])
+        ranking.extend(aliases.get(pk, ()))
+    return ranking[:depth]
+
+
 def query_evaluate(
-    *, query: EvalQuery, judged: dict[str, int], collection: str, k_initial: int, ids: dict[int, tuple[str, str]]
+    *,
+    query: EvalQuery,
+    judged: dict[str, int],
+    collection: str,
+    k_initial: int,
+    ids: dict[int, tuple[str, str]],
+    aliases: dict[int, list[str]] | None = None,
+    rerank: bool = True,
 ) -> QueryResult:
-    """Return both orderings of one query and their metrics (SQL; network: one rerank round trip)."""
+    """Return both orderings of one query and their metrics (SQL; network: one rerank round trip).
+
+    Without `rerank`, only the full-text candidates are fetched (the first stage alone).
+    """
+    aliases = aliases or {}
+    if not rerank:
+        found = find_candidates(query.text, k=k_initial, collection=collection).candidates
+        fulltext = corpus_ranking([c.document_id for c in found], ids, aliases, k_initial)
+        metrics = query_metrics(fulltext, judged, k_initial=k_initial)
+        status = NOT_REQUESTED if found else NO_CANDIDATES
+        return QueryResult(query, fulltext, list(fulltext), status, metrics, dict(metrics))
     outcome = search_run(query=query.text, k=k_initial, k_initial=k_initial, collection=collection)
-    fulltext = [ids[row.document_id][0] for row in outcome.fulltext]
-    reranked = [ids[row.document_id][0] for row in outcome.reranked] if outcome.is_reranked else list(fulltext)
+    fulltext = corpus_ranking([row.document_id for row in outcome.fulltext], ids, aliases, k_initial)
+    reranked = (
+        corpus_ranking([row.document_id for row in outcome.reranked], ids, aliases, k_initial)
+        if outcome.is_reranked
+        else list(fulltext)
+    )
     status = outcome.rerank_status if outcome.candidate_count else NO_CANDIDATES
     return QueryResult(
         query=query,

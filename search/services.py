@@ -12,15 +12,17 @@ from django.utils.safestring import SafeString
 
 from documents.models import LIBRARY
 from documents.textsearch import detect_language
-from search import fulltext, rerank_client
-from search.highlight import snippet
+from search import rerank_client
+from search.backends import CandidatesUnavailable, find_candidates
+from search.highlight import query_terms, snippet
+from search.passages import attach_passages, rerank_text
 
 # Control characters (NUL included) never reach PostgreSQL; they carry no meaning in a query.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 
 
 class SearchUnavailable(Exception):
-    """The database cannot answer; pages show a 503, the API a JSON error."""
+    """The full-text engine cannot answer; pages show a 503, the API a JSON error."""
 
 
 @dataclass
@@ -81,7 +83,8 @@ def clamp(value: int | None, default: int, maximum: int) -> int:
 def search_run(
     *, query: str, k: int | None = None, k_initial: int | None = None, collection: str = LIBRARY
 ) -> SearchOutcome:
-    """Return both orderings for `query` (SQL: two queries; network: one rerank round trip)."""
+    """Return both orderings for `query` (SQL: the backend's two statements and one for the chunks;
+    network: one rerank round trip)."""
     started = time.perf_counter()
     query, notices = clean_query(query)
     k_initial = clamp(k_initial, settings.SEARCH_K_INITIAL, settings.SEARCH_K_INITIAL_MAX)
@@ -89,10 +92,17 @@ def search_run(
     outcome = SearchOutcome(query=query, k=k, k_initial=k_initial, notices=notices)
     if not query:
         return outcome
+    terms = query_terms(query)
     try:
-        found = fulltext.candidates(query, k_initial=k_initial, collection=collection)
+        found = find_candidates(query, k=k_initial, collection=collection)
+    except CandidatesUnavailable as error:
+        raise SearchUnavailable(str(error)) from error
+    try:
+        attach_passages(found.candidates, terms)
     except DatabaseError as error:
+        # The chunks are the library's own rows (PostgreSQL), whatever engine found the candidates.
         raise SearchUnavailable("the document database is not answering") from error
+    outcome.notices.extend(found.notices)
     fulltext_ms = (time.perf_counter() - started) * 1000
     rows = [
         ResultRow(
@@ -101,7 +111,7 @@ def search_run(
             snippet=c.snippet,
             language=c.language,
             fulltext_rank=i,
-            fulltext_score=round(c.rank, 4),
+            fulltext_score=round(c.score, 4),
         )
         for i, c in enumerate(found.candidates, start=1)
     ]
@@ -109,7 +119,7 @@ def search_run(
     outcome.fulltext = rows[:k]
     outcome.timings = {"fulltext_ms": round(fulltext_ms, 2), "rerank_ms": None, "queue_ms": None, "model_ms": None}
     if rows:
-        groups = [[f"{c.title}\n{text}" for text in c.chunks] or [c.title] for c in found.candidates]
+        groups = [[rerank_text(c.title, text) for text in c.chunks] or [c.title] for c in found.candidates]
         versions = [f"{c.document_id}:{c.content_hash}" for c in found.candidates]
         reply = rerank_client.rerank(query, groups, language=detect_language(query), versions=versions)
         outcome.rerank_status = reply.status
@@ -118,7 +128,7 @@ def search_run(
             rerank_ms=reply.total_ms, queue_ms=reply.queue_ms, model_ms=reply.model_ms, rerank_cached=reply.cached
         )
         if reply.ok:
-            _apply_scores(outcome, rows, found.candidates, reply, found.terms)
+            _apply_scores(outcome, rows, found.candidates, reply, terms)
         else:
             outcome.notices.append(reply.notice + " Showing the full-text order.")
         if reply.model and reply.model.get("fallback_reason"):

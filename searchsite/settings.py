@@ -192,9 +192,19 @@ SEARCH_K_INITIAL = env_int("SEARCH_K_INITIAL", 50, minimum=1, maximum=200)
 SEARCH_K_INITIAL_MAX = 200
 SEARCH_K_FINAL = env_int("SEARCH_K_FINAL", 10, minimum=1, maximum=200)
 SEARCH_MAX_QUERY_CHARS = env_int("SEARCH_MAX_QUERY_CHARS", 500, minimum=10)
-# Matching documents ranked at most per query: keeps ts_rank_cd bounded for very common terms
-# (see search.fulltext); documents matching every term are taken first.
-SEARCH_RANK_CAP = env_int("SEARCH_RANK_CAP", 2000, minimum=10)
+# The engine that finds candidates (search.backends); PostgreSQL Okapi BM25 by default.
+SEARCH_BACKEND = env_str("SEARCH_BACKEND", "search.backends.postgres.PostgresBM25Backend")
+# Okapi BM25 over two fields, BM25F-style: a title occurrence counts TITLE_WEIGHT body occurrences,
+# each field length-normalised by b, one saturation by k1 (search.backends.postgres). Defaults
+# measured on training splits only (bench/bm25_tuning.py, docs/evaluation.md).
+SEARCH_BM25_K1 = env_float("SEARCH_BM25_K1", 0.8, minimum=0.0)
+SEARCH_BM25_B = env_float("SEARCH_BM25_B", 0.8, minimum=0.0, maximum=1.0)
+SEARCH_BM25_TITLE_WEIGHT = env_float("SEARCH_BM25_TITLE_WEIGHT", 4.0, minimum=0.0)
+# Bounded work for common terms: the query's rarest terms are scored over all their documents
+# while those add up to at most EXHAUSTIVE_POSTINGS; of each more common term only its
+# COMMON_TERM_POOL documents of highest BM25 weight join the pool (docs/benchmarks.md, section 3).
+SEARCH_EXHAUSTIVE_POSTINGS = env_int("SEARCH_EXHAUSTIVE_POSTINGS", 20_000, minimum=100)
+SEARCH_COMMON_TERM_POOL = env_int("SEARCH_COMMON_TERM_POOL", 1000, minimum=10)
 
 # --- Documents ------------------------------------------------------------------------------
 DOCUMENTS_MAX_UPLOAD_BYTES = env_int("DOCUMENTS_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)
@@ -202,7 +212,9 @@ DOCUMENTS_MAX_UPLOAD_BYTES = env_int("DOCUMENTS_MAX_UPLOAD_BYTES", 20 * 1024 * 1
 DOCUMENTS_CHUNK_TOKENS = env_int("DOCUMENTS_CHUNK_TOKENS", RERANKER_MAX_LENGTH - 64, minimum=32)
 # Called after every commit that writes documents, with the ids changed and deleted
 # (documents.index_hooks): search engines and vector indexes subscribe here.
-DOCUMENTS_INDEX_HOOKS = env_list("DOCUMENTS_INDEX_HOOKS", [])
+DOCUMENTS_INDEX_HOOKS = env_list("DOCUMENTS_INDEX_HOOKS", ["search.backends.index_hook"])
+# Called by `reindex_documents` to rebuild what is derived from a whole collection.
+DOCUMENTS_REBUILD_HOOKS = env_list("DOCUMENTS_REBUILD_HOOKS", ["search.backends.rebuild_hook"])
 DATA_UPLOAD_MAX_MEMORY_SIZE = DOCUMENTS_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 200

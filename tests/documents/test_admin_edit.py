@@ -6,7 +6,7 @@ import pytest
 
 from documents.models import Document
 from documents.services import DocumentInput, document_create
-from search.fulltext import candidates
+from search.backends import find_candidates
 
 pytestmark = pytest.mark.django_db
 
@@ -46,9 +46,9 @@ def test_it_rechunks_and_reindexes_an_edited_document(staff_client, collection, 
     document.refresh_from_db()
     assert document.body == longer
     assert document.chunks.count() > 1
-    found = candidates("pears", k_initial=5, collection=collection).candidates
+    found = find_candidates("pears", k=5, collection=collection).candidates
     assert [c.document_id for c in found] == [document.pk]
-    assert candidates("apples", k_initial=5, collection=collection).candidates == []
+    assert find_candidates("apples", k=5, collection=collection).candidates == []
 
 
 def test_it_shows_a_duplicate_edit_as_a_form_error(staff_client, collection):

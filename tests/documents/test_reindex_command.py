@@ -9,7 +9,7 @@ from django.core.management import call_command
 
 from documents.ingest import ingest_bytes
 from documents.models import Chunk, Document
-from search.fulltext import candidates
+from search.backends import find_candidates
 
 pytestmark = pytest.mark.django_db
 
@@ -27,14 +27,16 @@ def test_it_rebuilds_the_index_and_chunks_of_one_collection(collection, settings
     Document.objects.filter(collection=collection).update(title_search="", body_search="")
     Chunk.objects.filter(document__collection=collection).delete()
     Document.objects.filter(pk=other).update(body_search="")
-    assert candidates("苹果", k_initial=10, collection=collection).candidates == []
+    assert find_candidates("苹果", k=10, collection=collection).candidates == []
 
     out, err = StringIO(), StringIO()
     call_command("reindex_documents", "--collection", collection, "--batch-size", "2", stdout=out, stderr=err)
 
-    assert out.getvalue() == f"reindexed 5 documents in collection '{collection}'\n"
+    assert out.getvalue() == (
+        f"reindexed 5 documents in collection '{collection}'\nfull-text index rebuilt: 5 documents\n"
+    )
     assert "reindexing" in err.getvalue()
-    assert len(candidates("苹果", k_initial=10, collection=collection).candidates) == 5
+    assert len(find_candidates("苹果", k=10, collection=collection).candidates) == 5
     chunks = Chunk.objects.filter(document__collection=collection).select_related("document")
     assert chunks.count() == chunks_before > 5
     assert all(chunk.document.body[chunk.start : chunk.end] == chunk.text for chunk in chunks)

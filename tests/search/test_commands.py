@@ -11,7 +11,8 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from search import fulltext, rerank_client
+from search import rerank_client
+from search.backends import find_candidates
 from search.management.commands.keyword_trap import TITLE_WIDTH
 from searchsite.celery import app
 from tests.support.processes import ROOT
@@ -106,7 +107,7 @@ def test_it_shows_both_orderings_of_the_keyword_trap(rerank_worker, tiny_model_d
     fulltext_lines = section(text, "Full-text order")
     reranked_lines = section(text, "Reranked order")
     assert len(fulltext_lines) == len(reranked_lines) == settings.SEARCH_K_FINAL
-    expected = [c.title for c in fulltext.candidates("苹果营养价值", k_initial=settings.SEARCH_K_INITIAL).candidates]
+    expected = [c.title for c in find_candidates("苹果营养价值", k=settings.SEARCH_K_INITIAL).candidates]
     for line, title in zip(fulltext_lines, expected, strict=False):
         assert title.startswith(columns(line)[1].removesuffix("…")), (line, title)
     assert any(FUJI_TITLE in line for line in fulltext_lines)

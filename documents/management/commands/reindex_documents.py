@@ -1,10 +1,11 @@
-"""Rebuild every document's segmented search text, vector and chunks (after a change to either)."""
+"""Rebuild every document's segmented search text, vector, chunks and the search index built on them."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
+from documents import index_hooks
 from documents.models import Document
 from documents.services import documents_reindex
 
@@ -40,3 +41,6 @@ class Command(BaseCommand):
                 bar.update(len(batch))
         where = f"collection {options['collection']!r}" if options["collection"] else "all collections"
         self.stdout.write(f"reindexed {done} documents in {where}")
+        # Statistics and the like are rebuilt whole, with the current settings.
+        for report in index_hooks.rebuild(collection=options["collection"]):
+            self.stdout.write(report)

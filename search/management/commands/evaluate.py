@@ -22,6 +22,8 @@ from search.services import SearchUnavailable
 # order as the reranked one. Generous, and every fallback that still happens is counted.
 DEFAULT_RERANK_TIMEOUT = 60.0
 MOVERS_SHOWN = 5
+# What the report names as the model of a `--no-rerank` run.
+NO_RERANKER = {"model": "none (--no-rerank)", "kind": "none", "device": "-", "languages": []}
 TITLE_CHARS = 60
 
 
@@ -33,14 +35,32 @@ def change(before: float, after: float) -> str:
     return f"{delta:+.3f} ({delta / before * 100:+.1f}%)"
 
 
-def metrics_table(fulltext: dict[str, float], reranked: dict[str, float], k_initial: int) -> list[str]:
-    """Return a Markdown table of both orderings, one row per metric."""
-    lines = ["| Metric | Full-text order | Reranked order | Change |", "|---|---:|---:|---:|"]
+def metrics_table(
+    fulltext: dict[str, float], reranked: dict[str, float] | None, k_initial: int, baseline: dict | None = None
+) -> list[str]:
+    """Return a Markdown table of the orderings run, one row per metric: the baseline's (when run),
+    the full-text order, and the reranked order (unless the run had no reranker)."""
+    header, rule = ["Metric"], ["---"]
+    if baseline is not None:
+        header += [baseline["name"], "Full-text order", f"vs {baseline['name']}"]
+        rule += ["---:"] * 3
+    else:
+        header += ["Full-text order"]
+        rule += ["---:"]
+    if reranked is not None:
+        header += ["Reranked order", "Change"]
+        rule += ["---:"] * 2
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(rule) + "|"]
     for name in METRICS:
-        label = METRIC_LABELS[name].replace("k_initial", str(k_initial))
-        lines.append(
-            f"| {label} | {fulltext[name]:.3f} | {reranked[name]:.3f} | {change(fulltext[name], reranked[name])} |"
-        )
+        cells = [METRIC_LABELS[name].replace("k_initial", str(k_initial))]
+        if baseline is not None:
+            peer = baseline["metrics"][name]
+            cells += [f"{peer:.3f}", f"{fulltext[name]:.3f}", change(peer, fulltext[name])]
+        else:
+            cells += [f"{fulltext[name]:.3f}"]
+        if reranked is not None:
+            cells += [f"{reranked[name]:.3f}", change(fulltext[name], reranked[name])]
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
@@ -88,6 +108,17 @@ class Command(BaseCommand):
             help="RERANKER_LANGUAGES for the private worker, e.g. en,zh (default: the environment's)",
         )
         parser.add_argument("--rerank-timeout", type=float, default=DEFAULT_RERANK_TIMEOUT)
+        parser.add_argument(
+            "--no-rerank",
+            action="store_true",
+            help="evaluate the full-text candidates alone (no worker; with --baseline: the first-stage table)",
+        )
+        parser.add_argument(
+            "--baseline",
+            choices=["bm25s"],
+            default=None,
+            help="also rank the same queries with bm25s over the corpus file (needs bm25s, jieba, PyStemmer)",
+        )
         parser.add_argument("--output", type=Path, default=None, help="write report.md, chart.png, results.json here")
         parser.add_argument(
             "--per-query-depth", type=int, default=None, help="keep only the top N ids per query in results.json"
@@ -96,6 +127,8 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         if options["languages"] is not None and not options["model"]:
             raise CommandError("--languages configures the private worker: give --model too")
+        if options["no_rerank"] and options["model"]:
+            raise CommandError("--no-rerank runs no worker: leave out --model")
         try:
             dataset = evaluation.dataset_load(
                 directory=options["dataset_dir"],
@@ -116,12 +149,23 @@ class Command(BaseCommand):
         started = time.monotonic()
         results, worker_info = self._run(dataset, collection, k_initial, options)
         report = self._report(dataset, imported, results, worker_info, k_initial, options, time.monotonic() - started)
+        if options["baseline"]:
+            self.stderr.write(f"ranking the same {len(results)} queries with {options['baseline']}")
+            add_baseline(report, dataset, results, k_initial)
         self.stdout.write("\n".join(render_markdown(report, chart=None)))
         if options["output"]:
             write_outputs(report, options["output"])
             self.stderr.write(f"wrote report.md, chart.png, results.json to {options['output']}")
 
     def _run(self, dataset, collection: str, k_initial: int, options: dict) -> tuple[list[QueryResult], dict]:
+        ids = evaluation.collection_ids(collection)
+        aliases = evaluation.corpus_aliases(dataset=dataset, collection=collection)
+        if aliases:
+            copies = sum(len(v) for v in aliases.values())
+            self.stderr.write(f"  {copies} corpus ids are exact copies of stored documents: ranked with them")
+        if options["no_rerank"]:
+            results = self._queries(dataset, collection, k_initial, ids, aliases, rerank=False)
+            return results, {"status": NO_RERANKER, "ids": ids}
         worker = None
         if options["model"]:
             worker = evaluation.worker_start(model=options["model"], languages=options["languages"])
@@ -142,26 +186,33 @@ class Command(BaseCommand):
                         "(`make run`) or pass --model NAME to start a private one."
                     )
             self.stderr.write(f"reranker: {status['model']['model']} ({status['model']['kind']}) on queue {queue}")
-            ids = evaluation.collection_ids(collection)
-            results = []
             with evaluation.rerank_settings(queue=queue, timeout=options["rerank_timeout"]):
-                for query in tqdm(dataset.queries, desc=dataset.name, unit="query", mininterval=2.0):
-                    try:
-                        results.append(
-                            evaluation.query_evaluate(
-                                query=query,
-                                judged=dataset.qrels[query.id],
-                                collection=collection,
-                                k_initial=k_initial,
-                                ids=ids,
-                            )
-                        )
-                    except SearchUnavailable as error:
-                        raise CommandError(str(error)) from error
+                results = self._queries(dataset, collection, k_initial, ids, aliases, rerank=True)
             return results, {"status": status["model"], "ids": ids}
         finally:
             if worker is not None:
                 worker.stop()
+
+    def _queries(
+        self, dataset, collection: str, k_initial: int, ids: dict, aliases: dict, *, rerank: bool
+    ) -> list[QueryResult]:
+        results = []
+        for query in tqdm(dataset.queries, desc=dataset.name, unit="query", mininterval=2.0):
+            try:
+                results.append(
+                    evaluation.query_evaluate(
+                        query=query,
+                        judged=dataset.qrels[query.id],
+                        collection=collection,
+                        k_initial=k_initial,
+                        ids=ids,
+                        aliases=aliases,
+                        rerank=rerank,
+                    )
+                )
+            except SearchUnavailable as error:
+                raise CommandError(str(error)) from error
+        return results
 
     def _report(self, dataset, imported, results, worker_info, k_initial, options, seconds) -> dict:
         served = worker_info["status"]
@@ -209,6 +260,7 @@ class Command(BaseCommand):
                 "rerank_timeout_s": options["rerank_timeout"],
             },
             "per_query_depth": depth,
+            "reranking": not options["no_rerank"],
             "per_query": [
                 {
                     "query_id": r.query.id,
@@ -221,6 +273,46 @@ class Command(BaseCommand):
                 for r in results
             ],
         }
+
+
+def add_baseline(report: dict, dataset, results: list[QueryResult], k_initial: int) -> None:
+    """Add the baseline's metrics (all queries, per language) and rankings to `report` (CPU)."""
+    from search.baseline import bm25s_rankings
+
+    run = bm25s_rankings(corpus=dataset.corpus_path, queries=[r.query for r in results], depth=k_initial)
+    per_query = {
+        r.query.id: evaluation.query_metrics(run.rankings[r.query.id], dataset.qrels[r.query.id], k_initial=k_initial)
+        for r in results
+    }
+    report["baseline"] = {
+        "name": run.name,
+        "description": run.description,
+        "metrics": evaluation.mean_metrics(list(per_query.values())),
+        # Full-text order minus the baseline, per metric, and how likely such a gap is by chance.
+        "difference": {
+            metric: {
+                "mean": round(
+                    sum(r.fulltext_metrics[metric] - per_query[r.query.id][metric] for r in results)
+                    / max(len(results), 1),
+                    4,
+                ),
+                "p": round(
+                    evaluation.paired_randomization_p(
+                        [r.fulltext_metrics[metric] for r in results], [per_query[r.query.id][metric] for r in results]
+                    ),
+                    4,
+                ),
+            }
+            for metric in ("ndcg@10", "recall@k_initial")
+        },
+    }
+    for language, figures in report["languages"].items():
+        chosen = [per_query[r.query.id] for r in results if r.query.language == language]
+        figures["baseline"] = {"name": run.name, "metrics": evaluation.mean_metrics(chosen)}
+    depth = report["per_query_depth"]
+    for row in report["per_query"]:
+        ranking = run.rankings[row["query_id"]]
+        row["baseline"] = ranking[:depth] if depth else ranking
 
 
 def mover(delta: float, result: QueryResult, qrels: dict, titles: dict[str, str]) -> dict:
@@ -257,11 +349,13 @@ def display_path(path: Path) -> str:
 def command_line(options: dict) -> str:
     """Return the command that reproduces this run, from its options."""
     words = ["python", "manage.py", "evaluate", display_path(options["dataset_dir"])]
-    for name in ("split", "corpus", "k_initial", "max_queries", "model", "languages", "per_query_depth"):
+    for name in ("split", "corpus", "k_initial", "max_queries", "model", "languages", "baseline", "per_query_depth"):
         value = options.get(name)
         if value is None or (name == "split" and value == "test"):
             continue
         words += [f"--{name.replace('_', '-')}", display_path(value) if isinstance(value, Path) else str(value)]
+    if options.get("no_rerank"):
+        words.append("--no-rerank")
     if options.get("output"):
         words += ["--output", display_path(options["output"])]
     return shlex.join(words)
@@ -287,7 +381,8 @@ def render_markdown(report: dict, *, chart: str | None) -> list[str]:
         "",
         "## Both orderings",
         "",
-        *metrics_table(report["fulltext"], report["reranked"], k),
+        *(baseline_lines(report) if report.get("baseline") else []),
+        *metrics_table(report["fulltext"], _reranked(report, report), k, report.get("baseline")),
         "",
         f"Rerank status per query: {', '.join(f'{name} {n}' for name, n in report['rerank_status'].items())}. "
         "A query that is not reranked (`skipped`: a language the model does not serve; a fallback: timeout, "
@@ -300,7 +395,9 @@ def render_markdown(report: dict, *, chart: str | None) -> list[str]:
         lines += ["", "## Per language"]
         for language, figures in report["languages"].items():
             lines += ["", f"### {language} ({figures['queries']} queries)", ""]
-            lines += metrics_table(figures["fulltext"], figures["reranked"], k)
+            lines += metrics_table(figures["fulltext"], _reranked(report, figures), k, figures.get("baseline"))
+    if not report.get("reranking", True):
+        return lines
     lines += ["", "## Queries the reranker moved most (nDCG@10)"]
     for heading, rows in (("Helped", report["movers"]["helped"]), ("Hurt", report["movers"]["hurt"])):
         lines += ["", f"### {heading}", ""]
@@ -321,6 +418,27 @@ def render_markdown(report: dict, *, chart: str | None) -> list[str]:
     return lines
 
 
+def baseline_lines(report: dict) -> list[str]:
+    """Return the lines that name the baseline and say whether the full-text order differs from it."""
+    baseline = report["baseline"]
+    gaps = "; ".join(
+        f"{METRIC_LABELS[metric].replace(' (ceiling)', '').replace('k_initial', str(report['k_initial']))} "
+        f"{gap['mean']:+.3f} (p = {gap['p']:.3f})"
+        for metric, gap in baseline["difference"].items()
+    )
+    return [
+        f"Baseline: {baseline['description']}, on the same queries and judgments.",
+        f"Full-text order minus {baseline['name']}: {gaps}; p is a paired sign-flip randomization test "
+        "(10,000 flips): the chance of a gap this large if the two rankings were equally good.",
+        "",
+    ]
+
+
+def _reranked(report: dict, figures: dict) -> dict | None:
+    """Return the reranked metrics to show, None for a run without a reranker (--no-rerank)."""
+    return figures["reranked"] if report.get("reranking", True) else None
+
+
 def _rank(value: int | None) -> str:
     return "–" if value is None else str(value)
 
@@ -338,26 +456,32 @@ def write_outputs(report: dict, directory: Path) -> None:
 
 
 def chart_write(report: dict, path: Path) -> None:
-    """Draw both orderings side by side per metric: all queries, and each language of a mixed set."""
+    """Draw both orderings (and the baseline) per metric: all queries, and each language of a mixed set."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    panels = [("all queries", report["queries"], report["fulltext"], report["reranked"])]
+    panels = [("all queries", report["queries"], report["fulltext"], report["reranked"], report.get("baseline"))]
     if len(report["languages"]) > 1:
-        panels += [(lang, f["queries"], f["fulltext"], f["reranked"]) for lang, f in report["languages"].items()]
+        panels += [
+            (lang, f["queries"], f["fulltext"], f["reranked"], f.get("baseline"))
+            for lang, f in report["languages"].items()
+        ]
     figure, axes = plt.subplots(1, len(panels), figsize=(max(7.5, 5.2 * len(panels)), 4.6), squeeze=False, sharey=True)
     labels = [
         METRIC_LABELS[m].replace(" (ceiling)", "").replace("k_initial", str(report["k_initial"])) for m in METRICS
     ]
     positions = range(len(METRICS))
-    width = 0.38
-    for axis, (title, count, fulltext, reranked) in zip(axes[0], panels, strict=True):
-        for offset, name, values, colour in (
-            (-width / 2, "full-text", fulltext, "#8c9bab"),
-            (width / 2, "reranked", reranked, "#2f6db5"),
-        ):
+    width = 0.27 if report.get("baseline") else 0.38
+    for axis, (title, count, fulltext, reranked, baseline) in zip(axes[0], panels, strict=True):
+        bars_of = [("full-text", fulltext, "#8c9bab")]
+        if report.get("reranking", True):
+            bars_of.append(("reranked", reranked, "#2f6db5"))
+        if baseline:
+            bars_of.insert(0, (baseline["name"], baseline["metrics"], "#d9a441"))
+        offsets = [(i - (len(bars_of) - 1) / 2) * width for i in range(len(bars_of))]
+        for offset, (name, values, colour) in zip(offsets, bars_of, strict=True):
             bars = axis.bar(
                 [p + offset for p in positions], [values[m] for m in METRICS], width, label=name, color=colour
             )
@@ -367,7 +491,7 @@ def chart_write(report: dict, path: Path) -> None:
         axis.set_ylim(0, 1.08)
         axis.grid(axis="y", alpha=0.3)
     handles, names = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, names, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    figure.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
     served = ", ".join(report["model_info"].get("languages") or ["all languages"])
     figure.suptitle(
         f"{report['dataset']}: {report['model']} (reranks {served}), k_initial={report['k_initial']}", fontsize=11

@@ -48,7 +48,7 @@ class Command(BaseCommand):
             self.stdout.write("No documents match this query.")
             return
         self.stdout.write(f"\nFull-text order ({outcome.candidate_count} candidates)")
-        self.stdout.write(f"{'rank':>4}  {'title':<{TITLE_WIDTH}}  {'fulltext':>8}  {'rerank':>7}")
+        self.stdout.write(f"{'rank':>4}  {'title':<{TITLE_WIDTH}}  {'BM25':>8}  {'rerank':>7}")
         for row in outcome.fulltext:
             self.stdout.write(
                 f"{row.fulltext_rank:>4}  {_title(row):<{TITLE_WIDTH}}  "
@@ -58,7 +58,7 @@ class Command(BaseCommand):
         if not outcome.is_reranked:
             self.stdout.write("(not reranked: the full-text order stands)")
             return
-        self.stdout.write(f"{'rank':>4}  {'title':<{TITLE_WIDTH}}  {'rerank':>7}  {'fulltext':>8}  {'was':>4}  move")
+        self.stdout.write(f"{'rank':>4}  {'title':<{TITLE_WIDTH}}  {'rerank':>7}  {'BM25':>8}  {'was':>4}  move")
         for row in outcome.reranked:
             self.stdout.write(
                 f"{row.rerank_rank:>4}  {_title(row):<{TITLE_WIDTH}}  {_score(row.rerank_score):>7}  "

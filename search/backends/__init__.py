@@ -1,0 +1,65 @@
+"""The candidate backend named by SEARCH_BACKEND (search.backends.base defines the protocol)."""
+
+from __future__ import annotations
+
+from functools import cache
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from documents.models import LIBRARY
+from search.backends.base import Candidate, CandidateSet, CandidatesUnavailable, SearchBackend
+from search.query import parse, relaxed, relaxed_notice
+
+__all__ = [
+    "Candidate",
+    "CandidateSet",
+    "CandidatesUnavailable",
+    "SearchBackend",
+    "find_candidates",
+    "get_backend",
+    "index_hook",
+    "rebuild_hook",
+]
+
+
+@cache
+def _backend(path: str) -> SearchBackend:
+    try:
+        backend_class = import_string(path)
+    except ImportError as error:
+        raise ImproperlyConfigured(f"SEARCH_BACKEND={path!r} cannot be imported: {error}") from error
+    return backend_class()
+
+
+def get_backend() -> SearchBackend:
+    """Return the configured backend (one instance per process)."""
+    return _backend(settings.SEARCH_BACKEND)
+
+
+def index_hook(*, changed: list[int], deleted: list[int], collection: str | None) -> None:
+    """The DOCUMENTS_INDEX_HOOKS entry that keeps the configured backend in step."""
+    get_backend().index_documents(changed=changed, deleted=deleted, collection=collection)
+
+
+def rebuild_hook(*, collection: str | None) -> str:
+    """The DOCUMENTS_REBUILD_HOOKS entry: rebuild the configured backend's index."""
+    indexed = get_backend().rebuild(collection=collection)
+    return f"full-text index rebuilt: {indexed} documents"
+
+
+def find_candidates(query: str, *, k: int, collection: str = LIBRARY) -> CandidateSet:
+    """Return the configured backend's candidates for a raw web-search query (parsed here).
+
+    Required phrases that no document has are relaxed to their words, with a notice (one more
+    backend call, only then).
+    """
+    parsed = parse(query)
+    found = get_backend().candidates(parsed, k=k, collection=collection)
+    if found.candidates or not parsed.required:
+        return found
+    again = get_backend().candidates(relaxed(parsed), k=k, collection=collection)
+    if again.candidates:
+        again.notices.insert(0, relaxed_notice(parsed))
+    return again

@@ -1,0 +1,465 @@
+"""Okapi BM25 candidates from stock PostgreSQL: postings and statistics kept by triggers.
+
+The index (search.models, search/migrations/0002_bm25_triggers.py) is derived from each
+document's stored tsvector in the same statement that writes the document: a posting per
+(document, lexeme) with its title and body counts, document lengths, and per-collection totals
+and document frequencies. A search then costs two statements:
+
+1. TERMS_SQL: the query's words become lexemes through the same `english` configuration that
+   built the vectors (Chinese segmented first, exactly as documents are), with their df and the
+   collection's N and average lengths.
+2. The candidates: BM25 summed over the query's terms (a disjunction: documents with more and
+   rarer terms first), filtered by required phrases and exclusions, best first.
+
+Work is bounded however common the terms are. The rarest terms (while their postings add up to
+at most SEARCH_EXHAUSTIVE_POSTINGS) are scored over all their documents. Of each more common
+term, only its SEARCH_COMMON_TERM_POOL postings of highest impact join the pool (an index-only
+read of the term's postings, best first). Every pooled document is then scored exactly, over all
+the query's terms. A document outside the pool contains none of the rare terms, and each common
+term weighs at most its pool's last impact in it; when the k-th score found beats that sum of
+bounds, the top k is exactly BM25's (MaxScore's argument), otherwise the pool is widened once.
+
+Scores: score(d) = sum over query terms t in d of idf(t) * weight(t, d), where
+  idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))            (Lucene's BM25 idf, never negative)
+  weight = search_bm25_weight(...)                        (BM25F over title and body; the SQL)
+with k1, b and the title weight from the settings (SEARCH_BM25_*).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import DatabaseError, connection
+
+from documents.models import Document
+from documents.textsearch import CJK_RUN, TS_CONFIG, has_cjk, segment_for_index, segment_words
+from search import suggest
+from search.backends.base import Candidate, CandidateSet, CandidatesUnavailable
+from search.query import Clause, ParsedQuery
+
+logger = logging.getLogger(__name__)
+
+# The pool of a common term grows this much when the first pool cannot prove the top k exact.
+POOL_GROWTH = 4
+STOP_WORDS_NOTICE = (
+    "Every word of your query is too common to search for (such as “the” or “of”); add a more specific word."
+)
+
+# Lexemes of each clause (by its position in `texts`) with their statistics in the collection.
+# A lexeme the collection lacks comes back with a NULL term; no row at all: no lexemes.
+TERMS_SQL = """
+WITH lexemes AS (
+    SELECT q.ord AS clause, v.lexeme
+    FROM unnest(%(texts)s::text[]) WITH ORDINALITY AS q(text, ord)
+    CROSS JOIN LATERAL unnest(to_tsvector(%(config)s::regconfig, q.text)) AS v
+), stats AS (
+    SELECT id, doc_count, title_tokens, body_tokens FROM search_bm25_collection WHERE name = %(collection)s
+)
+SELECT l.clause, l.lexeme, t.id, t.df, s.doc_count, s.title_tokens, s.body_tokens
+FROM lexemes l
+LEFT JOIN stats s ON true
+LEFT JOIN search_bm25_term t ON t.collection_id = s.id AND t.lexeme = l.lexeme AND t.df > 0
+ORDER BY l.clause, l.lexeme
+"""
+
+WEIGHT = (
+    "search_bm25_weight(p.tf_title, p.tf_body, p.title_tokens, p.body_tokens, "
+    "%(avg_title)s, %(avg_body)s, %(k1)s, %(b)s, %(title_weight)s)"
+)
+QUERY_TERMS = """q AS (
+    SELECT * FROM unnest(%(term_ids)s::bigint[], %(idfs)s::float8[], %(exhaustive)s::bool[])
+        AS q(term_id, idf, exhaustive)
+)"""
+# A term's postings, read from the term-impact index (index-only). The query's terms arrive as an
+# array the planner cannot see into; reading per term (OFFSET 0 keeps the subquery apart) is what
+# stops it from scanning every posting of every collection instead.
+TERM_POSTINGS = "CROSS JOIN LATERAL (SELECT * FROM search_bm25_posting x WHERE x.term_id = q.term_id OFFSET 0) p"
+# Every term rare enough to score exhaustively: the scores come straight from its postings.
+SCORE_EXHAUSTIVE = f"""scored AS (
+    SELECT p.document_id, sum(q.idf * {WEIGHT}) AS score
+    FROM q {TERM_POSTINGS}
+    GROUP BY p.document_id
+), bound AS (SELECT 0.0::float8 AS value)"""  # noqa: S608 (constants only; values are parameters)
+# Some term too common: pool its best postings with all of the rare terms', then score each pooled
+# document over every query term (primary key lookups), and bound what the pool left out.
+SCORE_POOL = f"""pool AS (
+    SELECT p.document_id FROM q {TERM_POSTINGS} WHERE q.exhaustive
+    UNION
+    SELECT best.document_id FROM q CROSS JOIN LATERAL (
+        SELECT p.document_id FROM search_bm25_posting p
+        WHERE p.term_id = q.term_id ORDER BY p.impact DESC LIMIT %(pool_size)s
+    ) best
+    WHERE NOT q.exhaustive{{phrase_pools}}
+), scored AS (
+    -- Per pooled document, its postings of the query's terms by primary key. OFFSET 0 keeps the
+    -- planner from turning this into a scan of the common terms' whole posting lists.
+    SELECT p.document_id, sum(q.idf * {WEIGHT}) AS score
+    FROM pool CROSS JOIN LATERAL (
+        SELECT * FROM search_bm25_posting x
+        WHERE x.document_id = pool.document_id AND x.term_id = ANY(%(term_ids)s::bigint[])
+        OFFSET 0
+    ) p
+    JOIN q ON q.term_id = p.term_id
+    GROUP BY p.document_id
+), bound AS (
+    -- The most a document outside the pool can score: each common term's last pooled impact.
+    SELECT coalesce(sum(q.idf * coalesce((
+        SELECT p.impact FROM search_bm25_posting p WHERE p.term_id = q.term_id
+        ORDER BY p.impact DESC OFFSET %(pool_size)s - 1 LIMIT 1), 0)), 0) AS value
+    FROM q WHERE NOT q.exhaustive
+)"""  # noqa: S608 (constants only; values are parameters)
+CANDIDATES = """
+WITH {query_terms}, {scoring}, ranked AS (
+    SELECT s.document_id, s.score FROM scored s {join_document}
+    WHERE {filters}
+    ORDER BY s.score DESC, s.document_id
+    LIMIT %(limit)s
+)
+SELECT d.id, d.title, d.language, d.source, d.content_hash, r.score, (SELECT value FROM bound)
+FROM ranked r JOIN documents_document d ON d.id = r.document_id
+ORDER BY r.score DESC, r.document_id
+"""
+# A required phrase of common words: its documents join the pool from the GIN index, so they are
+# scored even when none of them is among its words' best postings.
+PHRASE_POOL = """
+    UNION
+    (SELECT d.id FROM documents_document d
+     WHERE d.collection = %(collection)s AND d.search_vector @@ phraseto_tsquery(%(config)s::regconfig, {})
+     LIMIT %(pool_size)s)"""
+# Filters on a scored document (`s`), and on its row (`d`) when phrases must be checked.
+HAS_TERM = "EXISTS (SELECT 1 FROM search_bm25_posting x WHERE x.document_id = s.document_id AND x.term_id = ANY({}))"
+HAS_PHRASE = "d.search_vector @@ phraseto_tsquery(%(config)s::regconfig, {})"
+# Chinese has no spaces between words and documents are segmented into overlapping sub-words, so a
+# Chinese (or mixed) phrase is required as the text itself.
+HAS_TEXT = "strpos(lower(d.title || ' ' || d.body), lower({})) > 0"
+
+
+# "Did you mean": the vocabulary near one word. English lexemes are stems, so the neighbours are
+# stems of similar length sharing the first letter; Chinese words are themselves, so neighbours
+# have the same length and share the first or the last character.
+NEAR_STEMS_SQL = """
+SELECT t.lexeme, t.df FROM search_bm25_term t JOIN search_bm25_collection c ON c.id = t.collection_id
+WHERE c.name = %(collection)s AND t.df > 0 AND t.lexeme >= %(low)s AND t.lexeme < %(high)s
+  AND length(t.lexeme) BETWEEN %(shortest)s AND %(longest)s
+ORDER BY t.df DESC LIMIT %(limit)s
+"""
+NEAR_CJK_SQL = """
+SELECT t.lexeme, t.df FROM search_bm25_term t JOIN search_bm25_collection c ON c.id = t.collection_id
+WHERE c.name = %(collection)s AND t.df > 0 AND length(t.lexeme) = %(length)s
+  AND (left(t.lexeme, 1) = %(first)s OR right(t.lexeme, 1) = %(last)s)
+ORDER BY t.df DESC LIMIT %(limit)s
+"""
+# The words of one document containing a stem: where the stem's spelling in the library is found.
+SURFACE_SQL = """
+SELECT d.title || ' ' || left(d.body, 20000) FROM search_bm25_posting p
+JOIN search_bm25_term t ON t.id = p.term_id
+JOIN search_bm25_collection c ON c.id = t.collection_id
+JOIN documents_document d ON d.id = p.document_id
+WHERE c.name = %(collection)s AND t.lexeme = %(lexeme)s
+ORDER BY p.impact DESC LIMIT 1
+"""
+# Neighbours read per word at most (the most common first): bounds the work of a suggestion.
+NEAR_LIMIT = 5000
+ENGLISH_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+@dataclass
+class _Clause:
+    """A clause of the query with what the index knows of it."""
+
+    clause: Clause
+    lexemes: list[str] = field(default_factory=list)
+    terms: dict[int, int] = field(default_factory=dict)  # term id -> df
+
+
+@dataclass
+class _Plan:
+    """The candidate statement for one query, or why there is none."""
+
+    sql: str | None = None
+    params: dict = field(default_factory=dict)
+    exhaustive: bool = True  # every term's documents are all scored: the top k is exact
+    notices: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Statistics:
+    documents: int = 0
+    avg_title: float = 0.0
+    avg_body: float = 0.0
+
+
+def idf(df: int, documents: int) -> float:
+    """Return Lucene's BM25 idf: ln(1 + (N - df + 0.5) / (df + 0.5))."""
+    return math.log(1 + (documents - df + 0.5) / (df + 0.5))
+
+
+class PostgresBM25Backend:
+    """Okapi BM25 over the stored tsvector, with statistics kept exact by triggers."""
+
+    def candidates(self, query: ParsedQuery, *, k: int, collection: str) -> CandidateSet:
+        """Return up to `k` candidates, best BM25 first (SQL: two statements, three when widening)."""
+        if not query:
+            return CandidateSet()
+        try:
+            return self._candidates(query, k=k, collection=collection)
+        except DatabaseError as error:
+            raise CandidatesUnavailable(f"PostgreSQL did not answer the full-text query ({error})") from error
+
+    def _candidates(self, query: ParsedQuery, *, k: int, collection: str) -> CandidateSet:
+        plan = self._plan(query, k=k, collection=collection)
+        if plan.sql is None:
+            return CandidateSet(notices=plan.notices)
+        pool_size = settings.SEARCH_COMMON_TERM_POOL
+        while True:
+            rows = self._fetch(plan.sql, {**plan.params, "pool_size": pool_size})
+            bound = rows[0][6] if rows else 0.0
+            exact = plan.exhaustive or (len(rows) == k and rows[-1][5] >= bound)
+            if exact or pool_size > settings.SEARCH_COMMON_TERM_POOL:
+                break
+            pool_size *= POOL_GROWTH
+        found = [
+            Candidate(document_id=r[0], title=r[1], language=r[2], source=r[3], content_hash=r[4], score=float(r[5]))
+            for r in rows
+        ]
+        return CandidateSet(candidates=found, exact=exact)
+
+    def explain(self, query: ParsedQuery, *, k: int, collection: str) -> str:
+        """Return EXPLAIN ANALYZE of the candidate statement for `query` (for benchmarks and tests)."""
+        plan = self._plan(query, k=k, collection=collection)
+        if plan.sql is None:
+            return "no statement: " + (" ".join(plan.notices) or "the query has no indexed terms")
+        params = {**plan.params, "pool_size": settings.SEARCH_COMMON_TERM_POOL}
+        rows = self._fetch("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + plan.sql, params)
+        return "\n".join(row[0] for row in rows)
+
+    def _plan(self, query: ParsedQuery, *, k: int, collection: str) -> _Plan:
+        """Return the candidate statement for `query` with its parameters (SQL: TERMS_SQL)."""
+        clauses = [*query.scored, *query.excluded]
+        resolved, stats = self._resolve(clauses, collection)
+        scored = resolved[: len(query.scored)]
+        excluded = resolved[len(query.scored) :]
+        if not any(item.lexemes for item in scored):
+            if any(any(ch.isalnum() for ch in item.clause.text) for item in scored):
+                return _Plan(notices=[STOP_WORDS_NOTICE])
+            return _Plan()
+        terms = {term_id: df for item in scored for term_id, df in item.terms.items()}
+        if not terms or not stats.documents:
+            return _Plan()
+        by_clause = {id(item.clause): item for item in scored}
+        params, filters, needs_row = self._filters(
+            [[by_clause[id(member)] for member in group] for group in query.required], excluded
+        )
+        if filters is None:
+            return _Plan()  # a required group that nothing can satisfy
+        # Rarest first: they are scored exhaustively while their postings stay within the budget.
+        # A term with no more documents than a common term's pool is read whole either way.
+        ordered = sorted(terms.items(), key=lambda item: (item[1], item[0]))
+        exhaustive, spent = [], 0
+        for _, df in ordered:
+            spent += df
+            exhaustive.append(spent <= settings.SEARCH_EXHAUSTIVE_POSTINGS or df <= settings.SEARCH_COMMON_TERM_POOL)
+        params.update(
+            term_ids=[term_id for term_id, _ in ordered],
+            idfs=[idf(df, stats.documents) for _, df in ordered],
+            exhaustive=exhaustive,
+            avg_title=stats.avg_title,
+            avg_body=stats.avg_body,
+            k1=settings.SEARCH_BM25_K1,
+            b=settings.SEARCH_BM25_B,
+            title_weight=settings.SEARCH_BM25_TITLE_WEIGHT,
+            config=TS_CONFIG,
+            collection=collection,
+            limit=k,
+        )
+        # Phrases are bound as parameters like the filters' (bind names continue after theirs).
+        phrases = [
+            member.text for group in query.required for member in group if member.phrase and not has_cjk(member.text)
+        ]
+        phrase_pools = ""
+        for number, text in enumerate(phrases):
+            params[f"phrase{number}"] = text
+            phrase_pools += PHRASE_POOL.format(f"%(phrase{number})s")
+        sql = CANDIDATES.format(
+            query_terms=QUERY_TERMS,
+            scoring=SCORE_EXHAUSTIVE if all(exhaustive) else SCORE_POOL.format(phrase_pools=phrase_pools),
+            join_document="JOIN documents_document d ON d.id = s.document_id" if needs_row else "",
+            filters=" AND ".join(filters) or "true",
+        )
+        return _Plan(sql=sql, params=params, exhaustive=all(exhaustive))
+
+    def _resolve(self, clauses: list[Clause], collection: str) -> tuple[list[_Clause], _Statistics]:
+        """Return each clause's lexemes and terms, and the collection's statistics (one statement)."""
+        resolved = [_Clause(clause=clause) for clause in clauses]
+        stats = _Statistics()
+        texts = [segment_for_index(clause.text) for clause in clauses]
+        rows = self._fetch(TERMS_SQL, {"texts": texts, "config": TS_CONFIG, "collection": collection})
+        for position, lexeme, term_id, df, documents, title_tokens, body_tokens in rows:
+            item = resolved[position - 1]
+            item.lexemes.append(lexeme)
+            if term_id is not None:
+                item.terms[term_id] = df
+            if documents:
+                stats = _Statistics(documents, title_tokens / documents, body_tokens / documents)
+        return resolved, stats
+
+    def _filters(self, groups: list[list[_Clause]], excluded: list[_Clause]) -> tuple[dict, list[str] | None, bool]:
+        """Return SQL conditions (and their parameters) for required groups and exclusions.
+
+        None instead of the conditions: a required group that no document can satisfy.
+        """
+        params: dict[str, object] = {}
+        conditions: list[str] = []
+        needs_row = False
+
+        def bind(value: object) -> str:
+            name = f"f{len(params)}"
+            params[name] = value
+            return f"%({name})s"
+
+        for group in groups:
+            if any(member.clause.phrase and not member.lexemes for member in group):
+                continue  # a phrase of stop words only cannot be checked: the group is not required
+            alternatives = []
+            for member in group:
+                if member.clause.phrase:
+                    needs_row = True
+                    template = HAS_TEXT if has_cjk(member.clause.text) else HAS_PHRASE
+                    alternatives.append(template.format(bind(member.clause.text)))
+                elif member.terms:
+                    alternatives.append(HAS_TERM.format(bind(list(member.terms)) + "::bigint[]"))
+            if not alternatives:
+                return params, None, needs_row
+            conditions.append("(" + " OR ".join(alternatives) + ")")
+        for item in excluded:
+            if not item.lexemes:
+                continue  # an excluded stop word: nothing to exclude
+            if has_cjk(item.clause.text):
+                needs_row = True
+                conditions.append("NOT " + HAS_TEXT.format(bind(item.clause.text)))
+            elif item.clause.phrase or len(item.lexemes) > 1:
+                needs_row = True
+                conditions.append("NOT " + HAS_PHRASE.format(bind(item.clause.text)))
+            elif item.terms:
+                conditions.append("NOT " + HAS_TERM.format(bind(list(item.terms)) + "::bigint[]"))
+        return params, conditions, needs_row
+
+    @staticmethod
+    def _fetch(sql: str, params: dict) -> list[tuple]:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return cursor.fetchall()
+
+    def suggest(self, query: ParsedQuery, *, collection: str) -> str | None:
+        """Return the query with its unknown or rare words corrected from the library's vocabulary,
+        or None when nothing is worth suggesting (SQL: a few statements per word, only for words
+        the library lacks or barely has)."""
+        words = self._words(query)
+        if not words:
+            return None
+        try:
+            resolved, _ = self._resolve([Clause(text=word) for word in words], collection)
+            corrections = {}
+            for word, item in zip(words, resolved, strict=True):
+                correction = self._correct(word, item, collection)
+                if correction:
+                    corrections[word] = correction
+        except DatabaseError:
+            logger.warning("no suggestion: the vocabulary could not be read")
+            return None
+        if not corrections:
+            return None
+        text = query.text
+        for word, correction in corrections.items():
+            if has_cjk(word):  # no spaces between Chinese words: replace the text itself
+                text = text.replace(word, correction, 1)
+            else:
+                text = re.sub(rf"(?<![\w-]){re.escape(word)}(?!\w)", correction, text, count=1)
+        return text if text != query.text else None
+
+    @staticmethod
+    def _words(query: ParsedQuery) -> list[str]:
+        """Return the plain words of a query worth correcting: English words and Chinese words."""
+        words: list[str] = []
+        for clause in query.scored:
+            if clause.phrase:
+                continue
+            words.extend(ENGLISH_WORD.findall(clause.text))
+            for run in CJK_RUN.findall(clause.text):
+                words.extend(word for word in segment_words(run) if len(word) >= 2)
+        return list(dict.fromkeys(words))
+
+    def _correct(self, word: str, item: _Clause, collection: str) -> str | None:
+        if len(item.lexemes) != 1:
+            return None  # a stop word, or a word the index splits: nothing one edit away
+        lexeme = item.lexemes[0]
+        df = next(iter(item.terms.values()), 0)
+        if has_cjk(word):
+            rows = self._fetch(
+                NEAR_CJK_SQL,
+                {
+                    "collection": collection,
+                    "length": len(lexeme),
+                    "first": lexeme[0],
+                    "last": lexeme[-1],
+                    "limit": NEAR_LIMIT,
+                },
+            )
+            found = suggest.corrections(lexeme, df, rows, best=1)
+            return found[0] if found else None
+        edits = suggest.max_edits(lexeme)
+        rows = self._fetch(
+            NEAR_STEMS_SQL,
+            {
+                "collection": collection,
+                "low": lexeme[0],
+                "high": chr(ord(lexeme[0]) + 1),
+                "shortest": len(lexeme) - edits,
+                "longest": len(lexeme) + edits,
+                "limit": NEAR_LIMIT,
+            },
+        )
+        # Stems are compared first (cheap, one per vocabulary word); the few closest are then
+        # spelled as the library spells them, and the spelling closest to what was typed wins.
+        spelled = []
+        for rank, stem in enumerate(suggest.corrections(lexeme, df, rows)):
+            for form in self._spellings(stem, collection):
+                spelled.append((suggest.edit_distance(word.lower(), form, limit=99), rank, form))
+        return min(spelled)[2] if spelled else None
+
+    def _spellings(self, stem: str, collection: str) -> set[str]:
+        """Return how the library spells words with this stem (one statement: one document's words)."""
+        from search.highlight import stem as english_stem
+
+        rows = self._fetch(SURFACE_SQL, {"collection": collection, "lexeme": stem})
+        if not rows:
+            return set()
+        return {word.lower() for word in ENGLISH_WORD.findall(rows[0][0]) if english_stem(word) == stem}
+
+    def index_documents(self, *, changed: list[int], deleted: list[int], collection: str | None) -> None:
+        """Nothing to do: the triggers updated the index in the statement that wrote the documents."""
+
+    def rebuild(self, *, collection: str | None = None) -> int:
+        """Return how many documents were indexed after rebuilding from their stored vectors.
+
+        Also stores the current SEARCH_BM25_* parameters as the collection's impact parameters.
+        One transaction per collection (SQL: a few statements over every posting of it).
+        """
+        names = [collection] if collection else list(Document.objects.values_list("collection", flat=True).distinct())
+        total = 0
+        for name in sorted(set(names)):
+            rows = self._fetch(
+                "SELECT search_bm25_rebuild(%(name)s, %(k1)s, %(b)s, %(title_weight)s)",
+                {
+                    "name": name,
+                    "k1": settings.SEARCH_BM25_K1,
+                    "b": settings.SEARCH_BM25_B,
+                    "title_weight": settings.SEARCH_BM25_TITLE_WEIGHT,
+                },
+            )
+            total += rows[0][0] or 0
+        return total

@@ -1,0 +1,111 @@
+"""The BM25 index the PostgreSQL backend keeps beside the documents: statistics and postings.
+
+Nothing in Python writes these tables. Triggers on `documents_document` (search/sql/bm25.sql,
+installed by this app's migrations) update them in the same statement that inserts, updates or
+deletes documents, so they are exact inside every transaction, whichever code path wrote: the
+admin, the REST API, an import, a queryset delete. `reindex_documents` rebuilds them.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class Bm25Collection(models.Model):
+    """Per-collection totals (the N and average lengths of BM25) and the parameters of the impacts."""
+
+    name = models.CharField(max_length=100, unique=True)
+    doc_count = models.BigIntegerField(default=0)
+    title_tokens = models.BigIntegerField(default=0)
+    body_tokens = models.BigIntegerField(default=0)
+    # The BM25 parameters the postings' `impact` was computed with (see Bm25Posting.impact);
+    # scoring itself always uses the settings. `reindex_documents` brings these in line.
+    k1 = models.FloatField()
+    b = models.FloatField()
+    title_weight = models.FloatField()
+
+    class Meta:
+        db_table = "search_bm25_collection"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.doc_count} documents)"
+
+    @property
+    def avg_title_tokens(self) -> float:
+        return self.title_tokens / self.doc_count if self.doc_count else 0.0
+
+    @property
+    def avg_body_tokens(self) -> float:
+        return self.body_tokens / self.doc_count if self.doc_count else 0.0
+
+
+class Bm25Term(models.Model):
+    """One lexeme of one collection and its document frequency (documents that contain it)."""
+
+    id = models.BigAutoField(primary_key=True)
+    collection = models.ForeignKey(Bm25Collection, on_delete=models.CASCADE, related_name="terms")
+    lexeme = models.TextField()
+    df = models.IntegerField()
+
+    class Meta:
+        db_table = "search_bm25_term"
+        constraints = [
+            # The query's lexemes are looked up here (search.backends.postgres TERMS_SQL); the
+            # triggers upsert on it.
+            models.UniqueConstraint(fields=["collection", "lexeme"], name="bm25_term_unique_lexeme"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.lexeme} (df {self.df})"
+
+
+class Bm25DocumentLength(models.Model):
+    """A document's indexed length in tokens, per field (BM25's dl)."""
+
+    document_id = models.BigIntegerField(primary_key=True)
+    collection = models.ForeignKey(Bm25Collection, on_delete=models.CASCADE, related_name="lengths")
+    title_tokens = models.IntegerField()
+    body_tokens = models.IntegerField()
+
+    class Meta:
+        db_table = "search_bm25_document"
+
+    def __str__(self) -> str:
+        return f"document {self.document_id}: {self.title_tokens} + {self.body_tokens} tokens"
+
+
+class Bm25Posting(models.Model):
+    """That a term occurs in a document, how often per field, and the document's lengths.
+
+    The lengths are repeated from Bm25DocumentLength so that scoring reads postings alone
+    (an index-only scan). `impact` is the term's BM25 weight in the document without the idf,
+    computed with the collection's k1/b/title_weight and average lengths at the time it was
+    written; it only orders a term's postings (which documents of a very common term are scored
+    first). Scores are always computed afresh from the counts and the current statistics.
+    """
+
+    pk = models.CompositePrimaryKey("document_id", "term_id")
+    document_id = models.BigIntegerField()
+    term_id = models.BigIntegerField()
+    tf_title = models.SmallIntegerField()
+    tf_body = models.SmallIntegerField()
+    title_tokens = models.IntegerField()
+    body_tokens = models.IntegerField()
+    impact = models.FloatField()
+
+    class Meta:
+        db_table = "search_bm25_posting"
+        # The primary key (document_id, term_id) serves the triggers' deletes and the scoring of a
+        # pooled document's other terms (search.backends.postgres SCORE_POOL).
+        indexes = [
+            # search.backends.postgres: all of a rare term's postings (EXHAUSTIVE) and a common
+            # term's best ones (POOL_TOP ... ORDER BY impact DESC LIMIT), index-only.
+            models.Index(
+                fields=["term_id", "-impact"],
+                include=["document_id", "tf_title", "tf_body", "title_tokens", "body_tokens"],
+                name="bm25_posting_term_impact",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"term {self.term_id} in document {self.document_id}"
