@@ -44,8 +44,10 @@ def _bad_request(request: HttpRequest, query: str, errors: dict) -> HttpResponse
 def search_page(request: HttpRequest) -> HttpResponse:
     """Render the search box and, for a query, the full-text and reranked columns."""
     raw = request.GET.get("q", "")
+    # The counts are checked as the API checks them; the query is not: the page cleans what the
+    # API refuses (NUL and other control characters) and may be opened without one.
     given = request.GET.copy()
-    given["q"] = raw  # the page, unlike the API, may be opened without a query
+    given["q"] = ""
     params = SearchInputSerializer(data=given)
     if not params.is_valid():
         return _bad_request(request, raw, params.errors)
