@@ -64,15 +64,17 @@ def get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
-def start_site(port: int, log_path: Path) -> subprocess.Popen:
+def start_site(port: int, log_path: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
     env = dict(os.environ)
     env.update(
         PORT=str(port),
         RERANK_QUEUE=f"rerank-load-{os.getpid()}",
         SEARCH_ANON_THROTTLE="1000000/min",
         SEARCH_PAGE_ANON_THROTTLE="1000000/min",
+        DOCUMENT_PAGE_ANON_THROTTLE="1000000/min",
         PYTHONUNBUFFERED="1",
     )
+    env.update(extra_env or {})
     with log_path.open("ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "searchsite.devstack", "run"],

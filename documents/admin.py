@@ -89,6 +89,8 @@ class DocumentAdmin(admin.ModelAdmin):
             "reports": reports,
             "totals": {
                 "created": sum(report.created for report in reports),
+                "updated": sum(report.updated for report in reports),
+                "unchanged": sum(report.unchanged for report in reports),
                 "duplicates": sum(report.duplicates for report in reports),
                 "rejected": sum(1 for report in reports if report.status == "rejected"),
             },

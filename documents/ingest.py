@@ -16,7 +16,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError
 
 from documents.models import LIBRARY
-from documents.parsers import ParseError, format_size, parse_file_lenient
+from documents.parsers import ParseError, parse_file_lenient, size_refusal
 from documents.services import DocumentInput, IngestError, document_create, documents_import
 
 logger = logging.getLogger(__name__)
@@ -32,12 +32,18 @@ Progress = Callable[[int, int], None]
 @dataclass
 class FileReport:
     name: str
-    status: str  # "created" | "duplicate" | "rejected" | "partial"
+    # "created" (some documents new), "updated" (none new, some stored ones changed), "duplicate"
+    # (nothing to store: every record unchanged or a duplicate), "partial" (some rejected),
+    # "rejected" (nothing stored).
+    status: str
     created: int = 0
-    duplicates: int = 0
+    updated: int = 0  # stored documents (same external id) whose text this file changed
+    unchanged: int = 0  # records whose external id is stored with this very text
+    duplicates: int = 0  # records whose exact text another document holds
     rejected: list[str] = field(default_factory=list)
     message: str = ""
     document_ids: list[int] = field(default_factory=list)  # the documents this file created
+    updated_ids: list[int] = field(default_factory=list)  # the documents this file updated
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -46,9 +52,12 @@ class FileReport:
 @dataclass
 class _Tally:
     created: int = 0
+    updated: int = 0
+    unchanged: int = 0
     duplicates: int = 0
     rejected: list[str] = field(default_factory=list)
     document_ids: list[int] = field(default_factory=list)
+    updated_ids: list[int] = field(default_factory=list)
     duplicate_of: int | None = None  # the existing document a single-document file duplicates
 
 
@@ -88,8 +97,9 @@ def ingest_bytes(
 ) -> FileReport:
     """Return the report for one file's bytes after storing its documents (database writes).
 
-    A single document goes in through `document_create` (one transaction); a file of many goes
-    in through `documents_import` in batches, where a bad record is rejected alone.
+    A single document without an external id goes in through `document_create` (one
+    transaction); records with ids, and files of many, go in through `documents_import` in
+    batches: idempotent by external id, a bad record rejected alone.
     """
     try:
         parsed = parse_file_lenient(name, data)
@@ -99,7 +109,7 @@ def ingest_bytes(
     if progress:
         progress(0, total)
     outcome = _Tally(rejected=list(parsed.problems))
-    if total == 1:
+    if total == 1 and not parsed.items[0].external_id:
         _create_one(parsed.items[0], collection, outcome)
         if progress:
             progress(1, 1)
@@ -115,9 +125,12 @@ def ingest_bytes(
                 )
             else:
                 outcome.created += result.created
+                outcome.updated += result.updated
+                outcome.unchanged += result.unchanged
                 outcome.duplicates += result.duplicates
                 outcome.rejected.extend(result.rejected)
                 outcome.document_ids.extend(result.document_ids)
+                outcome.updated_ids.extend(result.updated_ids)
             if progress:
                 progress(min(start + batch_size, total), total)
     return _report(name, outcome)
@@ -145,7 +158,7 @@ def _size_problem(size: int) -> str:
     limit = settings.DOCUMENTS_MAX_UPLOAD_BYTES
     if size <= limit:
         return ""
-    return f"the file is {format_size(size)}; the limit is {format_size(limit)}"
+    return size_refusal(size, limit)
 
 
 def _rejected(name: str, reason: str) -> FileReport:
@@ -157,20 +170,23 @@ def _plural(count: int, word: str) -> str:
 
 
 def _report(name: str, outcome: _Tally) -> FileReport:
-    created, duplicates, rejected = outcome.created, outcome.duplicates, outcome.rejected
-    if not created and not duplicates:
+    created, updated, rejected = outcome.created, outcome.updated, outcome.rejected
+    skipped = outcome.unchanged + outcome.duplicates
+    if not created and not updated and not skipped:
         reason = (
             rejected[0] if len(rejected) == 1 else f"{_plural(len(rejected), 'problem')}: {'; '.join(rejected[:3])}"
         )
         return FileReport(name=name, status="rejected", rejected=rejected, message=f"rejected: {reason}")
-    if not created and not rejected and outcome.duplicate_of is not None:
-        message = f"skipped as duplicate of document #{outcome.duplicate_of}"
-    elif not created and not rejected:
-        message = f"skipped as duplicate (all {_plural(duplicates, 'document')} already stored)"
+    if not created and not updated and not rejected:
+        message = _skipped_message(outcome)
     else:
-        parts = [f"created {_plural(created, 'document')}"]
-        if duplicates:
-            parts.append(f"skipped {_plural(duplicates, 'duplicate')}")
+        parts = [f"created {_plural(created, 'document')}"] if created or not updated else []
+        if updated:
+            parts.append(f"updated {_plural(updated, 'document')}")
+        if outcome.unchanged:
+            parts.append(f"skipped {outcome.unchanged} unchanged")
+        if outcome.duplicates:
+            parts.append(f"skipped {_plural(outcome.duplicates, 'duplicate')}")
         if rejected:
             parts.append(f"rejected {len(rejected)}")
         message = ", ".join(parts)
@@ -178,14 +194,30 @@ def _report(name: str, outcome: _Tally) -> FileReport:
         status = "partial"
     elif created:
         status = "created"
+    elif updated:
+        status = "updated"
     else:
         status = "duplicate"
     return FileReport(
         name=name,
         status=status,
         created=created,
-        duplicates=duplicates,
+        updated=updated,
+        unchanged=outcome.unchanged,
+        duplicates=outcome.duplicates,
         rejected=rejected,
         message=message,
         document_ids=list(outcome.document_ids),
+        updated_ids=list(outcome.updated_ids),
     )
+
+
+def _skipped_message(outcome: _Tally) -> str:
+    """Return the message of a file that stored nothing new (every record unchanged or a duplicate)."""
+    if outcome.duplicate_of is not None:
+        return f"skipped as duplicate of document #{outcome.duplicate_of}"
+    if not outcome.unchanged:
+        return f"skipped as duplicate (all {_plural(outcome.duplicates, 'document')} already stored)"
+    if not outcome.duplicates:
+        return f"skipped as unchanged (all {_plural(outcome.unchanged, 'document')} already stored with this text)"
+    return f"skipped {outcome.unchanged} unchanged and {_plural(outcome.duplicates, 'duplicate')}"

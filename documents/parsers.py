@@ -17,7 +17,9 @@ from pathlib import PurePath
 
 from django.conf import settings
 
+from documents.docx_text import MAIN_PART, DocxLimit, DocxUnreadable, docx_text, docx_title
 from documents.services import DocumentInput
+from searchsite.json_limits import MAX_JSON_DEPTH, nesting_problem
 
 # The longest body one document may have: a big book; beyond it chunks and index get unwieldy.
 MAX_BODY_CHARS = 5_000_000
@@ -37,6 +39,12 @@ MAX_UNZIPPED_BYTES = 100 * 1024 * 1024
 MAX_COMPRESSION_RATIO = 100
 # Members smaller than this cannot hurt, however well they compress.
 RATIO_CHECK_MIN_BYTES = 1024 * 1024
+# The XML of a .docx's text part read at most, however well it is compressed (reading costs
+# about 0.1 s per MB here). 1,000,000 characters in runs of 40 take 2.4 MB of it (python-docx),
+# so the MAX_BODY_CHARS of text fit in about 12 MB, with room for heavier formatting.
+MAX_DOCX_XML_BYTES = 32 * 1024 * 1024
+# A document's properties (its title) are a few KB.
+MAX_DOCX_CORE_BYTES = 1024 * 1024
 # Control bytes (NUL and other C0 codes besides tab/newline/CR/FF/ESC) beyond both of these make
 # a "text" file binary; a handful of stray NULs in a real text file are only stripped.
 MAX_CONTROL_SHARE = 0.01
@@ -46,6 +54,7 @@ SNIFF_BYTES = 64 * 1024
 # A GB18030 decode only counts when most of its non-ASCII characters are common Chinese (in
 # GB2312); otherwise a Latin-1 file would "decode" into nonsense ideographs.
 MIN_GB2312_SHARE = 0.9
+TOO_DEEP = f"the JSON nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects"
 # Problems listed in one message before "and N more".
 MAX_PROBLEMS_SHOWN = 5
 
@@ -112,7 +121,7 @@ def parse_file_lenient(name: str, data: bytes) -> ParsedFile:
         raise ParseError("the file is empty")
     limit = settings.DOCUMENTS_MAX_UPLOAD_BYTES
     if len(data) > limit:
-        raise ParseError(f"the file is {format_size(len(data))}; the limit is {format_size(limit)}")
+        raise ParseError(size_refusal(len(data), limit))
     source = PurePath(name).name
     if extension == ".pdf":
         return ParsedFile([_parse_pdf(data, source)])
@@ -138,6 +147,14 @@ def summarize_problems(problems: list[str]) -> str:
     shown = "; ".join(problems[:MAX_PROBLEMS_SHOWN])
     more = len(problems) - MAX_PROBLEMS_SHOWN
     return f"{shown}; and {more} more" if more > 0 else shown
+
+
+def size_refusal(size: int, limit: int) -> str:
+    """Return why a file of `size` bytes is refused, in units that show it is over `limit`."""
+    shown, allowed = format_size(size), format_size(limit)
+    if shown == allowed:  # "20.0 MB; the limit is 20.0 MB" hides by how much: count bytes
+        shown, allowed = f"{size:,} bytes", f"{limit:,} bytes ({allowed})"
+    return f"the file is {shown}; the limit is {allowed}"
 
 
 def format_size(size: int) -> str:
@@ -348,23 +365,21 @@ def _parse_docx(data: bytes, source: str) -> DocumentInput:
         members = archive.infolist()
     except (zipfile.BadZipFile, ValueError, OSError) as error:
         raise ParseError(f"the file is named .docx but is a damaged zip archive ({_short(error)})") from None
-    if "word/document.xml" not in archive.namelist():
+    if MAIN_PART not in archive.namelist():
         raise ParseError("the file is named .docx but is a zip archive without word/document.xml, not a Word document")
     _refuse_zip_bomb(members)
-    # Sizes come from the archive's directory; zipfile stops at the declared size and checks the
-    # CRC, so a member that lies about its size fails rather than unpacking without bound.
-    import docx
-
+    # The sizes above are what the archive claims; reading itself stops at what it unpacks.
     try:
-        document = docx.Document(io.BytesIO(data))
-        parts = _docx_texts(document)
-        core_title = (document.core_properties.title or "").strip()
-    except Exception as error:  # python-docx and lxml raise many kinds on broken files
+        parts = docx_text(archive, max_chars=MAX_BODY_CHARS, max_xml_bytes=MAX_DOCX_XML_BYTES)
+    except DocxLimit as limit:
+        raise ParseError(f"the Word document is too large: {limit}; reading stopped there; split it") from None
+    except DocxUnreadable as error:
         raise ParseError(f"the Word document is damaged and cannot be read ({_short(error)})") from None
     body = "\n".join(part for part in parts if part.strip())
     if not body.strip():
         raise ParseError("the Word document has no text")
-    return _document(core_title or _first_line(body), body, source)
+    title = docx_title(archive, max_xml_bytes=MAX_DOCX_CORE_BYTES)
+    return _document(title or _first_line(body), body, source)
 
 
 def _refuse_zip_bomb(members: list[zipfile.ZipInfo]) -> None:
@@ -385,27 +400,6 @@ def _refuse_zip_bomb(members: list[zipfile.ZipInfo]) -> None:
             )
 
 
-def _docx_texts(document: object) -> list[str]:
-    from docx.table import Table
-
-    parts: list[str] = []
-    for block in document.iter_inner_content():
-        if not isinstance(block, Table):
-            parts.append(block.text)
-            continue
-        for row in block.rows:
-            cells: list[str] = []
-            seen: set[int] = set()
-            for cell in row.cells:
-                # A merged cell appears once per grid column it spans.
-                if id(cell._tc) in seen:
-                    continue
-                seen.add(id(cell._tc))
-                cells.append(" ".join(cell.text.split()))
-            parts.append("\t".join(cells))
-    return parts
-
-
 # --- JSON -----------------------------------------------------------------------------------
 
 
@@ -414,8 +408,13 @@ def _parse_json(text: str, source: str, *, lines: bool) -> ParsedFile:
         raise ParseError("the file has no records")
     if lines:
         return _parse_json_lines(text, source)
+    problem = nesting_problem(text)
+    if problem:
+        raise ParseError(problem)
     try:
         value = json.loads(text)
+    except RecursionError:
+        raise ParseError(TOO_DEEP) from None
     except json.JSONDecodeError as error:
         if error.msg == "Extra data" and text.lstrip().startswith("{"):
             return _parse_json_lines(text, source)  # JSON Lines saved as .json
@@ -440,8 +439,15 @@ def _parse_json_lines(text: str, source: str) -> ParsedFile:
     for number, line in enumerate(text.split("\n"), 1):
         if not line.strip():
             continue
+        # Only a line with more brackets than the depth limit can nest too deeply (cheap to count).
+        if line.count("[") + line.count("{") > MAX_JSON_DEPTH and (problem := nesting_problem(line)):
+            problems.append(f"line {number}: {problem}")
+            continue
         try:
             record = json.loads(line)
+        except RecursionError:
+            problems.append(f"line {number}: {TOO_DEEP}")
+            continue
         except json.JSONDecodeError as error:
             problems.append(f"line {number}: invalid JSON at column {error.colno}: {error.msg}")
             continue
@@ -482,7 +488,7 @@ def _record(record: object, source: str) -> DocumentInput:
         _as_text(record.get("source")) or _as_text(url) or source,
         language=_language(record.get("language")),
         external_id=_as_text(identifier),
-        metadata=_without_nul(metadata),
+        metadata=metadata,  # cleaned of NULs with the rest by documents.services
     )
 
 
@@ -496,17 +502,6 @@ def _language(value: object) -> str | None:
         return None
     code = value.strip().lower()
     return LANGUAGE_ALIASES.get(code) or LANGUAGE_ALIASES.get(code.split("-")[0].split("_")[0])
-
-
-def _without_nul(value: object) -> object:
-    """Return `value` with NUL characters removed from its strings (PostgreSQL's jsonb refuses them)."""
-    if isinstance(value, str):
-        return value.replace("\x00", "")
-    if isinstance(value, dict):
-        return {str(key).replace("\x00", ""): _without_nul(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_without_nul(item) for item in value]
-    return value
 
 
 def _first_line(text: str) -> str:

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
 
 from documents import index_hooks
 from documents.chunking import split_into_chunks
 from documents.models import LIBRARY, Chunk, Document, content_hash
 from documents.textsearch import detect_language, segment_for_index
+from searchsite.json_limits import MAX_JSON_DEPTH
 
 logger = logging.getLogger(__name__)
 
@@ -56,14 +58,33 @@ def _clean(value: str) -> str:
 
 def _clean_json(value: object) -> object:
     """Return metadata with every string in it, keys included, cleaned like text (JSON may carry
-    \\u0000 and lone surrogates, which PostgreSQL refuses)."""
-    if isinstance(value, str):
-        return _clean(value)
-    if isinstance(value, dict):
-        return {_clean(str(key)): _clean_json(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_clean_json(item) for item in value]
-    return value
+    \\u0000 and lone surrogates, which PostgreSQL refuses).
+
+    Iterative, with a stack of its own: no nesting exhausts Python's (500 levels of metadata used
+    to end in a RecursionError whose debug page kept a web thread busy for minutes). Deeper than
+    MAX_JSON_DEPTH levels is refused: PostgreSQL's jsonb and every reader recurse per level.
+    """
+    holder: list[object] = [None]
+    stack: list[tuple[object, dict | list, object, int]] = [(value, holder, 0, 1)]
+    while stack:
+        item, parent, slot, depth = stack.pop()
+        if isinstance(item, str):
+            parent[slot] = _clean(item)
+        elif isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise IngestError(f"the metadata nests deeper than {MAX_JSON_DEPTH} levels")
+            if isinstance(item, dict):
+                # Keys that clean to the same text keep the last value, as a dict literal would.
+                children = {_clean(str(key)): child for key, child in item.items()}
+                cleaned: dict | list = dict.fromkeys(children)
+            else:
+                children = dict(enumerate(item))
+                cleaned = [None] * len(item)
+            parent[slot] = cleaned
+            stack.extend((child, cleaned, key, depth + 1) for key, child in children.items())
+        else:
+            parent[slot] = item
+    return holder[0]
 
 
 def _validate(item: DocumentInput) -> DocumentInput:
@@ -111,17 +132,22 @@ def _search_fields(title: str, body: str) -> dict:
 
 def _new_document(clean: DocumentInput, collection: str, digest: str) -> Document:
     """Return an unsaved Document of validated input, with its segmented search text."""
-    return Document(
-        collection=collection,
-        title=clean.title,
-        body=clean.body,
-        language=clean.language,
-        source=clean.source,
-        external_id=clean.external_id,
-        metadata=clean.metadata,
-        content_hash=digest,
-        **_search_fields(clean.title, clean.body),
-    )
+    return _fill(Document(collection=collection, external_id=clean.external_id), clean, digest)
+
+
+# What an import writes into a document it updates (its collection and external id stay).
+IMPORT_UPDATE_FIELDS = [
+    "title", "body", "language", "source", "metadata", "content_hash", "title_search", "body_search", "updated_at",
+]  # fmt: skip
+
+
+def _fill(document: Document, clean: DocumentInput, digest: str) -> Document:
+    """Return `document` holding validated input and its segmented search text (not saved)."""
+    document.title, document.body, document.language = clean.title, clean.body, clean.language
+    document.source, document.metadata, document.content_hash = clean.source, clean.metadata, digest
+    for name, value in _search_fields(clean.title, clean.body).items():
+        setattr(document, name, value)
+    return document
 
 
 def _chunks_for(document: Document) -> list[Chunk]:
@@ -204,72 +230,158 @@ def document_update(*, document: Document, **changes: object) -> Document:
 @dataclass
 class ImportOutcome:
     created: int = 0
-    duplicates: int = 0
+    updated: int = 0  # an external id already stored, with new text: that document now holds it
+    unchanged: int = 0  # an external id already stored with this very text: skipped
+    duplicates: int = 0  # the same text as another document: skipped
     rejected: list[str] = field(default_factory=list)
     document_ids: list[int] = field(default_factory=list)  # of the documents created
+    updated_ids: list[int] = field(default_factory=list)  # of the documents updated
+
+
+@dataclass
+class _BatchPlan:
+    """What one batch will write: new documents, and stored ones with their new text."""
+
+    new: dict[str, Document] = field(default_factory=dict)  # by external id ("hash:..." for none)
+    changed: dict[int, Document] = field(default_factory=dict)  # by pk
+    updated: int = 0
+    unchanged: int = 0
+    duplicates: int = 0
+    rejected: list[str] = field(default_factory=list)
 
 
 def documents_import(
     *, items: Iterable[DocumentInput], collection: str = LIBRARY, batch_size: int = 500
 ) -> ImportOutcome:
-    """Return counts after inserting `items` in batches (one transaction per batch).
+    """Return counts after storing `items` in batches (one transaction per batch).
 
-    Batched inserts make large imports fast; an item that fails validation is rejected alone.
+    Idempotent by external id within the collection: an id already stored with the same text is
+    skipped (unchanged), with new text it updates that document (re-chunked, re-indexed; the
+    oldest one when the id is stored more than once). Records without an id are skipped when
+    their exact text is stored. Batched writes make large imports fast; an item that fails
+    validation is rejected alone.
     """
     outcome = ImportOutcome()
     for batch in _batches(items, batch_size):
-        prepared: dict[str, Document] = {}
-        for item in batch:
-            try:
-                clean = _validate(item)
-            except IngestError as error:
-                outcome.rejected.append(f"{item.external_id or item.title[:40]!r}: {error}")
-                continue
-            digest = content_hash(clean.title, clean.body)
-            if digest in prepared:
-                outcome.duplicates += 1
-                continue
-            prepared[digest] = _new_document(clean, collection, digest)
-        known = set(
-            Document.objects.filter(collection=collection, content_hash__in=list(prepared)).values_list(
-                "content_hash", flat=True
-            )
-        )
-        outcome.duplicates += len(known)
-        new = [doc for digest, doc in prepared.items() if digest not in known]
+        plan = _plan_batch(batch, collection)
+        outcome.unchanged += plan.unchanged
+        outcome.duplicates += plan.duplicates
+        outcome.rejected.extend(plan.rejected)
         try:
-            with transaction.atomic():
-                Document.objects.bulk_create(new)
-                Chunk.objects.bulk_create([chunk for doc in new for chunk in _chunks_for(doc)], batch_size=2000)
-                index_hooks.announce(changed=[doc.pk for doc in new], collection=collection)
+            _write_batch(plan, collection)
         except DatabaseError:
             # One bad row fails the whole batch: fall back to one transaction per document.
-            for doc in new:
-                try:
-                    result = document_create(
-                        item=DocumentInput(
-                            title=doc.title,
-                            body=doc.body,
-                            language=doc.language,
-                            source=doc.source,
-                            external_id=doc.external_id,
-                            metadata=doc.metadata,
-                        ),
-                        collection=collection,
-                    )
-                except (IngestError, DatabaseError) as error:
-                    outcome.rejected.append(f"{doc.external_id or doc.title[:40]!r}: {error}")
-                    continue
-                # A concurrent writer may have stored the same text since our duplicate check.
-                if result.created:
-                    outcome.created += 1
-                    outcome.document_ids.append(result.document.pk)
-                else:
-                    outcome.duplicates += 1
+            _write_one_by_one(plan, collection, outcome)
             continue
-        outcome.created += len(new)
-        outcome.document_ids.extend(doc.pk for doc in new)
+        outcome.created += len(plan.new)
+        outcome.updated += plan.updated
+        outcome.document_ids.extend(doc.pk for doc in plan.new.values())
+        outcome.updated_ids.extend(plan.changed)
     return outcome
+
+
+def _plan_batch(batch: list[DocumentInput], collection: str) -> _BatchPlan:
+    """Return what `batch` changes, as if its items were stored one after another (2 queries)."""
+    plan = _BatchPlan()
+    cleaned: list[tuple[DocumentInput, str]] = []
+    for item in batch:
+        try:
+            clean = _validate(item)
+        except IngestError as error:
+            plan.rejected.append(f"{item.external_id or item.title[:40]!r}: {error}")
+            continue
+        cleaned.append((clean, content_hash(clean.title, clean.body)))
+    ids = {clean.external_id for clean, _ in cleaned if clean.external_id}
+    stored: dict[str, Document] = {}
+    # documents_document(collection, external_id) index; the oldest document of an id holds it.
+    for document in (
+        Document.objects.filter(collection=collection, external_id__in=ids)
+        .only("id", "collection", "external_id", "content_hash")
+        .order_by("id")
+    ):
+        stored.setdefault(document.external_id, document)
+    digests = {digest for _, digest in cleaned}
+    # Who holds each text now (the unique constraint on collection and content hash).
+    holders: dict[str, int | str] = dict(
+        Document.objects.filter(collection=collection, content_hash__in=digests).values_list("content_hash", "id")
+    )
+    latest = {external_id: document.content_hash for external_id, document in stored.items()}
+    for clean, digest in cleaned:
+        external_id = clean.external_id
+        if external_id and latest.get(external_id) == digest:
+            plan.unchanged += 1
+            continue
+        target = stored.get(external_id) if external_id else None
+        # Who will hold this text: a stored document's pk, or the key of a new one.
+        owner: int | str = target.pk if target is not None else (external_id or f"hash:{digest}")
+        holder = holders.get(digest)
+        if holder is not None and (holder != owner or not external_id):
+            if external_id in latest:
+                shown = f"document #{holder}" if isinstance(holder, int) else "another record of this import"
+                plan.rejected.append(f"{external_id!r}: its new text is exactly that of {shown}; not updated")
+            else:
+                plan.duplicates += 1  # a new record whose exact text is stored (or earlier in the batch)
+            continue
+        if external_id in latest:
+            # A new version: of a stored document, or of a record earlier in this batch.
+            plan.updated += 1
+            if holders.get(latest[external_id]) == owner:
+                del holders[latest[external_id]]  # its old text is free again
+        if external_id:
+            latest[external_id] = digest
+        holders[digest] = owner
+        if target is not None:
+            plan.changed[target.pk] = _fill(target, clean, digest)
+        else:
+            plan.new[owner] = _new_document(clean, collection, digest)
+    return plan
+
+
+def _write_batch(plan: _BatchPlan, collection: str) -> None:
+    new, changed = list(plan.new.values()), list(plan.changed.values())
+    now = timezone.now()
+    for document in changed:
+        document.updated_at = now
+    with transaction.atomic():
+        Document.objects.bulk_create(new)
+        if changed:
+            Document.objects.bulk_update(changed, IMPORT_UPDATE_FIELDS)
+            Chunk.objects.filter(document_id__in=[document.pk for document in changed]).delete()
+        Chunk.objects.bulk_create([chunk for doc in (*new, *changed) for chunk in _chunks_for(doc)], batch_size=2000)
+        index_hooks.announce(changed=[doc.pk for doc in (*new, *changed)], collection=collection)
+
+
+def _write_one_by_one(plan: _BatchPlan, collection: str, outcome: ImportOutcome) -> None:
+    """Store a batch that failed as a whole one document at a time, each in its own transaction."""
+    outcome.updated += plan.updated - len(plan.changed)  # new versions of records earlier in the batch
+    for document in plan.new.values():
+        item = DocumentInput(
+            title=document.title,
+            body=document.body,
+            language=document.language,
+            source=document.source,
+            external_id=document.external_id,
+            metadata=document.metadata,
+        )
+        try:
+            result = document_create(item=item, collection=collection)
+        except (IngestError, DatabaseError) as error:
+            outcome.rejected.append(f"{document.external_id or document.title[:40]!r}: {error}")
+            continue
+        # A concurrent writer may have stored the same text since our duplicate check.
+        if result.created:
+            outcome.created += 1
+            outcome.document_ids.append(result.document.pk)
+        else:
+            outcome.duplicates += 1
+    for document in plan.changed.values():
+        try:
+            document_update(document=document)
+        except (IngestError, DatabaseError) as error:
+            outcome.rejected.append(f"{document.external_id!r}: {error}")
+            continue
+        outcome.updated += 1
+        outcome.updated_ids.append(document.pk)
 
 
 def _batches(items: Iterable[DocumentInput], size: int) -> Iterator[list[DocumentInput]]:

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import logging
+import re
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
-from redis.exceptions import RedisError
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, Throttled
+from rest_framework.exceptions import APIException, Throttled, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import AnonRateThrottle
 from rest_framework.views import APIView, exception_handler
 
 from search import rerank_client
 from search.services import SearchUnavailable, search_run
+from search.throttling import RerankCharge, SearchThrottle, rerank_budget_charge
 
 logger = logging.getLogger(__name__)
 
@@ -27,19 +27,26 @@ MAX_RERANK_TEXT_CHARS = 20_000
 BUSY_RETRY_AFTER_SECONDS = 1
 # The schema of `k` and `k_initial`, as SearchInputSerializer checks them.
 K_SCHEMA = {"type": "integer", "minimum": 1, "maximum": settings.SEARCH_K_INITIAL_MAX}
+# A whole number as people type one: ASCII digits with an optional sign. Python's int() also
+# reads "5_0", "٣" (Arabic-Indic) and "５" (full-width), which nobody means as a count.
+WHOLE_NUMBER = re.compile(r"[+-]?[0-9]{1,10}")
 
 
-class SearchAnonThrottle(AnonRateThrottle):
-    """Throttle anonymous searches (rate: SEARCH_ANON_THROTTLE); fail open if Redis is down."""
+class WholeNumberField(serializers.IntegerField):
+    """An integer field that takes text only in ASCII digits (JSON numbers as DRF does)."""
 
-    scope = "anon_search"
+    def to_internal_value(self, data: object) -> int:
+        if isinstance(data, str) and not WHOLE_NUMBER.fullmatch(data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
 
-    def allow_request(self, request: Request, view: APIView) -> bool:
-        try:
-            return super().allow_request(request, view)
-        except (RedisError, OSError):
-            logger.warning("throttle cache unreachable; letting the request through")
-            return True
+
+class SearchInputSerializer(serializers.Serializer):
+    """The parameters of a search, for the API and the result page alike."""
+
+    q = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=100_000)
+    k = WholeNumberField(required=False, min_value=1, max_value=settings.SEARCH_K_INITIAL_MAX)
+    k_initial = WholeNumberField(required=False, min_value=1, max_value=settings.SEARCH_K_INITIAL_MAX)
 
 
 class ServiceUnavailable(APIException):
@@ -92,12 +99,9 @@ class SearchApi(APIView):
     """GET /api/v1/search?q=...: the full-text order and the reranked order."""
 
     permission_classes = [AllowAny]
-    throttle_classes = [SearchAnonThrottle]
+    throttle_classes = [SearchThrottle]
 
-    class SearchInputSerializer(serializers.Serializer):
-        q = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=100_000)
-        k = serializers.IntegerField(required=False, min_value=1, max_value=settings.SEARCH_K_INITIAL_MAX)
-        k_initial = serializers.IntegerField(required=False, min_value=1, max_value=settings.SEARCH_K_INITIAL_MAX)
+    SearchInputSerializer = SearchInputSerializer
 
     class SearchOutputSerializer(serializers.Serializer):
         query = serializers.CharField()
@@ -184,10 +188,14 @@ class RerankResultSerializer(serializers.Serializer):
 
 
 class RerankApi(APIView):
-    """POST /api/v1/rerank: score texts against a query, Cohere/infinity response shape."""
+    """POST /api/v1/rerank: score texts against a query, Cohere/infinity response shape.
+
+    Besides the request rate, each client has a budget of pairs and characters per minute
+    (search.throttling.rerank_budget_charge), so a few huge requests cannot take the reranker.
+    """
 
     permission_classes = [AllowAny]
-    throttle_classes = [SearchAnonThrottle]
+    throttle_classes = [SearchThrottle]
 
     class RerankInputSerializer(serializers.Serializer):
         query = serializers.CharField(max_length=2000, min_length=1, trim_whitespace=False)
@@ -196,7 +204,7 @@ class RerankApi(APIView):
             min_length=1,
             max_length=MAX_RERANK_DOCUMENTS,
         )
-        top_n = serializers.IntegerField(required=False, min_value=1, max_value=MAX_RERANK_DOCUMENTS)
+        top_n = WholeNumberField(required=False, min_value=1, max_value=MAX_RERANK_DOCUMENTS)
         return_documents = serializers.BooleanField(required=False, default=False)
 
     class RerankOutputSerializer(serializers.Serializer):
@@ -209,8 +217,15 @@ class RerankApi(APIView):
         params = self.RerankInputSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
+        query = data["query"].replace("\x00", "")
         texts = [text.replace("\x00", "") for text in data["documents"]]
-        reply = rerank_client.rerank(data["query"].replace("\x00", ""), [[text] for text in texts])
+        charge = RerankCharge(pairs=len(texts), chars=sum(len(query) + len(text) for text in texts))
+        decision = rerank_budget_charge(request, charge)
+        if decision.too_large:
+            raise ValidationError({"documents": [decision.message]})
+        if not decision.allowed:
+            raise Throttled(wait=decision.retry_after, detail=decision.message)
+        reply = rerank_client.rerank(query, [[text] for text in texts])
         if not reply.ok:
             code = status.HTTP_504_GATEWAY_TIMEOUT if reply.status == "timeout" else status.HTTP_503_SERVICE_UNAVAILABLE
             response = Response({"error": reply.notice, "status": reply.status}, status=code)

@@ -2,45 +2,60 @@
 
 from __future__ import annotations
 
-import math
 import time
+from dataclasses import dataclass
 
 from django.db import DatabaseError
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
 from documents.models import LIBRARY, Document
-from search.api import SearchAnonThrottle
-from search.highlight import highlight, query_terms
+from search.api import WHOLE_NUMBER, SearchInputSerializer
+from search.highlight import count_matches, highlight, query_terms
 from search.services import SearchUnavailable, search_run
+from search.throttling import ClientRateThrottle, DocumentPageThrottle, SearchPageThrottle
+
+# Characters of a document shown on one page of the document page: enough to read on, and the
+# most one request highlights (a 5 MB body is 250 pages, never one 5 MB page).
+DOCUMENT_PAGE_CHARS = 20_000
+# A page ends at a paragraph (or line, or space) in its last half when there is one.
+PAGE_BREAK_SEARCH = DOCUMENT_PAGE_CHARS // 2
+# The document page's query is cut like a search's.
+DOCUMENT_QUERY_CHARS = 500
 
 
-def _int_param(request: HttpRequest, name: str) -> int | None:
-    try:
-        return int(request.GET.get(name, ""))
-    except ValueError:
+def _throttled(request: HttpRequest, throttle: ClientRateThrottle, query: str) -> HttpResponse | None:
+    """Return the 429 page when `throttle` refuses the request, else None (Redis: 1-2 calls)."""
+    if throttle.allow_request(request, None):
         return None
+    wait = throttle.retry_after()
+    response = render(request, "search/throttled.html", {"query": query, "wait": wait}, status=429)
+    response["Retry-After"] = str(wait)
+    return response
 
 
-class SearchPageThrottle(SearchAnonThrottle):
-    """Anonymous searches on the page (rate: SEARCH_PAGE_ANON_THROTTLE); fails open like the API's."""
-
-    scope = "anon_search_page"
+def _bad_request(request: HttpRequest, query: str, errors: dict) -> HttpResponse:
+    problems = [f"{name}: {' '.join(str(m) for m in messages)}" for name, messages in errors.items()]
+    return render(request, "search/bad_request.html", {"query": query, "problems": problems}, status=400)
 
 
 @require_GET
 def search_page(request: HttpRequest) -> HttpResponse:
     """Render the search box and, for a query, the full-text and reranked columns."""
     raw = request.GET.get("q", "")
-    throttle = SearchPageThrottle()
-    if raw.strip() and not throttle.allow_request(request, None):
-        wait = max(1, math.ceil(throttle.wait() or 1))
-        response = render(request, "search/throttled.html", {"query": raw, "wait": wait}, status=429)
-        response["Retry-After"] = str(wait)
-        return response
+    # The counts are checked as the API checks them; the query is not: the page cleans what the
+    # API refuses (NUL and other control characters) and may be opened without one.
+    given = request.GET.copy()
+    given["q"] = ""
+    params = SearchInputSerializer(data=given)
+    if not params.is_valid():
+        return _bad_request(request, raw, params.errors)
+    if raw.strip() and (refused := _throttled(request, SearchPageThrottle(), raw)):
+        return refused
+    data = params.validated_data
     try:
-        outcome = search_run(query=raw, k=_int_param(request, "k"), k_initial=_int_param(request, "k_initial"))
+        outcome = search_run(query=raw, k=data.get("k"), k_initial=data.get("k_initial"))
     except SearchUnavailable:
         return render(request, "search/unavailable.html", {"query": raw}, status=503)
     context = {
@@ -67,18 +82,103 @@ def _server_timing(timings: dict, *, status: str, render_ms: float) -> str:
     return ", ".join([*parts, f"render;dur={render_ms:.2f}", f'reranking;desc="{status}, {cached} cached"'])
 
 
+@dataclass
+class DocumentPage:
+    number: int  # 1-based
+    count: int
+    start: int
+    end: int
+    # With a query and no page asked for: the page of the first match, if one was found in budget.
+    first_match_page: int | None = None
+    pages_searched: int = 0  # pages looked through for the first match
+    match_search_stopped: bool = False  # the scan budget ran out before a match was found
+
+    @property
+    def previous(self) -> int | None:
+        return self.number - 1 if self.number > 1 else None
+
+    @property
+    def next(self) -> int | None:
+        return self.number + 1 if self.number < self.count else None
+
+
+def page_spans(body: str) -> list[tuple[int, int]]:
+    """Return the (start, end) of each page of `body`: at most DOCUMENT_PAGE_CHARS each, cut at
+    a paragraph, else a line, else a space in the page's second half (C-speed finds only)."""
+    spans: list[tuple[int, int]] = []
+    start = 0
+    while start < len(body):
+        end = start + DOCUMENT_PAGE_CHARS
+        if end < len(body):
+            for separator in ("\n\n", "\n", " "):
+                cut = body.rfind(separator, start + PAGE_BREAK_SEARCH, end)
+                if cut != -1:
+                    end = cut + len(separator)
+                    break
+        end = min(end, len(body))
+        spans.append((start, end))
+        start = end
+    return spans or [(0, 0)]
+
+
+def _page_number(raw: str | None) -> int | None:
+    if not raw:
+        return None  # no page asked for (an empty `page=` included)
+    if not WHOLE_NUMBER.fullmatch(raw) or int(raw) < 1:
+        raise Http404("Invalid page.")
+    return int(raw)
+
+
 @require_GET
 def document_page(request: HttpRequest, pk: int) -> HttpResponse:
-    """Render one document, with the query's terms highlighted when one is given."""
+    """Render one page of one document, the query's terms highlighted on it.
+
+    With a query and no page asked for, the page shown is the first with a match (looked for
+    within the query's scan budget). The work is bounded by one page, whatever the document's size.
+    """
+    query = request.GET.get("q", "")[:DOCUMENT_QUERY_CHARS]
+    if refused := _throttled(request, DocumentPageThrottle(), query):
+        return refused
+    asked = _page_number(request.GET.get("page"))
     try:
-        document = get_object_or_404(Document, pk=pk, collection=LIBRARY)
+        # The segmented text and the vector can be as large as the body, and are not shown.
+        shown = Document.objects.defer("title_search", "body_search", "search_vector")
+        document = shown.filter(pk=pk, collection=LIBRARY).first()
+        chunk_count = document.chunks.count() if document is not None else 0
     except DatabaseError:
         return render(request, "search/unavailable.html", {"query": ""}, status=503)
-    query = request.GET.get("q", "")[:500]
+    if document is None:
+        raise Http404("No such document.")
+    spans = page_spans(document.body)
+    if asked is not None and asked > len(spans):
+        raise Http404("Invalid page.")
     terms = query_terms(query)
-    paragraphs = [highlight(p, terms) for p in document.body.split("\n\n") if p.strip()]
-    context = {"document": document, "paragraphs": paragraphs, "query": query, "chunk_count": document.chunks.count()}
+    page = DocumentPage(number=asked or 1, count=len(spans), start=0, end=0)
+    if asked is None and terms and len(spans) > 1:
+        _seek_first_match(page, document.body, spans, terms)
+    page.start, page.end = spans[page.number - 1]
+    text = document.body[page.start : page.end]
+    paragraphs = [highlight(p, terms) for p in text.split("\n\n") if p.strip()]
+    context = {
+        "document": document,
+        "paragraphs": paragraphs,
+        "query": query,
+        "chunk_count": chunk_count,
+        "page": page,
+    }
     return render(request, "search/document.html", context)
+
+
+def _seek_first_match(page: DocumentPage, body: str, spans: list[tuple[int, int]], terms) -> None:
+    """Point `page` at the first page with a match, keeping a page's worth of budget to show it."""
+    for number, (start, end) in enumerate(spans, start=1):
+        if terms.scan_budget < (end - start) + DOCUMENT_PAGE_CHARS:
+            page.match_search_stopped = True
+            return
+        page.pages_searched = number
+        if count_matches(body[start:end], terms):
+            page.number = page.first_match_page = number
+            return
 
 
 def healthz(request: HttpRequest) -> HttpResponse:

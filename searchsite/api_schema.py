@@ -27,7 +27,10 @@ DESCRIPTIONS = {
     403: "The credentials are not allowed to do this (writes need staff).",
     404: "No such object, or no such page of a list.",
     415: "The body's Content-Type is not one this operation reads (or could not be made out).",
-    429: "Too many anonymous requests; see the Retry-After header.",
+    429: (
+        "Too many requests from this client (anonymous: per address; signed in: per account), or the "
+        "rerank API's budget of pairs and characters per minute is used up; see the Retry-After header."
+    ),
     503: "A service behind the API (the database, or the reranker) is not answering.",
     504: "The reranker did not answer within its time budget.",
 }

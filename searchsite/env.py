@@ -1,11 +1,14 @@
 """Typed helpers that read settings from environment variables (12-factor)."""
 
+import ipaddress
 import os
 
 from django.core.exceptions import ImproperlyConfigured
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
+# Addresses looked at in one X-Forwarded-For header at most; a longer chain is someone padding it.
+MAX_FORWARDED_HOPS = 32
 
 
 def env_str(name: str, default: str = "") -> str:
@@ -58,12 +61,47 @@ def env_float(name: str, default: float, *, minimum: float | None = None, maximu
     return value
 
 
+def env_rate(name: str, default: str) -> str:
+    """Return a throttle rate like "60/min" (a count, then s, min, hour or day), as DRF reads it."""
+    raw = os.environ.get(name)
+    value = default if raw is None or raw.strip() == "" else raw.strip()
+    count, _, period = value.partition("/")
+    if not (count.isascii() and count.isdigit()) or period[:1] not in ("s", "m", "h", "d"):
+        raise ImproperlyConfigured(f"{name} must be a rate like 60/min (per s, min, hour or day), got {value!r}")
+    return value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     """Return a comma-separated variable as a list of non-empty, stripped items."""
     raw = os.environ.get(name)
     if raw is None:
         return default
     return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def env_trusted_proxies(name: str) -> tuple[int, tuple[str, ...]]:
+    """Return (proxy count, proxy networks) from a variable like TRUSTED_PROXIES: unset or "",
+    a count ("1"), or addresses and networks ("10.0.0.2,172.16.0.0/12")."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return 0, ()
+    if value.isascii() and value.isdigit():
+        count = int(value)
+        if count > MAX_FORWARDED_HOPS:
+            raise ImproperlyConfigured(f"{name} must be at most {MAX_FORWARDED_HOPS} proxies, got {count}")
+        return count, ()
+    networks: list[str] = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(str(ipaddress.ip_network(item, strict=False)))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} must be a number of proxies or a list of addresses/networks, got {item!r}"
+            ) from None
+    return 0, tuple(networks)
 
 
 def celery_redis_url(url: str) -> str:

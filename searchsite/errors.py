@@ -1,4 +1,4 @@
-"""Error pages for requests Django answers before any view runs (no such URL, a crash).
+"""Error pages for requests Django answers without a view (no such URL, a body too large, a crash).
 
 Under /api/ the answer is JSON in the API's shape ({"error": ...}), as the schema documents;
 elsewhere it is Django's own page.
@@ -6,10 +6,25 @@ elsewhere it is Django's own page.
 
 from __future__ import annotations
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
 API_PREFIX = "/api/"
+
+
+def too_large_message() -> str:
+    return f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes."
+
+
+def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
+    """Return 400 for what Django refuses itself (a body over DATA_UPLOAD_MAX_MEMORY_SIZE, too many
+    fields): JSON under /api/, the HTML page elsewhere."""
+    if request.path.startswith(API_PREFIX):
+        message = too_large_message() if isinstance(exception, RequestDataTooBig) else "Bad request."
+        return JsonResponse({"error": message}, status=400)
+    return defaults.bad_request(request, exception)
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:

@@ -11,7 +11,9 @@ from searchsite.env import (
     env_float,
     env_int,
     env_list,
+    env_rate,
     env_str,
+    env_trusted_proxies,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -25,6 +27,10 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-only-insecure-key-never-used-in-production-" + "x" * 20
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Who is the client (throttles, the admin login limit; searchsite.client_address): unset, the
+# socket address; "N", N proxies in front that each append to X-Forwarded-For; or the proxies'
+# addresses/networks ("172.18.0.0/16"), whose requests alone have their header read.
+TRUSTED_PROXY_COUNT, TRUSTED_PROXY_NETWORKS = env_trusted_proxies("TRUSTED_PROXIES")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -214,23 +220,47 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 200
 
 # --- REST API -------------------------------------------------------------------------------
+# Signed-in users who are not staff, per account, on each of the API, the search page and the
+# document page (staff are not throttled).
+SEARCH_USER_THROTTLE = env_rate("SEARCH_USER_THROTTLE", "300/min")
+# What one client may have the reranker score through /api/v1/rerank per minute, besides the
+# request rate (search.throttling): pairs (documents) and characters (query + document, each
+# pair). One request of 200 documents costs 200 pairs, so many short requests and a few huge
+# ones cost alike. The anonymous budget still takes the largest request the API accepts (200
+# documents of 20,000 characters) once a minute; signed-in users who are not staff get five
+# times as much; staff are not counted.
+RERANK_API_ANON_PAIRS_PER_MINUTE = env_int("RERANK_API_ANON_PAIRS_PER_MINUTE", 1_000, minimum=1)
+RERANK_API_ANON_CHARS_PER_MINUTE = env_int("RERANK_API_ANON_CHARS_PER_MINUTE", 5_000_000, minimum=1)
+RERANK_API_USER_PAIRS_PER_MINUTE = env_int("RERANK_API_USER_PAIRS_PER_MINUTE", 5_000, minimum=1)
+RERANK_API_USER_CHARS_PER_MINUTE = env_int("RERANK_API_USER_CHARS_PER_MINUTE", 25_000_000, minimum=1)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
-    # The API takes JSON; only the upload view takes multipart (its own parser_classes).
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    # The API takes JSON, its size and nesting bounded before it is parsed (searchsite.json_limits);
+    # only the upload view takes multipart (its own parser_classes).
+    "DEFAULT_PARSER_CLASSES": ["searchsite.api_parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Document lists come in pages (?page=N); search results are bounded by k instead.
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
+    # search.throttling: anonymous clients by address (searchsite.client_address), signed-in
+    # users who are not staff by account, staff not at all.
     "DEFAULT_THROTTLE_RATES": {
-        "anon_search": env_str("SEARCH_ANON_THROTTLE", "60/min"),
+        "anon_search": env_rate("SEARCH_ANON_THROTTLE", "60/min"),
         # The search page (search.views): a search costs the same work there as in the API.
-        "anon_search_page": env_str("SEARCH_PAGE_ANON_THROTTLE", "60/min"),
+        "anon_search_page": env_rate("SEARCH_PAGE_ANON_THROTTLE", "60/min"),
+        # One page of one document: less work than a search, and readers page through.
+        "anon_document_page": env_rate("DOCUMENT_PAGE_ANON_THROTTLE", "120/min"),
+        "user_search": SEARCH_USER_THROTTLE,
+        "user_search_page": SEARCH_USER_THROTTLE,
+        "user_document_page": SEARCH_USER_THROTTLE,
     },
+    # DRF's own client address trusts X-Forwarded-For unless this is set; ours never reads it
+    # unless TRUSTED_PROXIES says so (search.throttling overrides it, this is the safety net).
+    "NUM_PROXIES": 0,
     "EXCEPTION_HANDLER": "search.api.json_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
@@ -255,6 +285,13 @@ CACHES = {
         "OPTIONS": {"socket_connect_timeout": 1, "socket_timeout": 1},
     }
 }
+
+# --- Admin login (searchsite.admin_login) ---------------------------------------------------
+# Wrong passwords per client (address, IPv6 /64) and per account within the window; beyond them
+# login POSTs answer 429 until the window, counted from the first failure, has passed.
+ADMIN_LOGIN_MAX_FAILURES = env_int("ADMIN_LOGIN_MAX_FAILURES", 10, minimum=1)
+ADMIN_LOGIN_MAX_ACCOUNT_FAILURES = env_int("ADMIN_LOGIN_MAX_ACCOUNT_FAILURES", 50, minimum=1)
+ADMIN_LOGIN_WINDOW_SECONDS = env_int("ADMIN_LOGIN_WINDOW_SECONDS", 900, minimum=1)
 
 # --- Static files, i18n ---------------------------------------------------------------------
 STATIC_URL = "static/"

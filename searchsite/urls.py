@@ -4,14 +4,18 @@ from django.contrib import admin
 from django.urls import include, path
 
 from search.views import healthz
+from searchsite import admin_login
 
 urlpatterns = [
     path("", include("search.urls")),
     path("api/v1/", include("search.api_urls")),
+    # Before the admin's own URLs: its login, with a limit on wrong passwords.
+    path("admin/login/", admin_login.login, name="admin-login"),
     path("admin/", admin.site.urls),
     path("healthz", healthz, name="healthz"),
 ]
 
 # JSON under /api/, Django's pages elsewhere (searchsite.errors).
+handler400 = "searchsite.errors.bad_request"
 handler404 = "searchsite.errors.not_found"
 handler500 = "searchsite.errors.server_error"

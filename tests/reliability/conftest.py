@@ -3,5 +3,5 @@ anonymous address of each test's own so no throttle history is shared between te
 
 from __future__ import annotations
 
-from tests.documents.conftest import plain_user, staff_api, staff_client, staff_user  # noqa: F401 - fixtures
+from tests.documents.conftest import collection, plain_user, staff_api, staff_client, staff_user  # noqa: F401 - fixtures
 from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture

@@ -17,9 +17,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
-from search.api import SearchAnonThrottle
-from search.views import SearchPageThrottle
 from tests.reliability.fuzz_counts import record_count
+from tests.support.clients import lift_limits
 
 # Generated cases per API operation, for each kind of client.
 MAX_EXAMPLES = 40
@@ -35,8 +34,7 @@ def api_schema(db, settings, monkeypatch, rerank_worker):
     from searchsite.wsgi import application
 
     settings.RERANK_TIMEOUT = RERANK_SECONDS
-    monkeypatch.setattr(SearchAnonThrottle, "THROTTLE_RATES", {"anon_search": "1000000/min"})
-    monkeypatch.setattr(SearchPageThrottle, "THROTTLE_RATES", {"anon_search_page": "1000000/min"})
+    lift_limits(settings, monkeypatch)
     # As Django's own test client does: a request must not close the test's connection (it
     # holds the transaction that undoes the test's writes).
     request_started.disconnect(close_old_connections)

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 
 from documents.models import LIBRARY, Document
 from documents.services import DocumentInput, document_create
-from search.views import SearchPageThrottle
+from search.throttling import SearchPageThrottle
 from tests.support.clients import unique_address
 
 pytestmark = pytest.mark.django_db

@@ -15,7 +15,7 @@ from django.core.cache import cache
 from django.core.management import call_command
 
 from search import rerank_client
-from search.api import SearchAnonThrottle
+from search.throttling import SearchThrottle
 from tests.support.clients import _own_client_address, unique_address  # noqa: F401 - autouse fixture
 from tests.support.processes import ROOT
 
@@ -195,7 +195,7 @@ def test_it_scores_the_same_pair_the_same_way_through_every_path(rerank_worker, 
 
 @pytest.mark.django_db
 def test_it_throttles_anonymous_searches_with_retry_after(client, monkeypatch):
-    monkeypatch.setattr(SearchAnonThrottle, "THROTTLE_RATES", {"anon_search": "2/min"})
+    monkeypatch.setattr(SearchThrottle, "THROTTLE_RATES", {"anon_search": "2/min"})
     address = unique_address()
     try:
         for _ in range(2):

@@ -286,7 +286,8 @@ def test_cpu_variant_has_no_gpu(cpu_services: dict) -> None:
 def _read_env_names() -> set[str]:
     """Names of the environment variables our settings and worker code read."""
     pattern = re.compile(
-        r"""(?:env_(?:str|bool|int|float|list)\(|os\.environ\.get\(|os\.getenv\(|os\.environ\[)\s*["']([A-Z0-9_]+)["']"""
+        r"""(?:env_(?:str|bool|int|float|list|rate|trusted_proxies)\(|os\.environ\.get\(|os\.getenv\(|os\.environ\[)"""
+        r"""\s*["']([A-Z0-9_]+)["']"""
     )
     names: set[str] = set()
     for path in [*sorted((ROOT / "searchsite").glob("*.py")), *sorted((ROOT / "worker").glob("*.py"))]:

@@ -18,7 +18,7 @@ SETUP = "import django; django.setup()"
 def settings_variables() -> set[str]:
     """Names of the variables settings.py reads, so the parent's values never leak in."""
     source = (ROOT / "searchsite" / "settings.py").read_text()
-    return set(re.findall(r"""env_(?:str|bool|int|float|list)\(\s*["']([A-Z0-9_]+)["']""", source))
+    return set(re.findall(r"""env_(?:str|bool|int|float|list|rate|trusted_proxies)\(\s*["']([A-Z0-9_]+)["']""", source))
 
 
 def production_env(**changes: str | None) -> dict[str, str]:
@@ -89,12 +89,28 @@ def test_development_works_without_secret_key() -> None:
         ("SEARCH_K_FINAL", "1.5"),
         ("RERANKER_MAX_LENGTH", "-1"),
         ("DEBUG", "maybe"),
+        ("SEARCH_ANON_THROTTLE", "fast"),
+        ("SEARCH_USER_THROTTLE", "60/fortnight"),
+        ("TRUSTED_PROXIES", "proxy.example.com"),
+        ("TRUSTED_PROXIES", "99"),
     ],
 )
 def test_a_bad_value_names_the_variable(name: str, value: str) -> None:
     message = improperly_configured(run(["-c", SETUP], production_env(**{name: value})))
     assert message.startswith(f"{name} must be"), message
     assert repr(value) in message or value in message, message
+
+
+@pytest.mark.parametrize(
+    ("value", "count", "networks"),
+    [("", 0, []), ("1", 1, []), ("10.0.0.2, 172.16.0.0/12", 0, ["10.0.0.2/32", "172.16.0.0/12"])],
+)
+def test_trusted_proxies_are_a_count_or_networks(value: str, count: int, networks: list[str]) -> None:
+    shown = "print(s.TRUSTED_PROXY_COUNT, list(s.TRUSTED_PROXY_NETWORKS))"
+    code = f"{SETUP}; from django.conf import settings as s; {shown}"
+    result = run(["-c", code], production_env(TRUSTED_PROXIES=value))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{count} {networks}"
 
 
 def test_missing_database_url_says_how_to_fix_it() -> None:

@@ -6,6 +6,8 @@ import uuid
 
 import pytest
 
+from search.throttling import DocumentPageThrottle, SearchPageThrottle, SearchThrottle
+
 
 def unique_address() -> str:
     """Return a client address no other test (or concurrent run) throttles."""
@@ -20,3 +22,12 @@ def _own_client_address(client):
     Autouse wherever a test module or conftest imports it.
     """
     client.defaults["REMOTE_ADDR"] = unique_address()
+
+
+def lift_limits(settings, monkeypatch) -> None:
+    """Let every anonymous request through the throttles and the rerank budget (fuzzing sends many)."""
+    monkeypatch.setattr(SearchThrottle, "THROTTLE_RATES", {"anon_search": "1000000/min"})
+    monkeypatch.setattr(SearchPageThrottle, "THROTTLE_RATES", {"anon_search_page": "1000000/min"})
+    monkeypatch.setattr(DocumentPageThrottle, "THROTTLE_RATES", {"anon_document_page": "1000000/min"})
+    settings.RERANK_API_ANON_PAIRS_PER_MINUTE = 10**9
+    settings.RERANK_API_ANON_CHARS_PER_MINUTE = 10**12

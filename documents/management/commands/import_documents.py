@@ -100,11 +100,15 @@ def collect_files(paths: list[Path]) -> tuple[list[Path], int]:
 def summary_line(reports: list[FileReport], ignored: int = 0) -> str:
     """Return the closing line: totals over all files."""
     created = sum(report.created for report in reports)
+    updated = sum(report.updated for report in reports)
+    unchanged = sum(report.unchanged for report in reports)
     duplicates = sum(report.duplicates for report in reports)
     rejected_files = sum(1 for report in reports if report.status == "rejected")
     rejected_records = sum(len(report.rejected) for report in reports if report.status == "partial")
+    changed = f"updated {_count(updated, 'document')}, " if updated else ""
+    same = f"skipped {unchanged} unchanged, " if unchanged else ""
     line = (
-        f"{_count(len(reports), 'file')}: created {_count(created, 'document')}, "
+        f"{_count(len(reports), 'file')}: created {_count(created, 'document')}, {changed}{same}"
         f"skipped {_count(duplicates, 'duplicate')}, rejected {_count(rejected_files, 'file')}"
     )
     if rejected_records:

@@ -43,8 +43,8 @@ class Command(BaseCommand):
             return
         outcome = documents_import(items=sample_items())
         self.stdout.write(
-            f"sample library: created {outcome.created}, skipped {outcome.duplicates} duplicates, "
-            f"rejected {len(outcome.rejected)}"
+            f"sample library: created {outcome.created}, updated {outcome.updated}, skipped "
+            f"{outcome.unchanged} unchanged and {outcome.duplicates} duplicates, rejected {len(outcome.rejected)}"
         )
         for line in outcome.rejected:
             self.stderr.write(f"  rejected {line}")
