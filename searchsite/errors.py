@@ -22,8 +22,9 @@ def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
     """Return 400 for what Django refuses itself (a body over DATA_UPLOAD_MAX_MEMORY_SIZE, too many
     fields): JSON under /api/, the HTML page elsewhere."""
     if request.path.startswith(API_PREFIX):
-        message = too_large_message() if isinstance(exception, RequestDataTooBig) else "Bad request."
-        return JsonResponse({"error": message}, status=400)
+        if isinstance(exception, RequestDataTooBig):  # a body sent without Content-Length
+            return JsonResponse({"error": too_large_message()}, status=413)
+        return JsonResponse({"error": "Bad request."}, status=400)
     return defaults.bad_request(request, exception)
 
 

@@ -1,8 +1,10 @@
-"""Security headers Django does not set by itself."""
+"""Security headers Django does not set by itself, and JSON errors for everything under /api/."""
 
 from collections.abc import Callable
+from http import HTTPStatus
 
-from django.http import HttpRequest, HttpResponse
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 # Pages use only our own scripts, styles and images; no inline script anywhere.
 CONTENT_SECURITY_POLICY = (
@@ -25,3 +27,62 @@ class ContentSecurityPolicyMiddleware:
             return response
         response.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return response
+
+
+class ApiJsonErrorsMiddleware:
+    """Answer every error under /api/ in the API's JSON shape, whatever produced it.
+
+    DRF's views already answer JSON; this covers the rest: a path that matches no URL, a method a
+    view does not allow, a body over DATA_UPLOAD_MAX_MEMORY_SIZE (refused here with 413 before it
+    is read), a crash, and Django's debug pages when DEBUG is on. Headers such as Retry-After and
+    Allow are kept.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if not request.path.startswith(API_PREFIX):
+            return self.get_response(request)
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        if _content_length(request) > limit:
+            return JsonResponse(
+                {"error": f"The request body is larger than {limit:,} bytes."},
+                status=HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+            )
+        response = self.get_response(request)
+        if response.status_code < HTTPStatus.BAD_REQUEST or _is_json(response):
+            return response
+        return _as_json(response)
+
+
+API_PREFIX = "/api/"
+# Kept from the original error response: what a client needs to act on the error.
+KEPT_HEADERS = ("Retry-After", "Allow", "WWW-Authenticate", "Vary")
+
+
+def _content_length(request: HttpRequest) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
+def _is_json(response: HttpResponse) -> bool:
+    return response.get("Content-Type", "").split(";")[0].strip() in ("application/json", "application/problem+json")
+
+
+def _as_json(response: HttpResponse) -> JsonResponse:
+    status = HTTPStatus(response.status_code) if response.status_code in HTTPStatus._value2member_map_ else None
+    message = f"{status.phrase}." if status else "Error."
+    if response.status_code == HTTPStatus.NOT_FOUND:
+        message = "Not found: no such path or object under /api/ (see /api/v1/docs)."
+    elif response.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        message = f"Method not allowed (allowed: {response.get('Allow', 'none')})."
+    elif response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR and status is HTTPStatus.INTERNAL_SERVER_ERROR:
+        message = "Internal server error."
+    converted = JsonResponse({"error": message}, status=response.status_code)
+    for name in KEPT_HEADERS:
+        if name in response:
+            converted[name] = response[name]
+    return converted

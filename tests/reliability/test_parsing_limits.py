@@ -56,7 +56,7 @@ def test_it_refuses_a_json_body_over_the_size_limit(client, settings):
     settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
     body = json.dumps({"query": "apple", "documents": ["x" * 20_000]}).encode()
     response = post_raw(client, "/api/v1/rerank", body)
-    assert response.status_code == 400
+    assert response.status_code == 413  # refused from its Content-Length, before it is read
     assert response.json() == {"error": "The request body is larger than 10,000 bytes."}
 
 
