@@ -49,17 +49,19 @@ def rebuild_hook(*, collection: str | None) -> str:
     return f"full-text index rebuilt: {indexed} documents"
 
 
-def find_candidates(query: str, *, k: int, collection: str = LIBRARY) -> CandidateSet:
+def find_candidates(
+    query: str, *, k: int, collection: str = LIBRARY, languages: list[str] | None = None
+) -> CandidateSet:
     """Return the configured backend's candidates for a raw web-search query (parsed here).
 
     Required phrases that no document has are relaxed to their words, with a notice (one more
     backend call, only then).
     """
     parsed = parse(query)
-    found = get_backend().candidates(parsed, k=k, collection=collection)
+    found = get_backend().candidates(parsed, k=k, collection=collection, languages=languages)
     if found.candidates or not parsed.required:
         return found
-    again = get_backend().candidates(relaxed(parsed), k=k, collection=collection)
+    again = get_backend().candidates(relaxed(parsed), k=k, collection=collection, languages=languages)
     if again.candidates:
         again.notices.insert(0, relaxed_notice(parsed))
     return again

@@ -41,8 +41,11 @@ class CandidateSet:
 
 
 class SearchBackend(Protocol):
-    def candidates(self, query: ParsedQuery, *, k: int, collection: str) -> CandidateSet:
-        """Return up to `k` candidates for `query` in `collection`, best first (an empty query: none).
+    def candidates(
+        self, query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None = None
+    ) -> CandidateSet:
+        """Return up to `k` candidates for `query` in `collection`, best first (an empty query: none);
+        with `languages`, only documents in those languages.
 
         Raises CandidatesUnavailable when the engine cannot answer.
         """

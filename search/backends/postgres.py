@@ -137,6 +137,7 @@ ROWS = "SELECT id, title, language, source, content_hash FROM documents_document
 # Filters on a scored document (`s`), and on its row (`d`) when phrases must be checked.
 HAS_TERM = "EXISTS (SELECT 1 FROM search_bm25_posting x WHERE x.document_id = s.document_id AND x.term_id = ANY({}))"
 HAS_PHRASE = "d.search_vector @@ phraseto_tsquery(%(config)s::regconfig, {})"
+IN_LANGUAGES = "d.language = ANY(%(languages)s::text[])"
 # Chinese has no spaces between words and documents are segmented into overlapping sub-words, so a
 # Chinese (or mixed) phrase is required as the text itself.
 HAS_TEXT = "strpos(lower(d.title || ' ' || d.body), lower({})) > 0"
@@ -220,18 +221,20 @@ def idf(df: int, documents: int) -> float:
 class PostgresBM25Backend:
     """Okapi BM25 over the stored tsvector, with statistics kept exact by triggers."""
 
-    def candidates(self, query: ParsedQuery, *, k: int, collection: str) -> CandidateSet:
+    def candidates(
+        self, query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None = None
+    ) -> CandidateSet:
         """Return up to `k` candidates, best BM25 first (SQL: two statements when every term is rare;
         with a common term a few more: the pool, its filters, the missing weights, the rows)."""
         if not query:
             return CandidateSet()
         try:
-            return self._candidates(query, k=k, collection=collection)
+            return self._candidates(query, k=k, collection=collection, languages=languages)
         except DatabaseError as error:
             raise CandidatesUnavailable(f"PostgreSQL did not answer the full-text query ({error})") from error
 
-    def _candidates(self, query: ParsedQuery, *, k: int, collection: str) -> CandidateSet:
-        plan = self._plan(query, k=k, collection=collection)
+    def _candidates(self, query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None) -> CandidateSet:
+        plan = self._plan(query, k=k, collection=collection, languages=languages)
         if plan.sql is None:
             return CandidateSet(notices=plan.notices)
         if plan.exhaustive:
@@ -318,7 +321,7 @@ class PostgresBM25Backend:
         rows = self._fetch("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + plan.sql, params)
         return "\n".join(row[0] for row in rows)
 
-    def _plan(self, query: ParsedQuery, *, k: int, collection: str) -> _Plan:
+    def _plan(self, query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None = None) -> _Plan:
         """Return the candidate statement for `query` with its parameters (SQL: TERMS_SQL)."""
         clauses = [*query.scored, *query.excluded]
         resolved, stats = self._resolve(clauses, collection)
@@ -337,6 +340,10 @@ class PostgresBM25Backend:
         )
         if filters is None:
             return _Plan()  # a required group that nothing can satisfy
+        if languages:
+            params["languages"] = list(languages)
+            filters.append(IN_LANGUAGES)
+            needs_row = True
         # Rarest first: they are scored exhaustively while their postings stay within the budget.
         # A term with no more documents than a common term's pool is read whole either way.
         ordered = sorted(terms.items(), key=lambda item: (item[1], item[0]))

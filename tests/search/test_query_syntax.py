@@ -113,3 +113,19 @@ def test_it_searches_mixed_chinese_and_english(collection):
     add(collection, "爬山", "周末去爬山。")
     add(collection, "Python snakes", "Pythons are large snakes.")
     assert ids("python 爬虫", collection)[0] == mixed
+
+
+def test_it_keeps_only_documents_in_the_languages_asked_for(collection):
+    from documents.models import Document
+
+    for title, body in [
+        ("苹果", "苹果的营养价值和吃法。"),
+        ("Apples", "Apple nutrition facts."),
+        ("Apple 苹果", "Apple 苹果"),
+    ]:
+        add(collection, title, body)
+    languages = dict(Document.objects.filter(collection=collection).values_list("id", "language"))
+    assert set(languages.values()) == {"zh", "en", "mixed"}
+    for asked in (["zh"], ["en"], ["zh", "mixed"]):
+        found = find_candidates("apple 苹果", k=10, collection=collection, languages=asked).candidates
+        assert {c.document_id for c in found} == {pk for pk, lang in languages.items() if lang in asked}
