@@ -47,6 +47,8 @@ class SearchInputSerializer(serializers.Serializer):
     q = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=100_000)
     k = WholeNumberField(required=False, min_value=1, max_value=settings.SEARCH_K_INITIAL_MAX)
     k_initial = WholeNumberField(required=False, min_value=1, max_value=settings.SEARCH_K_INITIAL_MAX)
+    page = WholeNumberField(required=False, min_value=1, max_value=settings.SEARCH_K_INITIAL_MAX)
+    lang = serializers.ChoiceField(choices=["all", "zh", "en"], required=False, default="all")
 
 
 class ServiceUnavailable(APIException):
@@ -115,6 +117,10 @@ class SearchApi(APIView):
         reranker = serializers.DictField(allow_null=True)
         timings = serializers.DictField()
         notice = serializers.CharField(allow_blank=True)
+        page = serializers.IntegerField(help_text="this page of both orderings, 1-based")
+        pages = serializers.IntegerField(help_text="pages the candidates fill, k per page")
+        language = serializers.CharField(help_text="the language filter: all, zh or en")
+        suggestion = serializers.CharField(allow_null=True, help_text="did you mean: a corrected query, or null")
 
     @extend_schema(
         parameters=[
@@ -126,6 +132,12 @@ class SearchApi(APIView):
             ),
             OpenApiParameter("k", K_SCHEMA, description="results per ordering"),
             OpenApiParameter("k_initial", K_SCHEMA, description="full-text candidates to rerank (max 200)"),
+            OpenApiParameter("page", K_SCHEMA, description="which k of each ordering (1-based; default 1)"),
+            OpenApiParameter(
+                "lang",
+                {"type": "string", "enum": ["all", "zh", "en"]},
+                description="only documents in this language (mixed documents count for both)",
+            ),
         ],
         responses=SearchOutputSerializer,
     )
@@ -133,7 +145,13 @@ class SearchApi(APIView):
         params = self.SearchInputSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         data = params.validated_data
-        outcome = search_run(query=data["q"], k=data.get("k"), k_initial=data.get("k_initial"))
+        outcome = search_run(
+            query=data["q"],
+            k=data.get("k"),
+            k_initial=data.get("k_initial"),
+            page=data.get("page"),
+            language=data["lang"],
+        )
 
         def row_json(row, rank: int | None, snippet: str) -> dict:
             return {
@@ -164,6 +182,10 @@ class SearchApi(APIView):
             "reranker": _reranker_json(outcome.reranker),
             "timings": outcome.timings,
             "notice": " ".join(outcome.notices),
+            "page": outcome.page,
+            "pages": outcome.pages,
+            "language": outcome.language or "all",
+            "suggestion": outcome.suggestion,
         }
         return Response(body)
 

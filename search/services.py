@@ -13,12 +13,18 @@ from django.utils.safestring import SafeString
 from documents.models import LIBRARY
 from documents.textsearch import detect_language
 from search import rerank_client
-from search.backends import CandidatesUnavailable, find_candidates
+from search.backends import CandidatesUnavailable, find_candidates, get_backend
 from search.highlight import query_terms, snippet
 from search.passages import attach_passages, rerank_text
+from search.query import parse
 
 # Control characters (NUL included) never reach PostgreSQL; they carry no meaning in a query.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# The language filter of the page and the API: a document of mixed Chinese and English counts
+# for both.
+LANGUAGE_FILTERS = {"zh": ["zh", "mixed"], "en": ["en", "mixed"]}
+# Fewer candidates than this, or a query word the library lacks: offer a "did you mean".
+SUGGEST_WHEN_FEWER = 3
 
 
 class SearchUnavailable(Exception):
@@ -46,6 +52,9 @@ class SearchOutcome:
     query: str
     k: int
     k_initial: int
+    page: int = 1  # 1-based; each page shows k results of each ordering
+    language: str | None = None  # "zh", "en" or None (all)
+    suggestion: str | None = None  # a corrected query from the library's vocabulary
     fulltext: list[ResultRow] = field(default_factory=list)
     reranked: list[ResultRow] = field(default_factory=list)
     candidate_count: int = 0
@@ -61,6 +70,15 @@ class SearchOutcome:
     @property
     def is_reranked(self) -> bool:
         return self.rerank_status == "ok"
+
+    @property
+    def pages(self) -> int:
+        """Return how many pages the candidates fill (each ordering shows k per page)."""
+        return max(1, -(-self.candidate_count // self.k))
+
+    @property
+    def first_rank(self) -> int:
+        return (self.page - 1) * self.k + 1
 
 
 def clean_query(raw: str) -> tuple[str, list[str]]:
@@ -81,20 +99,33 @@ def clamp(value: int | None, default: int, maximum: int) -> int:
 
 
 def search_run(
-    *, query: str, k: int | None = None, k_initial: int | None = None, collection: str = LIBRARY
+    *,
+    query: str,
+    k: int | None = None,
+    k_initial: int | None = None,
+    collection: str = LIBRARY,
+    page: int | None = None,
+    language: str | None = None,
 ) -> SearchOutcome:
-    """Return both orderings for `query` (SQL: the backend's two statements and one for the chunks;
-    network: one rerank round trip)."""
+    """Return both orderings of one page of results for `query` (SQL: the backend's two statements
+    and one for the chunks; network: one rerank round trip, cached for the other pages).
+
+    All k_initial candidates are reranked, so every page of the reranked order is right; `page`
+    picks which k of each ordering are shown. `language` ("zh", "en") keeps documents in it.
+    """
     started = time.perf_counter()
     query, notices = clean_query(query)
     k_initial = clamp(k_initial, settings.SEARCH_K_INITIAL, settings.SEARCH_K_INITIAL_MAX)
     k = clamp(k, settings.SEARCH_K_FINAL, k_initial)
-    outcome = SearchOutcome(query=query, k=k, k_initial=k_initial, notices=notices)
+    language = language if language in LANGUAGE_FILTERS else None
+    outcome = SearchOutcome(query=query, k=k, k_initial=k_initial, notices=notices, language=language)
     if not query:
         return outcome
     terms = query_terms(query)
     try:
-        found = find_candidates(query, k=k_initial, collection=collection)
+        found = find_candidates(query, k=k_initial, collection=collection, languages=LANGUAGE_FILTERS.get(language))
+        if found.unknown_terms or (found.known_terms and len(found.candidates) < SUGGEST_WHEN_FEWER):
+            outcome.suggestion = suggest_query(query, collection=collection)
     except CandidatesUnavailable as error:
         raise SearchUnavailable(str(error)) from error
     try:
@@ -116,7 +147,12 @@ def search_run(
         for i, c in enumerate(found.candidates, start=1)
     ]
     outcome.candidate_count = len(rows)
-    outcome.fulltext = rows[:k]
+    outcome.page = min(max(1, page or 1), outcome.pages)
+    if page and page > outcome.pages:
+        pages = "1 page" if outcome.pages == 1 else f"{outcome.pages} pages"
+        outcome.notices.append(f"The results fill only {pages}; showing the last.")
+    shown = slice(outcome.first_rank - 1, outcome.first_rank - 1 + k)
+    outcome.fulltext = rows[shown]
     outcome.timings = {"fulltext_ms": round(fulltext_ms, 2), "rerank_ms": None, "queue_ms": None, "model_ms": None}
     if rows:
         groups = [[rerank_text(c.title, text) for text in c.chunks] or [c.title] for c in found.candidates]
@@ -128,7 +164,7 @@ def search_run(
             rerank_ms=reply.total_ms, queue_ms=reply.queue_ms, model_ms=reply.model_ms, rerank_cached=reply.cached
         )
         if reply.ok:
-            _apply_scores(outcome, rows, found.candidates, reply, terms)
+            _apply_scores(outcome, rows, found.candidates, reply, terms, shown)
         else:
             outcome.notices.append(reply.notice + " Showing the full-text order.")
         if reply.model and reply.model.get("fallback_reason"):
@@ -142,15 +178,22 @@ def search_run(
     return outcome
 
 
-def _apply_scores(outcome: SearchOutcome, rows: list[ResultRow], candidates: list, reply, terms) -> None:
+def suggest_query(query: str, *, collection: str = LIBRARY) -> str | None:
+    """Return a corrected query from the library's vocabulary, or None (SQL: a few statements)."""
+    return get_backend().suggest(parse(query), collection=collection)
+
+
+def _apply_scores(outcome: SearchOutcome, rows: list[ResultRow], candidates: list, reply, terms, shown: slice) -> None:
     for row, candidate, score, best in zip(rows, candidates, reply.scores, reply.best, strict=True):
         row.rerank_score = round(score, 4)
         if 0 <= best < len(candidate.chunk_ordinals):
             row.best_chunk = candidate.chunk_ordinals[best]
             row.best_snippet = snippet(candidate.chunks[best], terms)
     ordered = sorted(rows, key=lambda r: (-r.rerank_score, r.fulltext_rank))
+    on_page = range(shown.start + 1, shown.stop + 1)
     for position, row in enumerate(ordered, start=1):
         row.rerank_rank = position
         row.movement = row.fulltext_rank - position
-        row.new_in_top = row.fulltext_rank > outcome.k
-    outcome.reranked = ordered[: outcome.k]
+        # New: shown on this page of the reranked order, not on this page of the full-text order.
+        row.new_in_top = row.fulltext_rank not in on_page
+    outcome.reranked = ordered[shown]

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django.db import DatabaseError
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
+from django.urls import reverse
 from django.views.decorators.http import require_GET
 
 from documents.models import LIBRARY, Document
@@ -16,6 +18,10 @@ from search.highlight import count_matches, highlight, query_terms
 from search.services import SearchUnavailable, search_run
 from search.throttling import ClientRateThrottle, DocumentPageThrottle, SearchPageThrottle
 
+# The parameters of a result page, which its links and a document's "back to results" keep.
+RESULT_PARAMETERS = ("q", "page", "lang", "k", "k_initial")
+# The language filter's choices, as the page shows them.
+LANGUAGE_CHOICES = [("all", "All"), ("zh", "中文"), ("en", "English")]
 # Characters of a document shown on one page of the document page: enough to read on, and the
 # most one request highlights (a 5 MB body is 250 pages, never one 5 MB page).
 DOCUMENT_PAGE_CHARS = 20_000
@@ -55,13 +61,16 @@ def search_page(request: HttpRequest) -> HttpResponse:
         return refused
     data = params.validated_data
     try:
-        outcome = search_run(query=raw, k=data.get("k"), k_initial=data.get("k_initial"))
+        outcome = search_run(
+            query=raw, k=data.get("k"), k_initial=data.get("k_initial"), page=data.get("page"), language=data["lang"]
+        )
     except SearchUnavailable:
         return render(request, "search/unavailable.html", {"query": raw}, status=503)
     context = {
         "query": outcome.query,
         "outcome": outcome,
         "submitted": "q" in request.GET,
+        "state": _result_state(request, outcome),
     }
     started = time.perf_counter()
     response = render(request, "search/results.html", context)
@@ -69,6 +78,33 @@ def search_page(request: HttpRequest) -> HttpResponse:
         outcome.timings, status=outcome.rerank_status, render_ms=(time.perf_counter() - started) * 1000
     )
     return response
+
+
+def _result_state(request: HttpRequest, outcome) -> dict:
+    """Return the links of a result page that keep its query and filters: pages, languages, back."""
+    kept = {name: request.GET[name] for name in ("k", "k_initial") if request.GET.get(name)}
+    base = {"q": outcome.query, **kept}
+    language = outcome.language or "all"
+
+    def link(**changes: object) -> str:
+        params = {**base, "lang": language, "page": outcome.page, **changes}
+        return "?" + urlencode({key: value for key, value in params.items() if value not in ("all", 1, None, "")})
+
+    return {
+        "pages": [
+            {"number": number, "url": link(page=number), "current": number == outcome.page}
+            for number in range(1, outcome.pages + 1)
+        ],
+        "previous": link(page=outcome.page - 1) if outcome.page > 1 else None,
+        "next": link(page=outcome.page + 1) if outcome.page < outcome.pages else None,
+        "languages": [
+            {"code": code, "label": label, "url": link(lang=code, page=1), "current": code == language}
+            for code, label in LANGUAGE_CHOICES
+        ],
+        "suggestion": link(q=outcome.suggestion, page=1) if outcome.suggestion else None,
+        # What a document page's "back to results" link returns to (search.views.document_page).
+        "back": link(),
+    }
 
 
 def _server_timing(timings: dict, *, status: str, render_ms: float) -> str:
@@ -165,8 +201,21 @@ def document_page(request: HttpRequest, pk: int) -> HttpResponse:
         "query": query,
         "chunk_count": chunk_count,
         "page": page,
+        "back": back_to_results(request.GET.get("back"), query),
     }
     return render(request, "search/document.html", context)
+
+
+def back_to_results(state: str | None, query: str) -> str | None:
+    """Return the result page a document was opened from: only the result page's own parameters
+    are kept from `state` (it comes from the link, so it is never trusted as a URL)."""
+    given = QueryDict((state or "").lstrip("?"))
+    kept = {name: given[name][:DOCUMENT_QUERY_CHARS] for name in RESULT_PARAMETERS if given.get(name)}
+    if "q" not in kept and query:
+        kept["q"] = query
+    if "q" not in kept:
+        return None
+    return reverse("search:search") + "?" + urlencode(kept)
 
 
 def _seek_first_match(page: DocumentPage, body: str, spans: list[tuple[int, int]], terms) -> None:

@@ -38,6 +38,8 @@ class CandidateSet:
     candidates: list[Candidate] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)  # e.g. a query of only stop words
     exact: bool = True  # False when a very common term's documents were only partly scored
+    unknown_terms: int = 0  # query words the collection does not have (a "did you mean" may help)
+    known_terms: int = 0  # query words the collection has
 
 
 class SearchBackend(Protocol):

@@ -204,6 +204,8 @@ class _Plan:
     filters: list[str] = field(default_factory=list)  # conditions on `s` (and `d` when needs_row)
     needs_row: bool = False
     phrases: list[str] = field(default_factory=list)  # required phrases of common words (GIN pool)
+    unknown_terms: int = 0  # lexemes of the query the collection lacks
+    known_terms: int = 0  # lexemes of the query the collection has
 
 
 @dataclass
@@ -236,10 +238,11 @@ class PostgresBM25Backend:
     def _candidates(self, query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None) -> CandidateSet:
         plan = self._plan(query, k=k, collection=collection, languages=languages)
         if plan.sql is None:
-            return CandidateSet(notices=plan.notices)
+            return CandidateSet(notices=plan.notices, unknown_terms=plan.unknown_terms)
         if plan.exhaustive:
             rows = self._fetch(plan.sql, plan.params)
-            return CandidateSet(candidates=[_candidate(row[:5], row[5]) for row in rows])
+            found = [_candidate(row[:5], row[5]) for row in rows]
+            return CandidateSet(candidates=found, unknown_terms=plan.unknown_terms, known_terms=plan.known_terms)
         pool_size = settings.SEARCH_COMMON_TERM_POOL
         while True:
             scores, exact, spent = self._pooled(plan, k=k, pool_size=pool_size)
@@ -249,7 +252,9 @@ class PostgresBM25Backend:
             pool_size *= POOL_GROWTH
         rows = {row[0]: row for row in self._fetch(ROWS, {"ids": list(scores)})} if scores else {}
         found = [_candidate(rows[pk], score) for pk, score in scores.items() if pk in rows]
-        return CandidateSet(candidates=found, exact=exact)
+        return CandidateSet(
+            candidates=found, exact=exact, unknown_terms=plan.unknown_terms, known_terms=plan.known_terms
+        )
 
     def _pooled(self, plan: _Plan, *, k: int, pool_size: int) -> tuple[dict[int, float], bool, bool]:
         """Return the top k {document: score} from the pool, whether the pool proves it exact, and
@@ -332,8 +337,10 @@ class PostgresBM25Backend:
                 return _Plan(notices=[STOP_WORDS_NOTICE])
             return _Plan()
         terms = {term_id: df for item in scored for term_id, df in item.terms.items()}
+        unknown = sum(1 for item in scored for _ in range(len(item.lexemes) - len(item.terms)))
         if not terms or not stats.documents:
-            return _Plan()
+            return _Plan(unknown_terms=unknown)
+        known = len(terms)
         by_clause = {id(item.clause): item for item in scored}
         params, filters, needs_row = self._filters(
             [[by_clause[id(member)] for member in group] for group in query.required], excluded
@@ -373,12 +380,19 @@ class PostgresBM25Backend:
                 join_document="JOIN documents_document d ON d.id = s.document_id" if needs_row else "",
                 filters=" AND ".join(filters) or "true",
             )
-            return _Plan(sql=sql, params=params)
+            return _Plan(sql=sql, params=params, unknown_terms=unknown, known_terms=known)
         phrases = [
             member.text for group in query.required for member in group if member.phrase and not has_cjk(member.text)
         ]
         return _Plan(
-            sql=POOL_READ, params=params, exhaustive=False, filters=filters, needs_row=needs_row, phrases=phrases
+            sql=POOL_READ,
+            params=params,
+            exhaustive=False,
+            filters=filters,
+            needs_row=needs_row,
+            phrases=phrases,
+            unknown_terms=unknown,
+            known_terms=known,
         )
 
     @staticmethod

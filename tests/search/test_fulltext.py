@@ -228,9 +228,13 @@ def test_it_makes_one_sql_query_for_a_query_of_stop_words(django_assert_num_quer
     assert any("too common to search for" in notice for notice in outcome.notices)
 
 
-def test_it_makes_one_sql_query_when_no_document_has_the_words(django_assert_num_queries):
-    with django_assert_num_queries(1):
-        assert search_run(query="zzyzx qwertyuiop").candidate_count == 0
+def test_it_makes_one_sql_query_for_candidates_when_no_document_has_the_words(django_assert_max_num_queries):
+    # The candidate statement, then the "did you mean" lookups (one for the words' lexemes, one
+    # for each word's near neighbours); nothing else, and no rerank call.
+    with django_assert_max_num_queries(4):
+        outcome = search_run(query="zzyzx qwertyuiop")
+    assert outcome.candidate_count == 0
+    assert outcome.suggestion is None
 
 
 def test_it_makes_no_sql_query_for_an_empty_query(django_assert_num_queries):
