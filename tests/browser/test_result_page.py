@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -23,6 +24,10 @@ LAUNCH_ARGS = [
 
 pytestmark = [pytest.mark.browser]
 
+# A search may take the whole rerank budget of the live site (30 s, tests/conftest.py) on a busy
+# machine; a page gets three times that before a wait counts as a failure.
+PAGE_TIMEOUT_MS = 90_000
+
 
 @pytest.fixture(scope="module")
 def browser(live_site):
@@ -35,16 +40,25 @@ def browser(live_site):
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
-        yield browser
+        context = browser.new_context()
+        context.set_default_timeout(PAGE_TIMEOUT_MS)
+        yield context
+        context.close()
         browser.close()
 
 
+def open_page(browser, width: int, height: int):
+    page = browser.new_page()
+    page.set_viewport_size({"width": width, "height": height})
+    return page
+
+
 def search(browser, base_url: str, query: str, width: int, height: int, shot: Path):
-    page = browser.new_page(viewport={"width": width, "height": height})
+    page = open_page(browser, width, height)
     page.goto(base_url + "/")
     page.fill("input[name=q]", query)
     page.press("input[name=q]", "Enter")
-    page.wait_for_selector("#fulltext .result")
+    page.wait_for_selector("#fulltext .result", state="attached")  # on a phone it may be the hidden tab
     page.screenshot(path=str(shot), full_page=True)
     return page
 
@@ -67,15 +81,63 @@ def test_it_shows_both_columns_for_a_keyword_trap(browser, live_site, artifacts_
     page.close()
 
 
-def test_it_stacks_the_columns_on_a_phone(browser, live_site, artifacts_dir):
+def test_it_switches_between_the_orderings_on_a_phone(browser, live_site, artifacts_dir):
     page = search(browser, live_site, "jaguar speed", 390, 844, artifacts_dir / "phone-jaguar.png")
-    full = page.locator("#fulltext").bounding_box()
-    rerank = page.locator("#reranked").bounding_box()
-    # Stacked, reranked order first: one column lies wholly above the other.
-    assert full["y"] >= rerank["y"] + rerank["height"] - 1
-    assert full["width"] <= 390
+    # One ordering at a time: the reranked one first, the full-text one a tap away.
+    assert page.locator("#reranked").is_visible()
+    assert not page.locator("#fulltext").is_visible()
+    page.click("label[for=show-fulltext]")
+    assert page.locator("#fulltext").is_visible()
+    assert not page.locator("#reranked").is_visible()
+    page.screenshot(path=str(artifacts_dir / "phone-jaguar-fulltext.png"), full_page=True)
+    page.click("label[for=show-reranked]")
+    assert page.locator("#reranked").is_visible()
     # Nothing overflows the viewport horizontally.
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.close()
+
+
+def test_it_shows_both_orderings_side_by_side_on_a_desktop(browser, live_site, artifacts_dir):
+    page = search(browser, live_site, "jaguar speed", 1280, 900, artifacts_dir / "desktop-jaguar.png")
+    full = page.locator("#fulltext").bounding_box()
+    rerank = page.locator("#reranked").bounding_box()
+    assert abs(full["y"] - rerank["y"]) < 2 and full["x"] < rerank["x"]
+    assert not page.locator(".switcher").is_visible()
+    page.close()
+
+
+def test_it_pages_through_results_keeping_the_query_and_the_filter(browser, live_site, artifacts_dir):
+    page = open_page(browser, 1280, 900)
+    page.goto(live_site + "/search?q=time&k=5")
+    page.wait_for_selector("#fulltext .result")
+    page.click(".languages a:has-text('English')")
+    page.wait_for_url("**lang=en**")
+    page.click(".results-pager a:has-text('2')")
+    page.wait_for_url("**page=2**")
+    assert "lang=en" in page.url and "q=time" in page.url
+    ranks = page.locator("#fulltext .rank").all_inner_texts()
+    assert ranks[0] == "6", ranks
+    assert set(page.locator("#fulltext .lang").all_inner_texts()) <= {"en", "mixed"}
+    page.screenshot(path=str(artifacts_dir / "desktop-time-page2.png"), full_page=True)
+    # A document opened from page 2 leads back to page 2.
+    results_url = page.url
+    page.click("#fulltext .result a.title >> nth=0")
+    page.wait_for_selector("article.document")
+    page.click("p.back a")
+    page.wait_for_selector("#fulltext .result")
+    assert parse_qs(urlsplit(page.url).query) == parse_qs(urlsplit(results_url).query)
+    assert page.locator("#fulltext .rank").all_inner_texts()[0] == "6"
+    page.close()
+
+
+def test_it_offers_a_correction_for_a_misspelt_query(browser, live_site, artifacts_dir):
+    page = open_page(browser, 1280, 900)
+    page.goto(live_site + "/search?q=pythn+snake")
+    page.wait_for_selector(".suggestion a")
+    page.screenshot(path=str(artifacts_dir / "desktop-did-you-mean.png"), full_page=True)
+    page.click(".suggestion a")
+    page.wait_for_selector("#fulltext .result")
+    assert page.locator("input[name=q]").input_value() == "python snake"
     page.close()
 
 
