@@ -4,6 +4,7 @@ one language rule, one per-client budget; the views only translate shapes."""
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from django.http import HttpRequest
@@ -76,6 +77,31 @@ def texts_rerank(*, request: HttpRequest, query: str, texts: list[str], top_n: i
     """
     query = query.replace("\x00", "")
     texts = [text.replace("\x00", "") for text in texts]
+    started = time.perf_counter()
+    try:
+        reranked = _rerank(request, query, texts, top_n)
+    except RerankRefused as refusal:
+        _log_rerank(query, texts, refusal.reason, started, {})
+        raise
+    _log_rerank(query, texts, "ok", started, reranked.model)
+    return reranked
+
+
+def _log_rerank(query: str, texts: list[str], status: str, started: float, model: dict) -> None:
+    """Log one line per rerank API call: sizes, outcome, time, model; never the query or texts."""
+    logger.info(
+        "rerank api: query_chars=%d documents=%d chars=%d status=%s total_ms=%.1f model=%s kind=%s",
+        len(query),
+        len(texts),
+        sum(len(text) for text in texts),
+        status,
+        (time.perf_counter() - started) * 1000,
+        model.get("model", "-"),
+        model.get("kind", "-"),
+    )
+
+
+def _rerank(request: HttpRequest, query: str, texts: list[str], top_n: int | None) -> RerankedTexts:
     _check_limits(query, texts)
     charge = RerankCharge(pairs=len(texts), chars=sum(len(query) + len(text) for text in texts))
     decision = rerank_budget_charge(request, charge)

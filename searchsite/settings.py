@@ -334,4 +334,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # The worker logs one line per rerank itself (worker.tasks). Celery's "succeeded in ...: <the
+    # whole reply>" would add one of up to ~1 KB, with the scores and any model-hub error; failures
+    # still reach the log (ERROR). Celery's short "Task ... received" line stays: it shows that a
+    # worker took a task even when the worker dies before it answers.
+    "loggers": {"celery.app.trace": {"level": "WARNING"}},
 }
