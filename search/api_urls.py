@@ -7,6 +7,7 @@ from search import api, rerank_api
 urlpatterns = [
     path("search", api.SearchApi.as_view(), name="api-search"),
     path("rerank", rerank_api.CohereRerankApi.as_view(), name="api-rerank"),
+    path("status", rerank_api.StatusApi.as_view(), name="api-status"),
     path("documents", documents_api.DocumentListApi.as_view(), name="api-documents"),
     path("documents/upload", documents_api.DocumentUploadApi.as_view(), name="api-documents-upload"),
     path("documents/<int:pk>", documents_api.DocumentDetailApi.as_view(), name="api-document"),

@@ -351,3 +351,32 @@ class TeiInfoApi(TeiApiView):
             "kind": model["kind"],
         }
         return Response(TeiInfoSerializer(info).data)
+
+
+class StatusModelSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text="hub id, directory or packaged name")
+    kind = serializers.CharField(help_text="cross-encoder or bi-encoder")
+    device = serializers.CharField()
+    dtype = serializers.CharField()
+    max_length = serializers.IntegerField(help_text="tokens per query-text pair")
+    requested = serializers.CharField(help_text="what RERANKER_MODEL asks for")
+    fallback_reason = serializers.CharField(allow_blank=True, help_text="why `model` is not `requested`")
+    languages = serializers.ListField(child=serializers.CharField(), allow_null=True, help_text="null: all")
+
+
+class StatusSerializer(serializers.Serializer):
+    ready = serializers.BooleanField()
+    model = StatusModelSerializer(required=False)
+    problem = serializers.CharField(required=False, help_text="why nothing serves, when ready is false")
+
+
+class StatusApi(APIView):
+    """GET /api/v1/status: the model the rerank worker serves now, or why none does."""
+
+    permission_classes = [AllowAny]
+    throttle_classes = [SearchThrottle]
+
+    @extend_schema(responses=StatusSerializer)
+    def get(self, request: Request) -> Response:
+        """Return the worker's status (network: one Celery round trip, at most 2 s)."""
+        return Response(StatusSerializer(rerank_client.worker_status()).data)

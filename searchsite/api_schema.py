@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from rest_framework.permissions import AllowAny
 
+# Seconds the schema waits for the worker's status before it says none answered.
+STATUS_TIMEOUT_SECONDS = 1.0
+
 SAFE_METHODS = {"get", "head", "options"}
 ERROR_SCHEMA = {
     "type": "object",
@@ -105,3 +108,34 @@ def _staff_only(permissions: list[type]) -> bool:
     from rest_framework.permissions import IsAdminUser
 
     return IsAdminUser in permissions
+
+
+def describe_serving_model(result: dict, generator: object, request: object, public: bool) -> dict:
+    """Return the schema with the model the worker serves now in its description (a drf-spectacular
+    hook; network: one Celery round trip, only when the schema is served over HTTP)."""
+    if request is None:
+        return result
+    from search.rerank_client import worker_status
+
+    info = result.setdefault("info", {})
+    info["description"] = (
+        f"{info.get('description', '')}\n\n{serving_sentence(worker_status(timeout=STATUS_TIMEOUT_SECONDS))}"
+    )
+    return result
+
+
+def serving_sentence(status: dict) -> str:
+    """Return one sentence on what reranks now, from the worker's status (search.rerank_client)."""
+    if not status.get("ready"):
+        problem = status.get("problem", "no worker answered")
+        return f"**Reranking now:** nothing ({problem}); results keep the full-text order."
+    model = status["model"]
+    sentence = (
+        f"**Reranking now:** `{model['model']}`, a {model['kind']} on {model['device']} ({model['dtype']}, "
+        f"{model['max_length']} tokens per pair)"
+    )
+    if model.get("languages"):
+        sentence += f", for queries in {', '.join(model['languages'])}"
+    if model.get("fallback_reason"):
+        sentence += f"; the configured `{model['requested']}` could not be loaded, so this is the fallback"
+    return sentence + ". GET /api/v1/status says the same as JSON."
