@@ -1,4 +1,4 @@
-"""REST API v1 for apps: search with both orderings, and a Cohere/infinity-style rerank."""
+"""REST API v1 for apps: search with both orderings (the rerank APIs are in search.rerank_api)."""
 
 from __future__ import annotations
 
@@ -9,22 +9,17 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, Throttled, ValidationError
+from rest_framework.exceptions import APIException, Throttled
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
-from search import rerank_client
 from search.services import SearchUnavailable, search_run
-from search.throttling import RerankCharge, SearchThrottle, rerank_budget_charge
+from search.throttling import SearchThrottle
 
 logger = logging.getLogger(__name__)
 
-MAX_RERANK_DOCUMENTS = 200
-MAX_RERANK_TEXT_CHARS = 20_000
-# A busy reranker's queue drains within about one time budget: ask the client to come back then.
-BUSY_RETRY_AFTER_SECONDS = 1
 # The schema of `k` and `k_initial`, as SearchInputSerializer checks them.
 K_SCHEMA = {"type": "integer", "minimum": 1, "maximum": settings.SEARCH_K_INITIAL_MAX}
 # A whole number as people type one: ASCII digits with an optional sign. Python's int() also
@@ -201,65 +196,3 @@ def _reranker_json(model: dict | None) -> dict | None:
         "max_length": model.get("max_length"),
         "requested": model.get("requested"),
     }
-
-
-class RerankResultSerializer(serializers.Serializer):
-    index = serializers.IntegerField()
-    relevance_score = serializers.FloatField()
-    document = serializers.DictField(required=False)
-
-
-class RerankApi(APIView):
-    """POST /api/v1/rerank: score texts against a query, Cohere/infinity response shape.
-
-    Besides the request rate, each client has a budget of pairs and characters per minute
-    (search.throttling.rerank_budget_charge), so a few huge requests cannot take the reranker.
-    """
-
-    permission_classes = [AllowAny]
-    throttle_classes = [SearchThrottle]
-
-    class RerankInputSerializer(serializers.Serializer):
-        query = serializers.CharField(max_length=2000, min_length=1, trim_whitespace=False)
-        documents = serializers.ListField(
-            child=serializers.CharField(allow_blank=True, max_length=MAX_RERANK_TEXT_CHARS),
-            min_length=1,
-            max_length=MAX_RERANK_DOCUMENTS,
-        )
-        top_n = WholeNumberField(required=False, min_value=1, max_value=MAX_RERANK_DOCUMENTS)
-        return_documents = serializers.BooleanField(required=False, default=False)
-
-    class RerankOutputSerializer(serializers.Serializer):
-        results = RerankResultSerializer(many=True)
-        model = serializers.CharField()
-        kind = serializers.CharField()
-
-    @extend_schema(request=RerankInputSerializer, responses=RerankOutputSerializer)
-    def post(self, request: Request) -> Response:
-        params = self.RerankInputSerializer(data=request.data)
-        params.is_valid(raise_exception=True)
-        data = params.validated_data
-        query = data["query"].replace("\x00", "")
-        texts = [text.replace("\x00", "") for text in data["documents"]]
-        charge = RerankCharge(pairs=len(texts), chars=sum(len(query) + len(text) for text in texts))
-        decision = rerank_budget_charge(request, charge)
-        if decision.too_large:
-            raise ValidationError({"documents": [decision.message]})
-        if not decision.allowed:
-            raise Throttled(wait=decision.retry_after, detail=decision.message)
-        reply = rerank_client.rerank(query, [[text] for text in texts])
-        if not reply.ok:
-            code = status.HTTP_504_GATEWAY_TIMEOUT if reply.status == "timeout" else status.HTTP_503_SERVICE_UNAVAILABLE
-            response = Response({"error": reply.notice, "status": reply.status}, status=code)
-            if reply.status == "busy":
-                response["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)
-            return response
-        order = sorted(range(len(texts)), key=lambda i: -reply.scores[i])[: data.get("top_n") or len(texts)]
-        results = []
-        for i in order:
-            item = {"index": i, "relevance_score": reply.scores[i]}
-            if data["return_documents"]:
-                item["document"] = {"text": texts[i]}
-            results.append(item)
-        model = reply.model or {}
-        return Response({"results": results, "model": model.get("model", ""), "kind": model.get("kind", "")})

@@ -2,14 +2,25 @@ from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from documents import api as documents_api
-from search import api
+from search import api, rerank_api
 
 urlpatterns = [
     path("search", api.SearchApi.as_view(), name="api-search"),
-    path("rerank", api.RerankApi.as_view(), name="api-rerank"),
+    path("rerank", rerank_api.CohereRerankApi.as_view(), name="api-rerank"),
+    path("status", rerank_api.StatusApi.as_view(), name="api-status"),
     path("documents", documents_api.DocumentListApi.as_view(), name="api-documents"),
     path("documents/upload", documents_api.DocumentUploadApi.as_view(), name="api-documents-upload"),
     path("documents/<int:pk>", documents_api.DocumentDetailApi.as_view(), name="api-document"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]
+
+# Cohere's v2 client (cohere.ClientV2, base_url=<site>/api) posts to /api/v2/rerank.
+v2_urlpatterns = [
+    path("rerank", rerank_api.CohereRerankV2Api.as_view(), name="api-v2-rerank"),
+]
+# TEI clients take <site>/api/tei as the server's base URL.
+tei_urlpatterns = [
+    path("rerank", rerank_api.TeiRerankApi.as_view(), name="api-tei-rerank"),
+    path("info", rerank_api.TeiInfoApi.as_view(), name="api-tei-info"),
 ]

@@ -69,7 +69,8 @@ def rerank(
         reply = _call(query, groups, budget, language)
     reply.total_ms = round((time.perf_counter() - started) * 1000, 2)
     if not reply.ok:
-        logger.warning("rerank fell back to full-text order (%s): %s", reply.status, reply.notice)
+        # DEBUG: the caller logs one line per search or rerank call, with this status.
+        logger.debug("rerank fell back to full-text order (%s): %s", reply.status, reply.notice)
     return reply
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,8 @@ from search.backends import CandidatesUnavailable, find_candidates, get_backend
 from search.highlight import query_terms, snippet
 from search.passages import attach_passages, rerank_text
 from search.query import parse
+
+logger = logging.getLogger(__name__)
 
 # Control characters (NUL included) never reach PostgreSQL; they carry no meaning in a query.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -175,7 +178,33 @@ def search_run(
     if not outcome.is_reranked:
         outcome.reranked = []
     outcome.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    _log_search(outcome)
     return outcome
+
+
+def _log_search(outcome: SearchOutcome) -> None:
+    """Log one line per search: sizes, outcome, timings, model; never the query or any text.
+
+    A fallback's reason is on the page; the worker's start-up log explains a missing model once.
+    """
+    timings = outcome.timings
+    model = outcome.reranker or {}
+    logger.info(
+        "search: query_chars=%d candidates=%d page=%d lang=%s status=%s cached=%s fulltext_ms=%s rerank_ms=%s "
+        "model_ms=%s total_ms=%s model=%s kind=%s",
+        len(outcome.query),
+        outcome.candidate_count,
+        outcome.page,
+        outcome.language or "all",
+        outcome.rerank_status if outcome.candidate_count else "no-candidates",
+        timings.get("rerank_cached", "-"),
+        timings.get("fulltext_ms"),
+        timings.get("rerank_ms"),
+        timings.get("model_ms"),
+        timings.get("total_ms"),
+        model.get("model", "-"),
+        model.get("kind", "-"),
+    )
 
 
 def suggest_query(query: str, *, collection: str = LIBRARY) -> str | None:

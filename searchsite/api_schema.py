@@ -10,14 +10,25 @@ from __future__ import annotations
 
 from rest_framework.permissions import AllowAny
 
+# Seconds the schema waits for the worker's status before it says none answered.
+STATUS_TIMEOUT_SECONDS = 1.0
+
 SAFE_METHODS = {"get", "head", "options"}
 ERROR_SCHEMA = {
     "type": "object",
     "properties": {
         "error": {"type": "string", "description": "what went wrong, for a person"},
-        "fields": {"type": "object", "description": "400: the problems of each input field"},
+        "fields": {"type": "object", "description": "400, 413, 422: the problems of each input field"},
         "retry_after_seconds": {"type": "integer", "description": "429: seconds until a retry is allowed"},
-        "status": {"type": "string", "description": "rerank: why no scores (timeout, busy, error, unavailable)"},
+        "status": {
+            "type": "string",
+            "description": "rerank: why no scores (too_large, language, throttled, busy, unavailable, error, timeout)",
+        },
+        "error_type": {
+            "type": "string",
+            "enum": ["validation", "overloaded", "unhealthy", "backend", "empty"],
+            "description": "TEI's error category (only under /api/tei/)",
+        },
     },
     "required": ["error"],
 }
@@ -25,17 +36,23 @@ DESCRIPTIONS = {
     400: "The input is invalid; `fields` names the problems.",
     401: "No credentials, or wrong ones (send a staff token: `Authorization: Token ...`).",
     403: "The credentials are not allowed to do this (writes need staff).",
-    404: "No such object, or no such page of a list.",
+    404: "No such object, or no such page of a list (any unknown path under /api/ answers this too).",
+    405: "This path does not take that method; the Allow header lists those it takes.",
+    413: "The body is larger than the site reads (DATA_UPLOAD_MAX_MEMORY_SIZE), or, for rerank, more "
+    "documents or characters than one call may have scored; the message names the limit.",
     415: "The body's Content-Type is not one this operation reads (or could not be made out).",
+    422: "Rerank: the serving model does not rerank queries in this language (RERANKER_LANGUAGES); TEI: "
+    "input that is not TEI's shape.",
     429: (
         "Too many requests from this client (anonymous: per address; signed in: per account), or the "
         "rerank API's budget of pairs and characters per minute is used up; see the Retry-After header."
     ),
+    500: "A bug: the answer says no more than that (the details are in the server's log).",
     503: "A service behind the API (the database, or the reranker) is not answering.",
     504: "The reranker did not answer within its time budget.",
 }
-# Operations answered by the rerank worker through search.rerank_client.
-RERANK_PATHS = {"/api/v1/rerank"}
+# Operations answered by the rerank worker through search.reranking.
+RERANK_PATHS = {"/api/v1/rerank", "/api/v2/rerank", "/api/tei/rerank"}
 
 
 def add_error_responses(result: dict, generator: object, request: object, public: bool) -> dict:
@@ -67,11 +84,13 @@ def add_error_responses(result: dict, generator: object, request: object, public
 
 
 def _error_codes(path: str, method: str, operation: dict, view: type | None) -> list[int]:
-    codes = [503]
+    # Any operation: a method the path does not take, a bug, a service down.
+    codes = [405, 500, 503]
     if operation.get("parameters") or operation.get("requestBody"):
         codes.append(400)
     if operation.get("requestBody"):
         codes.append(415)  # DRF's parsers refuse a body type they do not read
+        codes.append(413)  # searchsite.middleware refuses a body over the limit before reading it
     permissions = getattr(view, "permission_classes", []) if view else []
     if permissions and AllowAny not in permissions and (method not in SAFE_METHODS or _staff_only(permissions)):
         codes += [401, 403]
@@ -80,7 +99,7 @@ def _error_codes(path: str, method: str, operation: dict, view: type | None) -> 
     if view is not None and getattr(view, "throttle_classes", None):
         codes.append(429)
     if path in RERANK_PATHS:
-        codes.append(504)
+        codes += [413, 422, 504]
     return sorted(set(codes))
 
 
@@ -89,3 +108,34 @@ def _staff_only(permissions: list[type]) -> bool:
     from rest_framework.permissions import IsAdminUser
 
     return IsAdminUser in permissions
+
+
+def describe_serving_model(result: dict, generator: object, request: object, public: bool) -> dict:
+    """Return the schema with the model the worker serves now in its description (a drf-spectacular
+    hook; network: one Celery round trip, only when the schema is served over HTTP)."""
+    if request is None:
+        return result
+    from search.rerank_client import worker_status
+
+    info = result.setdefault("info", {})
+    info["description"] = (
+        f"{info.get('description', '')}\n\n{serving_sentence(worker_status(timeout=STATUS_TIMEOUT_SECONDS))}"
+    )
+    return result
+
+
+def serving_sentence(status: dict) -> str:
+    """Return one sentence on what reranks now, from the worker's status (search.rerank_client)."""
+    if not status.get("ready"):
+        problem = status.get("problem", "no worker answered")
+        return f"**Reranking now:** nothing ({problem}); results keep the full-text order."
+    model = status["model"]
+    sentence = (
+        f"**Reranking now:** `{model['model']}`, a {model['kind']} on {model['device']} ({model['dtype']}, "
+        f"{model['max_length']} tokens per pair)"
+    )
+    if model.get("languages"):
+        sentence += f", for queries in {', '.join(model['languages'])}"
+    if model.get("fallback_reason"):
+        sentence += f"; the configured `{model['requested']}` could not be loaded, so this is the fallback"
+    return sentence + ". GET /api/v1/status says the same as JSON."

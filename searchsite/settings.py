@@ -267,7 +267,8 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Reranked search API",
-    "DESCRIPTION": "Full-text candidates from PostgreSQL, reranked by a cross-encoder.",
+    # The model that serves is the worker's: the schema adds it when served (api_schema).
+    "DESCRIPTION": "Full-text candidates from PostgreSQL (BM25), reranked by the model the rerank worker serves.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI's files are served from our own static files (no CDN: works offline).
@@ -278,6 +279,7 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "searchsite.api_schema.add_error_responses",
+        "searchsite.api_schema.describe_serving_model",
     ],
 }
 CACHES = {
@@ -334,4 +336,9 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    # The worker logs one line per rerank itself (worker.tasks). Celery's "succeeded in ...: <the
+    # whole reply>" would add one of up to ~1 KB, with the scores and any model-hub error; failures
+    # still reach the log (ERROR). Celery's short "Task ... received" line stays: it shows that a
+    # worker took a task even when the worker dies before it answers.
+    "loggers": {"celery.app.trace": {"level": "WARNING"}},
 }

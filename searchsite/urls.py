@@ -1,14 +1,17 @@
-"""URLs: pages, the REST API (v1) with its schema and docs, the admin, a health check."""
+"""URLs: pages, the REST API (v1, and Cohere v2 and TEI rerank) with its schema and docs, the admin, health."""
 
 from django.contrib import admin
 from django.urls import include, path
 
+from search import api_urls
 from search.views import healthz
 from searchsite import admin_login
 
 urlpatterns = [
     path("", include("search.urls")),
     path("api/v1/", include("search.api_urls")),
+    path("api/v2/", include(api_urls.v2_urlpatterns)),
+    path("api/tei/", include(api_urls.tei_urlpatterns)),
     # Before the admin's own URLs: its login, with a limit on wrong passwords.
     path("admin/login/", admin_login.login, name="admin-login"),
     path("admin/", admin.site.urls),

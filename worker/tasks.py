@@ -83,8 +83,53 @@ def rerank(
     """Return scores for each group of texts (max over the group) and the winning text's index.
 
     A query in a language the model does not serve is not scored: {"skipped": reason}. Waits
-    for the batching thread at most until the task's expiry (the caller's budget).
+    for the batching thread at most until the task's expiry (the caller's budget). Logs one line.
     """
+    started = time.perf_counter()
+    result = _rerank(self.request.expires, query, groups, sent_at, language)
+    _log_rerank(query, groups, result, (time.perf_counter() - started) * 1000)
+    return result
+
+
+# Outcomes worth an operator's attention (the others are routine, at INFO).
+WARNING_OUTCOMES = ("error", "busy", "timeout")
+# Characters of an error's text in the per-rerank line (the full text is in the start-up log).
+LOG_REASON_CHARS = 160
+
+
+def _log_rerank(query: str, groups: list[list[str]], result: dict, total_ms: float) -> None:
+    """Log one line per rerank: sizes, outcome, timings, model; never the query or the texts.
+
+    Celery's own task lines (which would print the whole reply, scores and model details with
+    any model-hub error among them) are turned off in settings.LOGGING.
+    """
+    outcome = next((key for key in ("error", "skipped", "busy", "timeout") if key in result), "ok")
+    reason = ""
+    if outcome != "ok":
+        text = NO_MODEL_REASON if _State.reranker is None else str(result[outcome])
+        reason = f' reason="{text[:LOG_REASON_CHARS]}"'
+    model = (result.get("model") or {}).get("model") or (_State.reranker.info.model if _State.reranker else "-")
+    logger.log(
+        logging.WARNING if outcome in WARNING_OUTCOMES else logging.INFO,
+        "rerank: status=%s query_chars=%d groups=%d pairs=%d queue_ms=%s model_ms=%s batched_with=%s "
+        "total_ms=%.1f model=%s%s",
+        outcome,
+        len(query),
+        len(groups),
+        sum(len(group) for group in groups),
+        result.get("queue_ms", "-"),
+        result.get("model_ms", "-"),
+        result.get("batched_with", "-"),
+        total_ms,
+        model,
+        reason,
+    )
+
+
+NO_MODEL_REASON = "no model loaded (the worker's start-up log says why)"
+
+
+def _rerank(expires: object, query: str, groups: list[list[str]], sent_at: float | None, language: str | None) -> dict:
     received = time.time()
     if _State.reranker is None:
         return {"error": f"the reranker has no model: {_State.problem}"}
@@ -96,7 +141,7 @@ def rerank(
             "model": info.as_dict(),
         }
     try:
-        scored = _State.reranker.score_groups(query, groups, deadline=_deadline(self.request.expires, received))
+        scored = _State.reranker.score_groups(query, groups, deadline=_deadline(expires, received))
     except Overloaded as error:
         # Turned away at once, so the search answers now instead of after its whole budget.
         return {"busy": str(error)}

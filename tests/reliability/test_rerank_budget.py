@@ -1,6 +1,6 @@
 """The rerank API's fair share: each client has a budget of pairs and characters per minute, besides
 the request rate. Past it the answer is 429 with Retry-After and a JSON error; a request bigger
-than the whole budget is a 400 that says so; other clients, signed-in users and staff keep theirs.
+than the whole budget is a 413 that says so; other clients, signed-in users and staff keep theirs.
 
 Requests within the budget are scored by the session's real worker. What the worker does with a
 flood inside everyone's budget (priority of page searches) is the worker's: see docs/reliability.md.
@@ -74,7 +74,7 @@ def test_it_counts_characters_and_refuses_a_request_bigger_than_the_budget(clien
     half = "a" * (CHARS // 2 - len(QUERY))
 
     too_big = post(client, ["b" * CHARS], REMOTE_ADDR=address)
-    assert too_big.status_code == 400
+    assert too_big.status_code == 413
     message = " ".join(too_big.json()["fields"]["documents"])
     assert "Send fewer or shorter documents" in message and f"{CHARS:,} characters" in message
 

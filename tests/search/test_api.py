@@ -171,7 +171,6 @@ def test_it_keeps_only_the_top_n(client, rerank_worker, generous_budget):
         ({"query": "apple"}, "documents"),
         ({"documents": ["text"]}, "query"),
         ({"query": "apple", "documents": ["text"], "top_n": 0}, "top_n"),
-        ({"query": "apple", "documents": ["text"] * 201}, "documents"),
     ],
 )
 def test_it_rejects_a_bad_rerank_request_with_a_json_error(client, payload, field):
@@ -230,7 +229,7 @@ def test_it_publishes_a_schema_that_validates_without_warnings(tmp_path: Path):
 
     assert completed.returncode == 0, completed.stderr[-4000:]
     schema = yaml.safe_load(target.read_text())
-    assert {"/api/v1/search", "/api/v1/rerank"} <= schema["paths"].keys()
+    assert {"/api/v1/search", "/api/v1/rerank", "/api/v2/rerank", "/api/tei/rerank"} <= schema["paths"].keys()
 
 
 @pytest.mark.django_db
@@ -243,7 +242,7 @@ def test_it_describes_each_result_in_the_schema(client):
     assert search_output["fulltext"]["items"] == {"$ref": "#/components/schemas/SearchResult"}
     assert search_output["reranked"]["items"] == {"$ref": "#/components/schemas/SearchResult"}
     assert set(schemas["SearchResult"]["properties"]) == RESULT_FIELDS
-    rerank_output = schemas["RerankOutput"]["properties"]
+    rerank_output = schemas["CohereRerankOutput"]["properties"]
     assert rerank_output["results"]["items"] == {"$ref": "#/components/schemas/RerankResult"}
     assert {"index", "relevance_score"} <= set(schemas["RerankResult"]["required"])
 

@@ -1,0 +1,142 @@
+"""The rerank service behind every rerank API shape (Cohere v1 and v2, TEI): one set of limits,
+one language rule, one per-client budget; the views only translate shapes."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+
+from documents.textsearch import detect_language
+from search import rerank_client
+from search.throttling import RerankCharge, rerank_budget_charge
+
+logger = logging.getLogger(__name__)
+
+# Documents per call: 200 pairs take the tiny CPU model about a second and a GPU model a tenth of
+# that; the rerank budget (RERANK_API_*_PER_MINUTE) then bounds what a client sends in a minute.
+MAX_RERANK_DOCUMENTS = 200
+# Characters per document: the model reads at most RERANKER_MAX_LENGTH tokens of a pair anyway;
+# 20,000 characters is a long article, beyond which the client should chunk it themselves.
+MAX_RERANK_TEXT_CHARS = 20_000
+# Characters of the query: a question, not a document.
+MAX_RERANK_QUERY_CHARS = 2_000
+# A busy reranker's queue drains within about one time budget: ask the client to come back then.
+BUSY_RETRY_AFTER_SECONDS = 1
+
+
+@dataclass(frozen=True)
+class RankedText:
+    index: int  # position in the request's documents
+    score: float  # the worker's score: sigmoid of the logit (cross-encoder) or a cosine (bi-encoder)
+
+
+@dataclass(frozen=True)
+class RerankedTexts:
+    ranked: list[RankedText]  # best first, at most top_n
+    model: dict  # what served: model, kind, device, dtype, max_length, ...
+
+
+class RerankRefused(Exception):
+    """The texts were not scored. `reason` says why; each API shape maps it to its status code.
+
+    reasons: too_large (413), language (422), throttled (429), busy, unavailable, error (503),
+    timeout (504).
+    """
+
+    def __init__(self, message: str, *, reason: str, retry_after: int | None = None, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
+        self.retry_after = retry_after
+        self.field = field
+
+    @property
+    def status_code(self) -> int:
+        return REFUSAL_STATUS[self.reason]
+
+
+REFUSAL_STATUS = {
+    "too_large": 413,
+    "language": 422,
+    "throttled": 429,
+    "busy": 503,
+    "unavailable": 503,
+    "error": 503,
+    "timeout": 504,
+}
+
+
+def texts_rerank(*, request: HttpRequest, query: str, texts: list[str], top_n: int | None = None) -> RerankedTexts:
+    """Return `texts` ordered by the worker's scores against `query` (network: Redis, the worker).
+
+    Raises RerankRefused past a limit, past the client's budget (search.throttling), for a query
+    language the serving model does not rerank (RERANKER_LANGUAGES), or when the worker fails.
+    """
+    query = query.replace("\x00", "")
+    texts = [text.replace("\x00", "") for text in texts]
+    started = time.perf_counter()
+    try:
+        reranked = _rerank(request, query, texts, top_n)
+    except RerankRefused as refusal:
+        _log_rerank(query, texts, refusal.reason, started, {})
+        raise
+    _log_rerank(query, texts, "ok", started, reranked.model)
+    return reranked
+
+
+def _log_rerank(query: str, texts: list[str], status: str, started: float, model: dict) -> None:
+    """Log one line per rerank API call: sizes, outcome, time, model; never the query or texts."""
+    logger.info(
+        "rerank api: query_chars=%d documents=%d chars=%d status=%s total_ms=%.1f model=%s kind=%s",
+        len(query),
+        len(texts),
+        sum(len(text) for text in texts),
+        status,
+        (time.perf_counter() - started) * 1000,
+        model.get("model", "-"),
+        model.get("kind", "-"),
+    )
+
+
+def _rerank(request: HttpRequest, query: str, texts: list[str], top_n: int | None) -> RerankedTexts:
+    _check_limits(query, texts)
+    charge = RerankCharge(pairs=len(texts), chars=sum(len(query) + len(text) for text in texts))
+    decision = rerank_budget_charge(request, charge)
+    if decision.too_large:
+        raise RerankRefused(decision.message, reason="too_large", field="documents")
+    if not decision.allowed:
+        raise RerankRefused(decision.message, reason="throttled", retry_after=decision.retry_after)
+    reply = rerank_client.rerank(query, [[text] for text in texts], language=detect_language(query))
+    if reply.status == "skipped":
+        raise RerankRefused(reply.notice, reason="language", field="query")
+    if not reply.ok:
+        retry_after = BUSY_RETRY_AFTER_SECONDS if reply.status == "busy" else None
+        raise RerankRefused(reply.notice, reason=reply.status, retry_after=retry_after)
+    order = sorted(range(len(texts)), key=lambda i: -reply.scores[i])[: top_n or len(texts)]
+    return RerankedTexts(ranked=[RankedText(index=i, score=reply.scores[i]) for i in order], model=reply.model or {})
+
+
+def _check_limits(query: str, texts: list[str]) -> None:
+    if len(texts) > MAX_RERANK_DOCUMENTS:
+        raise RerankRefused(
+            f"{len(texts):,} documents; at most {MAX_RERANK_DOCUMENTS} are reranked per call.",
+            reason="too_large",
+            field="documents",
+        )
+    longest = max(range(len(texts)), key=lambda i: len(texts[i]), default=None)
+    if longest is not None and len(texts[longest]) > MAX_RERANK_TEXT_CHARS:
+        raise RerankRefused(
+            f"Document {longest} has {len(texts[longest]):,} characters; at most {MAX_RERANK_TEXT_CHARS:,} "
+            "per document (split it into passages).",
+            reason="too_large",
+            field="documents",
+        )
+    if len(query) > MAX_RERANK_QUERY_CHARS:
+        raise RerankRefused(
+            f"The query has {len(query):,} characters; at most {MAX_RERANK_QUERY_CHARS:,}.",
+            reason="too_large",
+            field="query",
+        )
