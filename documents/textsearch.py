@@ -17,8 +17,10 @@ import jieba
 # "heat-transfer" is indexed as its parts, heat and transfer, as Lucene's standard analyzer does,
 # rather than as the parts plus a third token that counts the same words twice.
 TS_CONFIG = "searchsite_english"
-# CJK unified ideographs (basic block and extension A) and compatibility ideographs.
-CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+# CJK unified ideographs (basic block and extension A) and compatibility ideographs, as the
+# inside of a regular expression's character class.
+CJK_RANGES = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK_RUN = re.compile(f"[{CJK_RANGES}]+")
 CJK_CHAR = CJK_RUN
 # CJK and full-width punctuation become spaces so they never glue onto a word.
 CJK_PUNCTUATION = re.compile(r"[\u3000-\u303f\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65\u2018-\u201f\u2026]")
