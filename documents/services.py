@@ -365,11 +365,6 @@ def _batches(items: Iterable[DocumentInput], size: int) -> Iterator[list[Documen
         yield batch
 
 
-def document_reindex(*, document: Document) -> None:
-    """Rebuild one document's segmented search text and chunks (after a segmentation change)."""
-    document_update(document=document)
-
-
 def documents_reindex(*, documents: list[Document]) -> int:
     """Return how many documents had their segmented search text (so their vector) and chunks
     rebuilt, in one transaction: an UPDATE, a DELETE and an INSERT for the whole batch."""
