@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +28,7 @@ def running_worker(
 
     from search.rerank_client import worker_status
     from searchsite.devstack import stop_process, worker_command
+    from searchsite.processes import ChildExited, start_group, wait_until_ready
 
     queue = f"rerank-bench-{uuid.uuid4().hex[:8]}"
     env = {
@@ -44,17 +43,16 @@ def running_worker(
     if pool != "threads":
         at = command.index("-P")
         command[at : at + 4] = ["-P", pool, "-c", "1"]
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
+    process = start_group(command, env=env, cwd=ROOT, log_path=log_path)
     previous = settings.RERANK_QUEUE
     settings.RERANK_QUEUE = queue
     try:
-        deadline = time.monotonic() + READY_SECONDS
-        while not worker_status(timeout=2.0).get("ready"):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the bench worker did not become ready; see {log_path}")
+        try:
+            ready = wait_until_ready(process, lambda: worker_status(timeout=2.0).get("ready"), timeout=READY_SECONDS)
+        except ChildExited:
+            ready = None
+        if not ready:
+            raise RuntimeError(f"the bench worker did not become ready; see {log_path}")
         yield queue
     finally:
         settings.RERANK_QUEUE = previous

@@ -10,9 +10,10 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path
 
 from documents.ingest import FileReport, ingest_upload
+from documents.inputs import DocumentInput, IngestError
 from documents.models import LIBRARY, Chunk, Document
 from documents.parsers import ACCEPTED_EXTENSIONS
-from documents.services import DocumentInput, IngestError, document_create, document_update, documents_delete
+from documents.services import document_create, document_update, documents_delete
 
 # Where `changeform_view` leaves a service's refusal for the form to show on the second pass.
 INGEST_ERROR_ATTRIBUTE = "_document_ingest_error"
@@ -131,17 +132,7 @@ class DocumentAdmin(admin.ModelAdmin):
         if change:
             document_update(document=obj)
             return
-        result = document_create(
-            item=DocumentInput(
-                title=obj.title,
-                body=obj.body,
-                language=obj.language or None,
-                source=obj.source,
-                external_id=obj.external_id,
-                metadata=obj.metadata,
-            ),
-            collection=obj.collection,
-        )
+        result = document_create(item=DocumentInput.of(obj), collection=obj.collection)
         if not result.created:
             raise IngestError(f"an identical document is already in this collection: #{result.document.pk}")
         obj.pk = result.document.pk

@@ -10,8 +10,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from documents.models import LIBRARY, Document
-from documents.services import DocumentInput, IngestError, document_create, document_update, documents_delete
+from documents.inputs import DocumentInput, IngestError
+from documents.models import LIBRARY, Document, Language
+from documents.services import document_create, document_update, documents_delete
 
 
 class IsStaffOrReadOnly(BasePermission):
@@ -24,7 +25,7 @@ class IsStaffOrReadOnly(BasePermission):
 
 
 class DocumentSerializer(serializers.ModelSerializer):
-    language = serializers.ChoiceField(choices=["en", "zh", "mixed"], required=False)
+    language = serializers.ChoiceField(choices=Language.values, required=False)
     chunk_count = serializers.IntegerField(source="chunks.count", read_only=True)
 
     class Meta:

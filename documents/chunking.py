@@ -9,12 +9,12 @@ import math
 import re
 from dataclasses import dataclass
 
-from documents.textsearch import CJK_RUN
+from documents.textsearch import CJK_RANGES, CJK_RUN
 
 # A sentence ends at Chinese or Western end punctuation (with closing quotes/brackets), at a
 # period followed by space, or at a line break.
 SENTENCE_END = re.compile(r"[。！？!?；;]+[”’」』）)\]\"']*|\.(?=\s)|\n+")
-LATIN_WORD = re.compile(r"[^\s\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+LATIN_WORD = re.compile(rf"[^\s{CJK_RANGES}]+")
 # Sub-word tokenizers split an English word into ~1.3 pieces on average; we budget 1.5 to be safe.
 TOKENS_PER_LATIN_WORD = 1.5
 # A "word" longer than this is no natural word (a URL, base64, a hex dump, minified code): it

@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import DatabaseError
 
+from documents.inputs import DocumentInput, IngestError
 from documents.models import LIBRARY
-from documents.parsers import ParseError, parse_file_lenient, size_refusal
-from documents.services import DocumentInput, IngestError, document_create, documents_import
+from documents.parsers import ParseError, parse_file_lenient, upload_size_problem
+from documents.services import ImportTally, document_create, documents_import
 
 logger = logging.getLogger(__name__)
 
@@ -29,42 +29,37 @@ DEFAULT_BATCH_SIZE = 500
 Progress = Callable[[int, int], None]
 
 
-@dataclass
-class FileReport:
+@dataclass(kw_only=True)
+class FileReport(ImportTally):
+    """One file's tally, with a status and a one-line message for the person who sent it."""
+
     name: str
     # "created" (some documents new), "updated" (none new, some stored ones changed), "duplicate"
     # (nothing to store: every record unchanged or a duplicate), "partial" (some rejected),
     # "rejected" (nothing stored).
     status: str
-    created: int = 0
-    updated: int = 0  # stored documents (same external id) whose text this file changed
-    unchanged: int = 0  # records whose external id is stored with this very text
-    duplicates: int = 0  # records whose exact text another document holds
-    rejected: list[str] = field(default_factory=list)
     message: str = ""
-    document_ids: list[int] = field(default_factory=list)  # the documents this file created
-    updated_ids: list[int] = field(default_factory=list)  # the documents this file updated
 
     def as_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class _Tally:
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    duplicates: int = 0
-    rejected: list[str] = field(default_factory=list)
-    document_ids: list[int] = field(default_factory=list)
-    updated_ids: list[int] = field(default_factory=list)
-    duplicate_of: int | None = None  # the existing document a single-document file duplicates
+        """Return the report as the upload API sends it."""
+        return {
+            "name": self.name,
+            "status": self.status,
+            "created": self.created,
+            "updated": self.updated,  # stored documents (same external id) whose text this file changed
+            "unchanged": self.unchanged,  # records whose external id is stored with this very text
+            "duplicates": self.duplicates,  # records whose exact text another document holds
+            "rejected": list(self.rejected),
+            "message": self.message,
+            "document_ids": list(self.document_ids),  # the documents this file created
+            "updated_ids": list(self.updated_ids),  # the documents this file updated
+        }
 
 
 def ingest_upload(uploaded_file: UploadedFile, *, collection: str = LIBRARY) -> FileReport:
     """Return the report for one uploaded file (reads it into memory unless it is over the limit)."""
     name = uploaded_file.name or "unnamed"
-    too_big = _size_problem(uploaded_file.size or 0)
+    too_big = upload_size_problem(uploaded_file.size or 0)
     if too_big:
         return _rejected(name, too_big)
     data = b"".join(uploaded_file.chunks())
@@ -76,7 +71,7 @@ def ingest_path(
 ) -> FileReport:
     """Return the report for one file on disk, named by its path (reads the file)."""
     try:
-        too_big = _size_problem(path.stat().st_size)
+        too_big = upload_size_problem(path.stat().st_size)
         data = b"" if too_big else path.read_bytes()
     except OSError as error:
         return _rejected(str(path), f"cannot read the file ({error.strerror or error})")
@@ -108,7 +103,7 @@ def ingest_bytes(
     total = len(parsed.items)
     if progress:
         progress(0, total)
-    outcome = _Tally(rejected=list(parsed.problems))
+    outcome = ImportTally(rejected=list(parsed.problems))
     if total == 1 and not parsed.items[0].external_id:
         _create_one(parsed.items[0], collection, outcome)
         if progress:
@@ -124,19 +119,13 @@ def ingest_bytes(
                     f"documents {start + 1}-{start + len(batch)}: the database refused them ({error})"
                 )
             else:
-                outcome.created += result.created
-                outcome.updated += result.updated
-                outcome.unchanged += result.unchanged
-                outcome.duplicates += result.duplicates
-                outcome.rejected.extend(result.rejected)
-                outcome.document_ids.extend(result.document_ids)
-                outcome.updated_ids.extend(result.updated_ids)
+                outcome.add(result)
             if progress:
                 progress(min(start + batch_size, total), total)
     return _report(name, outcome)
 
 
-def _create_one(item: DocumentInput, collection: str, outcome: _Tally) -> None:
+def _create_one(item: DocumentInput, collection: str, outcome: ImportTally) -> None:
     try:
         result = document_create(item=item, collection=collection)
     except IngestError as error:
@@ -154,13 +143,6 @@ def _create_one(item: DocumentInput, collection: str, outcome: _Tally) -> None:
         outcome.duplicate_of = result.document.pk
 
 
-def _size_problem(size: int) -> str:
-    limit = settings.DOCUMENTS_MAX_UPLOAD_BYTES
-    if size <= limit:
-        return ""
-    return size_refusal(size, limit)
-
-
 def _rejected(name: str, reason: str) -> FileReport:
     return FileReport(name=name, status="rejected", rejected=[reason], message=f"rejected: {reason}")
 
@@ -169,7 +151,7 @@ def _plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def _report(name: str, outcome: _Tally) -> FileReport:
+def _report(name: str, outcome: ImportTally) -> FileReport:
     created, updated, rejected = outcome.created, outcome.updated, outcome.rejected
     skipped = outcome.unchanged + outcome.duplicates
     if not created and not updated and not skipped:
@@ -198,21 +180,10 @@ def _report(name: str, outcome: _Tally) -> FileReport:
         status = "updated"
     else:
         status = "duplicate"
-    return FileReport(
-        name=name,
-        status=status,
-        created=created,
-        updated=updated,
-        unchanged=outcome.unchanged,
-        duplicates=outcome.duplicates,
-        rejected=rejected,
-        message=message,
-        document_ids=list(outcome.document_ids),
-        updated_ids=list(outcome.updated_ids),
-    )
+    return FileReport(name=name, status=status, message=message, **asdict(outcome))
 
 
-def _skipped_message(outcome: _Tally) -> str:
+def _skipped_message(outcome: ImportTally) -> str:
     """Return the message of a file that stored nothing new (every record unchanged or a duplicate)."""
     if outcome.duplicate_of is not None:
         return f"skipped as duplicate of document #{outcome.duplicate_of}"

@@ -1,7 +1,8 @@
 """Writing the library: create, update, import and re-index documents, one transaction each.
 
-Every write path goes through `_prepare` (language, hash, segmented search text) and
-`_write_chunks`, so the admin, the REST API and the import command behave the same.
+Every write path goes through `_validate` (clean text, title, language) and `_fill` /
+`_chunks_for` (hash, segmented search text, chunks), so the admin, the REST API and the import
+command behave the same.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from django.utils import timezone
 
 from documents import index_hooks
 from documents.chunking import split_into_chunks
-from documents.models import LIBRARY, Chunk, Document, content_hash
+from documents.inputs import DocumentInput, IngestError, clean_text, derived_title
+from documents.models import LIBRARY, Chunk, Document, Language, content_hash
 from documents.textsearch import detect_language, segment_for_index
 from searchsite.json_limits import MAX_JSON_DEPTH
 
@@ -26,34 +28,12 @@ logger = logging.getLogger(__name__)
 # still stored, chunked and reranked). 300k characters stay well under the cap.
 MAX_INDEXED_CHARS = 300_000
 MAX_TITLE_CHARS = 500
-# A title made from the body's first line stays short enough to read in a result list.
-DERIVED_TITLE_CHARS = 120
-
-
-class IngestError(Exception):
-    """A document that cannot go into the library, with a message for the person who sent it."""
-
-
-@dataclass
-class DocumentInput:
-    title: str
-    body: str
-    language: str | None = None
-    source: str = ""
-    external_id: str = ""
-    metadata: dict = field(default_factory=dict)
 
 
 @dataclass
 class CreateResult:
     document: Document
     created: bool  # False: an exact duplicate already existed; `document` is that one
-
-
-def _clean(value: str) -> str:
-    """Return text PostgreSQL accepts: no NUL characters, no lone surrogates."""
-    value = value.replace("\x00", "")
-    return value.encode("utf-8", "replace").decode("utf-8")
 
 
 def _clean_json(value: object) -> object:
@@ -69,13 +49,13 @@ def _clean_json(value: object) -> object:
     while stack:
         item, parent, slot, depth = stack.pop()
         if isinstance(item, str):
-            parent[slot] = _clean(item)
+            parent[slot] = clean_text(item)
         elif isinstance(item, dict | list):
             if depth > MAX_JSON_DEPTH:
                 raise IngestError(f"the metadata nests deeper than {MAX_JSON_DEPTH} levels")
             if isinstance(item, dict):
                 # Keys that clean to the same text keep the last value, as a dict literal would.
-                children = {_clean(str(key)): child for key, child in item.items()}
+                children = {clean_text(str(key)): child for key, child in item.items()}
                 cleaned: dict | list = dict.fromkeys(children)
             else:
                 children = dict(enumerate(item))
@@ -88,21 +68,21 @@ def _clean_json(value: object) -> object:
 
 
 def _validate(item: DocumentInput) -> DocumentInput:
-    title = " ".join(_clean(item.title or "").split())[:MAX_TITLE_CHARS]
-    body = _clean(item.body or "").strip()
+    title = " ".join(clean_text(item.title or "").split())[:MAX_TITLE_CHARS]
+    body = clean_text(item.body or "").strip()
     if not body:
         raise IngestError("the document has no text")
     if not title:
         title = derived_title(body)
     language = item.language or detect_language(f"{title}\n{body}")
-    if language not in {"en", "zh", "mixed"}:
+    if language not in Language.values:
         language = detect_language(f"{title}\n{body}")
     return DocumentInput(
         title=title,
         body=body,
         language=language,
-        source=_clean(item.source or "")[:1000],
-        external_id=_clean(str(item.external_id or ""))[:200],
+        source=clean_text(item.source or "")[:1000],
+        external_id=clean_text(str(item.external_id or ""))[:200],
         metadata=_clean_json(item.metadata or {}),
     )
 
@@ -111,12 +91,6 @@ def content_hash_of(item: DocumentInput) -> str:
     """Return the content hash `item` would be stored under (raises IngestError if it cannot be)."""
     clean = _validate(item)
     return content_hash(clean.title, clean.body)
-
-
-def derived_title(body: str) -> str:
-    """Return the title a document without one is shown with: its first line, shortened."""
-    first_line = body.strip().splitlines()[0] if body.strip() else ""
-    return " ".join(first_line.split())[:DERIVED_TITLE_CHARS] or "Untitled"
 
 
 def _search_fields(title: str, body: str) -> dict:
@@ -195,16 +169,7 @@ def document_update(*, document: Document, **changes: object) -> Document:
     """Return `document` with `changes` applied, re-chunked and re-indexed in one transaction."""
     for name, value in changes.items():
         setattr(document, name, value)
-    clean = _validate(
-        DocumentInput(
-            title=document.title,
-            body=document.body,
-            language=document.language or None,
-            source=document.source,
-            external_id=document.external_id,
-            metadata=document.metadata,
-        )
-    )
+    clean = _validate(DocumentInput.of(document))
     document.title, document.body, document.language = clean.title, clean.body, clean.language
     document.source, document.external_id, document.metadata = clean.source, clean.external_id, clean.metadata
     document.content_hash = content_hash(clean.title, clean.body)
@@ -228,7 +193,9 @@ def document_update(*, document: Document, **changes: object) -> Document:
 
 
 @dataclass
-class ImportOutcome:
+class ImportTally:
+    """What an import did, counted: by `documents_import`, and for one file by documents.ingest."""
+
     created: int = 0
     updated: int = 0  # an external id already stored, with new text: that document now holds it
     unchanged: int = 0  # an external id already stored with this very text: skipped
@@ -236,6 +203,17 @@ class ImportOutcome:
     rejected: list[str] = field(default_factory=list)
     document_ids: list[int] = field(default_factory=list)  # of the documents created
     updated_ids: list[int] = field(default_factory=list)  # of the documents updated
+    duplicate_of: int | None = None  # the stored document a single document duplicates
+
+    def add(self, other: ImportTally) -> None:
+        """Count `other`'s documents in this tally too."""
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.duplicates += other.duplicates
+        self.rejected.extend(other.rejected)
+        self.document_ids.extend(other.document_ids)
+        self.updated_ids.extend(other.updated_ids)
 
 
 @dataclass
@@ -252,7 +230,7 @@ class _BatchPlan:
 
 def documents_import(
     *, items: Iterable[DocumentInput], collection: str = LIBRARY, batch_size: int = 500
-) -> ImportOutcome:
+) -> ImportTally:
     """Return counts after storing `items` in batches (one transaction per batch).
 
     Idempotent by external id within the collection: an id already stored with the same text is
@@ -261,7 +239,7 @@ def documents_import(
     their exact text is stored. Batched writes make large imports fast; an item that fails
     validation is rejected alone.
     """
-    outcome = ImportOutcome()
+    outcome = ImportTally()
     for batch in _batches(items, batch_size):
         plan = _plan_batch(batch, collection)
         outcome.unchanged += plan.unchanged
@@ -351,20 +329,12 @@ def _write_batch(plan: _BatchPlan, collection: str) -> None:
         index_hooks.announce(changed=[doc.pk for doc in (*new, *changed)], collection=collection)
 
 
-def _write_one_by_one(plan: _BatchPlan, collection: str, outcome: ImportOutcome) -> None:
+def _write_one_by_one(plan: _BatchPlan, collection: str, outcome: ImportTally) -> None:
     """Store a batch that failed as a whole one document at a time, each in its own transaction."""
     outcome.updated += plan.updated - len(plan.changed)  # new versions of records earlier in the batch
     for document in plan.new.values():
-        item = DocumentInput(
-            title=document.title,
-            body=document.body,
-            language=document.language,
-            source=document.source,
-            external_id=document.external_id,
-            metadata=document.metadata,
-        )
         try:
-            result = document_create(item=item, collection=collection)
+            result = document_create(item=DocumentInput.of(document), collection=collection)
         except (IngestError, DatabaseError) as error:
             outcome.rejected.append(f"{document.external_id or document.title[:40]!r}: {error}")
             continue
@@ -393,11 +363,6 @@ def _batches(items: Iterable[DocumentInput], size: int) -> Iterator[list[Documen
             batch = []
     if batch:
         yield batch
-
-
-def document_reindex(*, document: Document) -> None:
-    """Rebuild one document's segmented search text and chunks (after a segmentation change)."""
-    document_update(document=document)
 
 
 def documents_reindex(*, documents: list[Document]) -> int:

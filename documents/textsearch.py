@@ -17,9 +17,10 @@ import jieba
 # "heat-transfer" is indexed as its parts, heat and transfer, as Lucene's standard analyzer does,
 # rather than as the parts plus a third token that counts the same words twice.
 TS_CONFIG = "searchsite_english"
-# CJK unified ideographs (basic block and extension A) and compatibility ideographs.
-CJK_RUN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-CJK_CHAR = CJK_RUN
+# CJK unified ideographs (basic block and extension A) and compatibility ideographs, as the
+# inside of a regular expression's character class.
+CJK_RANGES = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+CJK_RUN = re.compile(f"[{CJK_RANGES}]+")
 # CJK and full-width punctuation become spaces so they never glue onto a word.
 CJK_PUNCTUATION = re.compile(r"[\u3000-\u303f\uff00-\uff0f\uff1a-\uff20\uff3b-\uff40\uff5b-\uff65\u2018-\u201f\u2026]")
 # Share of CJK characters (among letters) above which a text counts as Chinese.
@@ -64,30 +65,6 @@ def segment_words(text: str) -> list[str]:
     """Return the words of a Chinese run in accurate mode (used for queries and highlights)."""
     _ensure_jieba()
     return [word for word in jieba.cut(text) if word.strip()]
-
-
-def segment_query(query: str) -> str:
-    """Return a web-search style query with Chinese runs segmented, operators kept.
-
-    An excluded Chinese run (`-苹果手机`) becomes an excluded phrase, so the whole run is excluded
-    rather than only its first word.
-    """
-    query = CJK_PUNCTUATION.sub(" ", query)
-    if not has_cjk(query):
-        return query
-    pieces: list[str] = []
-    position = 0
-    for match in CJK_RUN.finditer(query):
-        start = match.start()
-        words = " ".join(segment_words(match.group()))
-        prefix = query[position:start]
-        if prefix.endswith("-") and (len(prefix) == 1 or prefix[-2].isspace()) and " " in words:
-            pieces.append(f'{prefix}"{words}" ')
-        else:
-            pieces.append(f"{prefix} {words} ")
-        position = match.end()
-    pieces.append(query[position:])
-    return "".join(pieces)
 
 
 def detect_language(text: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 
@@ -11,6 +10,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils.safestring import SafeString
 
+from documents.inputs import clean_text
 from documents.models import LIBRARY
 from documents.textsearch import detect_language
 from search import rerank_client
@@ -21,8 +21,6 @@ from search.query import parse
 
 logger = logging.getLogger(__name__)
 
-# Control characters (NUL included) never reach PostgreSQL; they carry no meaning in a query.
-CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # The language filter of the page and the API: a document of mixed Chinese and English counts
 # for both.
 LANGUAGE_FILTERS = {"zh": ["zh", "mixed"], "en": ["en", "mixed"]}
@@ -87,7 +85,8 @@ class SearchOutcome:
 def clean_query(raw: str) -> tuple[str, list[str]]:
     """Return the query as searched and notices about what was changed in it."""
     notices: list[str] = []
-    query = " ".join(CONTROL_CHARS.sub(" ", raw or "").split())
+    # Control characters (NUL included) never reach PostgreSQL; they carry no meaning in a query.
+    query = " ".join(clean_text(raw or "", controls=" ").split())
     limit = settings.SEARCH_MAX_QUERY_CHARS
     if len(query) > limit:
         query = query[:limit]

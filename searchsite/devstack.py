@@ -22,12 +22,21 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from searchsite.processes import (
+    ROOT,
+    STOP_GRACE_SECONDS,
+    ChildExited,
+    pid_alive,
+    start_group,
+    stop_group,
+    wait_until_ready,
+)
+
 DATA_DIR = Path(os.environ.get("SEARCHSITE_DATA_DIR", ROOT / ".data"))
 # Unix socket paths are limited to ~107 bytes; deep checkouts fall back to a short /tmp path.
 MAX_SOCKET_PATH = 100
-# Seconds a child gets to exit after SIGTERM before it is killed.
-STOP_GRACE_SECONDS = 10.0
+# Seconds the embedded Redis gets to answer a PING after it starts.
+REDIS_READY_SECONDS = 15.0
 # pgserver asks platformdirs for a runtime folder; without a login session it warns and uses /tmp,
 # which is fine for us: the warning would only be noise at the top of every start.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
@@ -89,22 +98,12 @@ def _redis_answers(sock_path: Path) -> bool:
         return False
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _live_users(users: Path) -> list[int]:
     """Return the pids of devstack processes still using the embedded Redis (drops dead ones)."""
     alive = []
     for entry in users.glob("*"):
         pid = int(entry.name) if entry.name.isdigit() else 0
-        if pid and _pid_alive(pid):
+        if pid and pid_alive(pid):
             alive.append(pid)
         else:
             entry.unlink(missing_ok=True)
@@ -123,7 +122,7 @@ def _stop_redis(pid_file: Path, sock_path: Path) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE_SECONDS
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     pid_file.unlink(missing_ok=True)
 
@@ -173,15 +172,19 @@ def _start_redis(executable: str, folder: Path, sock_path: Path, pid_file: Path)
     ]  # fmt: skip
     started = time.monotonic()
     # Its own session: a Ctrl-C in the terminal reaches devstack, which stops it in order.
-    process = subprocess.Popen(command, start_new_session=True)
+    process = start_group(command, cwd=None)
     pid_file.write_text(str(process.pid))
-    while not _redis_answers(sock_path):
-        if process.poll() is not None:
-            raise RuntimeError(f"embedded Redis exited with {process.returncode}; see {folder / 'redis.log'}")
-        if time.monotonic() - started > 15:
-            stop_process(process, "redis")
-            raise RuntimeError(f"embedded Redis did not answer within 15s; see {folder / 'redis.log'}")
-        time.sleep(0.05)
+    try:
+        answered = wait_until_ready(
+            process, lambda: _redis_answers(sock_path), timeout=REDIS_READY_SECONDS, interval=0.05
+        )
+    except ChildExited:
+        raise RuntimeError(f"embedded Redis exited with {process.returncode}; see {folder / 'redis.log'}") from None
+    if answered is None:
+        stop_process(process, "redis")
+        raise RuntimeError(
+            f"embedded Redis did not answer within {REDIS_READY_SECONDS:.0f}s; see {folder / 'redis.log'}"
+        )
     log(f"embedded Redis ready in {time.monotonic() - started:.1f}s ({sock_path})")
 
 
@@ -190,17 +193,7 @@ def _start_redis(executable: str, folder: Path, sock_path: Path, pid_file: Path)
 
 def stop_process(process: subprocess.Popen, name: str) -> None:
     """Stop a child we started (its whole process group): SIGTERM, then SIGKILL after a grace."""
-    if process.poll() is not None:
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=STOP_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        log(f"{name} did not stop in {STOP_GRACE_SECONDS:.0f}s; killing it")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    stop_group(process, on_kill=lambda: log(f"{name} did not stop in {STOP_GRACE_SECONDS:.0f}s; killing it"))
 
 
 @contextlib.contextmanager
@@ -245,12 +238,15 @@ def ensure_database(env: dict[str, str]) -> None:
 WORKER_THREADS = 16
 
 
-def worker_command(queue: str) -> list[str]:
-    """Return the command line of a rerank worker: threads pool, safe with CUDA (no fork)."""
+def worker_command(queue: str, *, name: str | None = None) -> list[str]:
+    """Return the command line of a rerank worker: threads pool, safe with CUDA (no fork).
+
+    `name` is the worker's node name (default `rerank-<our pid>@%h`).
+    """
     return [
         python(), "-m", "celery", "-A", "searchsite", "worker",
         "-Q", queue, "-P", "threads", "-c", str(WORKER_THREADS), "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", "-n", f"rerank-{os.getpid()}@%h",
+        "--without-gossip", "--without-mingle", "-n", name or f"rerank-{os.getpid()}@%h",
     ]  # fmt: skip
 
 
@@ -277,14 +273,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
         try:
-            worker = subprocess.Popen(worker_command(env["RERANK_QUEUE"]), env=env, cwd=ROOT, start_new_session=True)
+            worker = start_group(worker_command(env["RERANK_QUEUE"]), env=env)
             children.append(("worker", worker))
-            web = subprocess.Popen(
-                [python(), str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"],
-                env=env,
-                cwd=ROOT,
-                start_new_session=True,
-            )
+            web_command = [python(), str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"]
+            web = start_group(web_command, env=env)
             children.append(("web", web))
             log(f"site is starting on http://127.0.0.1:{port}/  (Ctrl-C stops everything)")
             while not stopping:

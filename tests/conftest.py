@@ -1,36 +1,38 @@
 """Shared fixtures: the real PostgreSQL test database with the sample library, a real Celery
-rerank worker running a real (small, locally built) CrossEncoder, and the live site."""
+rerank worker running a real (small, locally built) CrossEncoder, the live site, and users with
+logged-in clients. Helpers that tests import live in tests/support/, never here."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 from tests.support.processes import ROOT, Started, free_port, start_web, start_worker
+from tests.support.session import (
+    ARTIFACTS,
+    MODELS,
+    SESSION_QUEUE,
+    TEST_RERANK_TIMEOUT,
+    child_env,
+    wait_for_worker,
+)
 
-ARTIFACTS = ROOT / "test-artifacts"
-MODELS = ROOT / ".data" / "test-models"
-# One queue per test session, so a `make run` worker on the same Redis never takes our tasks.
-SESSION_QUEUE = f"rerank-test-{uuid.uuid4().hex[:8]}"
+# Tests that count documents use this collection; the session's sample library stays apart.
+TEST_COLLECTION = "test-ingest"
 
 
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
-
-
-# Tests that need a reranked answer must not fall back because a shared 2-core machine is busy;
-# tests of the time budget set their own small RERANK_TIMEOUT.
-TEST_RERANK_TIMEOUT = 30.0
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -49,37 +51,6 @@ def tiny_model_dir() -> Path:
     return target
 
 
-def child_env(**extra: str) -> dict[str, str]:
-    """Return the environment for a child process of the site, with test database and queue."""
-    env = dict(os.environ)
-    env["DATABASE_URL"] = test_database_url()
-    env.update(extra)
-    return env
-
-
-def test_database_url() -> str:
-    """Return DATABASE_URL with the test database's name in place of the site's."""
-    parts = urlsplit(os.environ["DATABASE_URL"])
-    return urlunsplit(parts._replace(path="/" + settings.DATABASES["default"]["NAME"]))
-
-
-def wait_until_ready(worker: Started, timeout: float = 120.0) -> dict:
-    """Return the worker's status once it answers ready; fail with its log otherwise."""
-    from search.rerank_client import worker_status
-
-    deadline = time.monotonic() + timeout
-    status: dict = {}
-    while time.monotonic() < deadline:
-        if not worker.alive():
-            pytest.fail(f"rerank worker exited with {worker.process.returncode}:\n{worker.log()[-4000:]}")
-        status = worker_status(timeout=2.0)
-        if status.get("ready") or status.get("problem", "").startswith("the model"):
-            return status
-        if "problem" in status and "no rerank worker" not in status["problem"]:
-            return status
-    pytest.fail(f"rerank worker not ready after {timeout:.0f}s ({status}):\n{worker.log()[-4000:]}")
-
-
 @pytest.fixture(scope="session")
 def rerank_worker(tiny_model_dir: Path, artifacts_dir: Path, django_db_setup) -> Started:
     """A real Celery worker process serving this session's queue with the tiny CrossEncoder."""
@@ -90,7 +61,7 @@ def rerank_worker(tiny_model_dir: Path, artifacts_dir: Path, django_db_setup) ->
         model=str(tiny_model_dir),
         extra_env={"RERANKER_FALLBACK_MODEL": ""},
     )
-    status = wait_until_ready(worker)
+    status = wait_for_worker(worker)
     assert status.get("ready"), status
     yield worker
     worker.stop()
@@ -114,3 +85,34 @@ def live_site(rerank_worker: Started, artifacts_dir: Path, django_db_setup) -> s
     )
     yield f"http://127.0.0.1:{port}"
     web.stop()
+
+
+@pytest.fixture
+def collection() -> str:
+    return TEST_COLLECTION
+
+
+@pytest.fixture
+def staff_user(db) -> User:
+    return User.objects.create_user("editor", "editor@example.com", "pw-editor", is_staff=True, is_superuser=True)
+
+
+@pytest.fixture
+def plain_user(db) -> User:
+    return User.objects.create_user("reader", "reader@example.com", "pw-reader")
+
+
+@pytest.fixture
+def staff_client(staff_user: User) -> Client:
+    client = Client()
+    client.force_login(staff_user)
+    return client
+
+
+@pytest.fixture
+def staff_api(staff_user: User) -> APIClient:
+    """An API client that authenticates with a real staff token (no session)."""
+    token = Token.objects.create(user=staff_user)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client

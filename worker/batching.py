@@ -264,7 +264,6 @@ class BatchingReranker:
             self._finish(pending)
             pending = (batch, launched)
         self._finish(pending)
-        now = time.monotonic()
         for request in live:
             if not request.done.is_set():
                 self._drop(request)

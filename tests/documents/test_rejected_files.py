@@ -8,8 +8,8 @@ import zipfile
 
 import pytest
 
-from documents import parsers
 from documents.models import Chunk, Document
+from documents.parsers import limits
 from tests.documents.files import (
     blank_pdf,
     encrypted_pdf,
@@ -36,7 +36,7 @@ def zip_with(members: dict[str, bytes]) -> bytes:
 
 def lower_limit(name: str, value: int):
     def apply(settings, monkeypatch) -> None:
-        monkeypatch.setattr(parsers, name, value)
+        monkeypatch.setattr(limits, name, value)
 
     return apply
 

@@ -18,10 +18,10 @@ import pytest
 from django.core.cache import cache
 
 from search.throttling import SearchThrottle
-from tests.conftest import child_env
 from tests.search.test_fallbacks import OwnRedis, start_gunicorn
 from tests.support.clients import unique_address
 from tests.support.processes import free_port
+from tests.support.session import child_env
 
 # Anonymous requests per minute in the test's own site: small, so the tests go past it quickly.
 RATE = 3

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from searchsite.celery import app
-from tests.conftest import child_env, wait_until_ready
 from tests.reliability.own_services import Reply, http, start_site
 from tests.support.processes import ROOT, start_worker
+from tests.support.session import child_env, wait_for_worker
 
 pytestmark = pytest.mark.faults
 
@@ -68,7 +68,7 @@ def flood_stack(tiny_model_dir: Path, artifacts_dir: Path, django_db_setup):
         from django.test import override_settings
 
         with override_settings(RERANK_QUEUE=queue):
-            status = wait_until_ready(worker)
+            status = wait_for_worker(worker)
         assert status.get("ready"), status
         yield {"base": base, "worker": worker}
     finally:

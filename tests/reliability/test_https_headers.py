@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests import conftest as shared
 from tests.reliability.own_services import http
 from tests.search.test_fallbacks import start_gunicorn
 from tests.site.test_settings import production_env
 from tests.support.processes import free_port
+from tests.support.session import session_database_url
 
 HOST = "search.example.com"
 HSTS = "max-age=31536000; includeSubDomains; preload"
@@ -26,7 +26,7 @@ HSTS = "max-age=31536000; includeSubDomains; preload"
 def production_site(django_db_setup, artifacts_dir: Path):
     env = production_env(
         ALLOWED_HOSTS=f"{HOST},127.0.0.1",
-        DATABASE_URL=shared.test_database_url(),  # imported by module: pytest collects test_* names
+        DATABASE_URL=session_database_url(),
         RERANK_QUEUE=f"rerank-https-{uuid.uuid4().hex[:8]}",  # no worker: nothing is searched here
     )
     port = free_port()

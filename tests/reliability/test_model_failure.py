@@ -19,8 +19,8 @@ import pytest
 
 from search import rerank_client
 from searchsite.celery import app
-from tests.conftest import MODELS, child_env, wait_until_ready
 from tests.support.processes import start_worker
+from tests.support.session import MODELS, child_env, wait_for_worker
 from worker.batching import BatchingReranker, ModelFailed
 from worker.reranker import load_model
 
@@ -106,7 +106,7 @@ def broken_worker(broken_model_dir: Path, artifacts_dir: Path, settings):
         model=str(broken_model_dir),
         extra_env={"RERANKER_FALLBACK_MODEL": "", "RERANKER_GATHER_MS": GATHER_MS},
     )
-    status = wait_until_ready(worker)
+    status = wait_for_worker(worker)
     assert status.get("ready"), status
     yield worker
     worker.stop()

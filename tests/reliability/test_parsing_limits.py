@@ -12,8 +12,8 @@ import zipfile
 
 import pytest
 
-from documents import parsers
 from documents.models import Document
+from documents.parsers import limits
 from searchsite.json_limits import MAX_JSON_DEPTH
 from tests.documents.files import upload
 
@@ -120,7 +120,7 @@ def upload_one(staff_api, name: str, data: bytes) -> dict:
 
 
 def test_it_stops_reading_a_word_file_at_its_text_limit(staff_api, monkeypatch):
-    monkeypatch.setattr(parsers, "MAX_BODY_CHARS", 5_000)
+    monkeypatch.setattr(limits, "MAX_BODY_CHARS", 5_000)
     # 6,000 characters of good text, then bytes that would make the file "damaged" if read.
     xml = paragraphs_xml(["words " * 50] * 20, close=False)
 
@@ -133,7 +133,7 @@ def test_it_stops_reading_a_word_file_at_its_text_limit(staff_api, monkeypatch):
 
 
 def test_it_stops_reading_a_word_file_at_its_unpacked_size(staff_api, monkeypatch):
-    monkeypatch.setattr(parsers, "MAX_DOCX_XML_BYTES", 1024 * 1024)
+    monkeypatch.setattr(limits, "MAX_DOCX_XML_BYTES", 1024 * 1024)
     # Word-like markup around little text, with revision ids as Word writes them: it passes the
     # 100:1 ratio check, and its 4 MB would be read whole but for the limit on unpacked bytes.
     rng = random.Random(3)
@@ -146,7 +146,7 @@ def test_it_stops_reading_a_word_file_at_its_unpacked_size(staff_api, monkeypatc
     data = word_file(xml, tail=GARBAGE * 1000)
     unpacked = zipfile.ZipFile(io.BytesIO(data)).getinfo("word/document.xml")
     assert unpacked.file_size > 2 * 1024 * 1024
-    assert unpacked.file_size / unpacked.compress_size < parsers.MAX_COMPRESSION_RATIO
+    assert unpacked.file_size / unpacked.compress_size < limits.MAX_COMPRESSION_RATIO
 
     report = upload_one(staff_api, "markup.docx", data)
 

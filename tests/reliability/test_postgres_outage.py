@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SESSION_QUEUE, child_env
 from tests.reliability.own_services import OwnPostgres, http, manage, start_site
+from tests.support.session import SESSION_QUEUE, child_env
 
 pytestmark = pytest.mark.faults
 

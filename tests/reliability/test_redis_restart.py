@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import child_env
 from tests.reliability.own_services import http, wait_for
 from tests.search.test_fallbacks import OwnRedis, ask_own_worker, start_gunicorn, start_ready_worker
 from tests.support.processes import free_port
+from tests.support.session import child_env
 
 pytestmark = pytest.mark.faults
 

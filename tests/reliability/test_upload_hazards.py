@@ -14,7 +14,7 @@ import pytest
 from django.urls import Resolver404, resolve
 
 from documents.models import LIBRARY, Chunk, Document
-from documents.parsers import MAX_HTML_TAGS, MAX_PDF_CONTENT_BYTES, MAX_PDF_PAGE_CONTENT_BYTES
+from documents.parsers.limits import MAX_HTML_TAGS, MAX_PDF_CONTENT_BYTES, MAX_PDF_PAGE_CONTENT_BYTES
 from tests.documents.files import serialize_pdf, text_pdf, upload
 from tests.support.processes import ROOT
 

@@ -18,10 +18,10 @@ import pytest
 from celery import Celery
 
 from searchsite.env import celery_redis_url
-from tests.conftest import child_env
 from tests.reliability.own_services import Reply, http, redis_client, start_site, wait_for
 from tests.search.test_fallbacks import OwnRedis, start_ready_worker
 from tests.support.processes import Started
+from tests.support.session import child_env
 
 pytestmark = pytest.mark.faults
 

@@ -7,8 +7,8 @@ import subprocess
 import sys
 import uuid
 
-from tests.conftest import SESSION_QUEUE, child_env
 from tests.support.processes import ROOT
+from tests.support.session import SESSION_QUEUE, child_env
 
 MODEL_MODULES = ("torch", "sentence_transformers", "transformers")
 

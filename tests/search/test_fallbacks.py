@@ -25,9 +25,9 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from search import rerank_client
 from searchsite.celery import app
 from searchsite.env import celery_redis_url
-from tests.conftest import child_env, wait_until_ready
 from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
 from tests.support.processes import ROOT, Started, free_port, start_worker
+from tests.support.session import child_env, wait_for_worker
 
 pytestmark = pytest.mark.faults
 
@@ -80,7 +80,7 @@ def own_worker(own_queue: str, tiny_model_dir: Path, artifacts_dir: Path):
     """A worker of this test's own, serving the tiny CrossEncoder on the test's queue."""
     worker = start_own_worker(own_queue, str(tiny_model_dir), artifacts_dir)
     try:
-        status = wait_until_ready(worker)
+        status = wait_for_worker(worker)
         assert status.get("ready"), status
         yield worker
     finally:
@@ -172,7 +172,7 @@ def test_it_quotes_the_workers_reason_when_the_model_cannot_load(client, setting
     settings.RERANK_TIMEOUT = GENEROUS_SECONDS  # the answer is immediate; no need to race it
     worker = start_own_worker(own_queue, str(tmp_path / "missing" / "model"), artifacts_dir)
     try:
-        status = wait_until_ready(worker)
+        status = wait_for_worker(worker)
         assert status.get("ready") is False and "does not exist" in status["problem"], status
 
         api = client.get("/api/v1/search", SEARCH)

@@ -1,13 +1,12 @@
 """Start and stop the real processes tests talk to: rerank workers and the web site.
 
 Every process here is started by the test run itself and stopped by its own process id
-(its process group), never the machine's shared services.
+(its process group, through searchsite.processes), never the machine's shared services.
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import socket
 import subprocess
@@ -16,8 +15,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from searchsite.devstack import worker_command
+from searchsite.processes import ROOT, ChildExited, start_group, stop_group, wait_until_ready
+
 WORKER_READY_SECONDS = 120.0
+# Seconds the web server gets to listen on its port.
+WEB_READY_SECONDS = 60.0
+
+__all__ = ["ROOT", "Started", "free_port", "start_web", "start_worker"]
 
 
 def free_port() -> int:
@@ -40,16 +45,7 @@ class Started:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         """Stop the process group we started: `sig`, then SIGKILL if it lingers."""
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, sig)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process, sig=sig, grace=timeout)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL, timeout=10)
@@ -61,36 +57,27 @@ class Started:
 def start_worker(
     env: dict[str, str], log_path: Path, *, queue: str, model: str, extra_env: dict | None = None
 ) -> Started:
-    """Start a real Celery rerank worker process (threads pool, one batching thread) for `queue`."""
+    """Start a real Celery rerank worker process (`make run`'s command line) for `queue`."""
     child_env = {**env, "RERANK_QUEUE": queue, "RERANKER_MODEL": model, "PYTHONUNBUFFERED": "1"}
     child_env.update(extra_env or {})
-    command = [
-        sys.executable, "-m", "celery", "-A", "searchsite", "worker",
-        "-Q", queue, "-P", "threads", "-c", "16", "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", "--without-heartbeat",
-        "-n", f"test-{queue}-{time.monotonic_ns()}@%h",
-    ]  # fmt: skip
-    log_file = log_path.open("ab")
-    process = subprocess.Popen(
-        command, env=child_env, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log_file.close()
-    return Started(process=process, log_path=log_path)
+    command = [*worker_command(queue, name=f"test-{queue}-{time.monotonic_ns()}@%h"), "--without-heartbeat"]
+    return Started(process=start_group(command, env=child_env, log_path=log_path), log_path=log_path)
 
 
 def start_web(env: dict[str, str], log_path: Path, port: int) -> Started:
     """Start the site's web server (Django runserver, no autoreload) on 127.0.0.1:`port`."""
     command = [sys.executable, str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"]
-    log_file = log_path.open("ab")
-    process = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    log_file.close()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"web server exited early:\n{log_path.read_text(errors='replace')}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return Started(process=process, log_path=log_path)
-        time.sleep(0.1)
-    raise RuntimeError("web server did not start listening within 60 s")
+    process = start_group(command, env=env, log_path=log_path)
+    try:
+        listening = wait_until_ready(process, lambda: _listening(port), timeout=WEB_READY_SECONDS)
+    except ChildExited:
+        raise RuntimeError(f"web server exited early:\n{log_path.read_text(errors='replace')}") from None
+    if listening is None:
+        raise RuntimeError(f"web server did not start listening within {WEB_READY_SECONDS:.0f} s")
+    return Started(process=process, log_path=log_path)
+
+
+def _listening(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+        return True
+    return False
