@@ -10,10 +10,10 @@ import pytest
 
 from search import rerank_client
 from search.services import search_run
-from tests.conftest import child_env, wait_until_ready
 from tests.search.test_fallbacks import own_queue  # noqa: F401 - fixture
 from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
 from tests.support.processes import start_worker
+from tests.support.session import child_env, wait_for_worker
 
 GENEROUS_SECONDS = 30.0
 # A budget no worker meets, for the fallback line (no worker serves the test's own queue).
@@ -85,7 +85,7 @@ def test_it_explains_a_missing_model_once_and_logs_one_short_line_per_rerank(
     # The hub model is missing; the worker serves the packaged fallback (English only).
     worker = start_worker(child_env(), log_path, queue=own_queue, model=missing)
     try:
-        status = wait_until_ready(worker)
+        status = wait_for_worker(worker)
         assert status.get("ready") and status["model"]["fallback_reason"], status
         for query in ("apple nutrition", "python snake diet", "苹果营养"):
             rerank_client.rerank(query, [["Apples are fruit."], ["Pythons are snakes."]], language=None)

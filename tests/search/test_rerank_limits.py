@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from search.reranking import MAX_RERANK_DOCUMENTS, MAX_RERANK_QUERY_CHARS, MAX_RERANK_TEXT_CHARS
-from tests.conftest import wait_until_ready
 from tests.search.test_fallbacks import own_queue, start_own_worker  # noqa: F401 - fixture
 from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
+from tests.support.session import wait_for_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -86,7 +86,7 @@ def english_only_worker(own_queue, tiny_model_dir: Path, artifacts_dir: Path, mo
     monkeypatch.setenv("RERANKER_LANGUAGES", "en")
     worker = start_own_worker(own_queue, str(tiny_model_dir), artifacts_dir)
     try:
-        status = wait_until_ready(worker)
+        status = wait_for_worker(worker)
         assert status.get("ready") and status["model"]["languages"] == ["en"], status
         yield worker
     finally:
