@@ -1,4 +1,4 @@
-"""Offline evaluation: a BEIR-style judged set through the real search path, both orderings scored.
+"""Offline evaluation (the evaluation app): a BEIR-style judged set through the real search path, both orderings scored.
 
 A data set folder holds `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`, `text`,
 optional `language`) and `qrels/<split>.tsv` (`query-id`, `corpus-id`, `score`). The corpus goes

@@ -14,8 +14,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from search import evaluation, rerank_client
-from search.evaluation import METRIC_LABELS, METRICS, DatasetError, QueryResult, WorkerNotReady
+from evaluation import runner as evaluation
+from search import rerank_client
+from evaluation.runner import METRIC_LABELS, METRICS, DatasetError, QueryResult, WorkerNotReady
 from search.services import SearchUnavailable
 
 # Offline evaluation never wants the page's short budget: a timeout would score the full-text
@@ -277,7 +278,7 @@ class Command(BaseCommand):
 
 def add_baseline(report: dict, dataset, results: list[QueryResult], k_initial: int) -> None:
     """Add the baseline's metrics (all queries, per language) and rankings to `report` (CPU)."""
-    from search.baseline import bm25s_rankings
+    from evaluation.baseline import bm25s_rankings
 
     run = bm25s_rankings(corpus=dataset.corpus_path, queries=[r.query for r in results], depth=k_initial)
     per_query = {
