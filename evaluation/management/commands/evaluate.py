@@ -14,9 +14,9 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from evaluation import runner as evaluation
-from search import rerank_client
+from evaluation import runner
 from evaluation.runner import METRIC_LABELS, METRICS, DatasetError, QueryResult, WorkerNotReady
+from search import rerank_client
 from search.services import SearchUnavailable
 
 # Offline evaluation never wants the page's short budget: a timeout would score the full-text
@@ -131,7 +131,7 @@ class Command(BaseCommand):
         if options["no_rerank"] and options["model"]:
             raise CommandError("--no-rerank runs no worker: leave out --model")
         try:
-            dataset = evaluation.dataset_load(
+            dataset = runner.dataset_load(
                 directory=options["dataset_dir"],
                 split=options["split"],
                 corpus=options["corpus"],
@@ -140,9 +140,9 @@ class Command(BaseCommand):
         except DatasetError as error:
             raise CommandError(str(error)) from error
         k_initial = max(1, min(options["k_initial"] or settings.SEARCH_K_INITIAL, settings.SEARCH_K_INITIAL_MAX))
-        collection = evaluation.collection_name(dataset)
+        collection = runner.collection_name(dataset)
         self.stderr.write(f"importing {dataset.corpus_path} into collection {collection!r} (missing documents only)")
-        imported = evaluation.corpus_import(dataset=dataset, collection=collection)
+        imported = runner.corpus_import(dataset=dataset, collection=collection)
         self.stderr.write(
             f"  {imported.already} already there, {imported.created} created, {imported.duplicates} exact "
             f"duplicates, {len(imported.rejected)} rejected ({imported.seconds:.1f} s)"
@@ -159,8 +159,8 @@ class Command(BaseCommand):
             self.stderr.write(f"wrote report.md, chart.png, results.json to {options['output']}")
 
     def _run(self, dataset, collection: str, k_initial: int, options: dict) -> tuple[list[QueryResult], dict]:
-        ids = evaluation.collection_ids(collection)
-        aliases = evaluation.corpus_aliases(dataset=dataset, collection=collection)
+        ids = runner.collection_ids(collection)
+        aliases = runner.corpus_aliases(dataset=dataset, collection=collection)
         if aliases:
             copies = sum(len(v) for v in aliases.values())
             self.stderr.write(f"  {copies} corpus ids are exact copies of stored documents: ranked with them")
@@ -169,7 +169,7 @@ class Command(BaseCommand):
             return results, {"status": NO_RERANKER, "ids": ids}
         worker = None
         if options["model"]:
-            worker = evaluation.worker_start(model=options["model"], languages=options["languages"])
+            worker = runner.worker_start(model=options["model"], languages=options["languages"])
             self.stderr.write(f"started a rerank worker (pid {worker.process.pid}, log {worker.log_path})")
         try:
             if worker is not None:
@@ -187,7 +187,7 @@ class Command(BaseCommand):
                         "(`make run`) or pass --model NAME to start a private one."
                     )
             self.stderr.write(f"reranker: {status['model']['model']} ({status['model']['kind']}) on queue {queue}")
-            with evaluation.rerank_settings(queue=queue, timeout=options["rerank_timeout"]):
+            with runner.rerank_settings(queue=queue, timeout=options["rerank_timeout"]):
                 results = self._queries(dataset, collection, k_initial, ids, aliases, rerank=True)
             return results, {"status": status["model"], "ids": ids}
         finally:
@@ -201,7 +201,7 @@ class Command(BaseCommand):
         for query in tqdm(dataset.queries, desc=dataset.name, unit="query", mininterval=2.0):
             try:
                 results.append(
-                    evaluation.query_evaluate(
+                    runner.query_evaluate(
                         query=query,
                         judged=dataset.qrels[query.id],
                         collection=collection,
@@ -219,15 +219,15 @@ class Command(BaseCommand):
         served = worker_info["status"]
         seen = {(r.model or {}).get("model") for r in results if r.model}
         ids_titles = {external_id: title for external_id, title in worker_info["ids"].values()}
-        helped, hurt = evaluation.movers(results, limit=MOVERS_SHOWN)
+        helped, hurt = runner.movers(results, limit=MOVERS_SHOWN)
         rerank_ms = [r.rerank_ms for r in results if r.status == "ok" and r.rerank_ms is not None]
         depth = options["per_query_depth"]
         return {
             "dataset": dataset.name,
             "model": served["model"],
             "k_initial": k_initial,
-            **evaluation.summary(results),
-            "languages": evaluation.by_language(results),
+            **runner.summary(results),
+            "languages": runner.by_language(results),
             "split": dataset.split,
             "corpus": display_path(dataset.corpus_path),
             "collection": imported.collection,
@@ -238,9 +238,9 @@ class Command(BaseCommand):
             "query_selection": "the first N judged queries in queries.jsonl order"
             if options["max_queries"]
             else "all judged queries",
-            "rerank_status": evaluation.status_counts(results),
+            "rerank_status": runner.status_counts(results),
             "fallbacks": sum(1 for r in results if r.fell_back),
-            "relevant_grade": evaluation.RELEVANT_GRADE,
+            "relevant_grade": runner.RELEVANT_GRADE,
             "import": {
                 "already": imported.already,
                 "created": imported.created,
@@ -282,13 +282,13 @@ def add_baseline(report: dict, dataset, results: list[QueryResult], k_initial: i
 
     run = bm25s_rankings(corpus=dataset.corpus_path, queries=[r.query for r in results], depth=k_initial)
     per_query = {
-        r.query.id: evaluation.query_metrics(run.rankings[r.query.id], dataset.qrels[r.query.id], k_initial=k_initial)
+        r.query.id: runner.query_metrics(run.rankings[r.query.id], dataset.qrels[r.query.id], k_initial=k_initial)
         for r in results
     }
     report["baseline"] = {
         "name": run.name,
         "description": run.description,
-        "metrics": evaluation.mean_metrics(list(per_query.values())),
+        "metrics": runner.mean_metrics(list(per_query.values())),
         # Full-text order minus the baseline, per metric, and how likely such a gap is by chance.
         "difference": {
             metric: {
@@ -298,7 +298,7 @@ def add_baseline(report: dict, dataset, results: list[QueryResult], k_initial: i
                     4,
                 ),
                 "p": round(
-                    evaluation.paired_randomization_p(
+                    runner.paired_randomization_p(
                         [r.fulltext_metrics[metric] for r in results], [per_query[r.query.id][metric] for r in results]
                     ),
                     4,
@@ -309,7 +309,7 @@ def add_baseline(report: dict, dataset, results: list[QueryResult], k_initial: i
     }
     for language, figures in report["languages"].items():
         chosen = [per_query[r.query.id] for r in results if r.query.language == language]
-        figures["baseline"] = {"name": run.name, "metrics": evaluation.mean_metrics(chosen)}
+        figures["baseline"] = {"name": run.name, "metrics": runner.mean_metrics(chosen)}
     depth = report["per_query_depth"]
     for row in report["per_query"]:
         ranking = run.rankings[row["query_id"]]
@@ -332,8 +332,8 @@ def mover(delta: float, result: QueryResult, qrels: dict, titles: dict[str, str]
         "fulltext": round(result.fulltext_metrics["ndcg@10"], 4),
         "reranked": round(result.reranked_metrics["ndcg@10"], 4),
         "first_relevant": [
-            evaluation.first_relevant_rank(result.fulltext, judged),
-            evaluation.first_relevant_rank(result.reranked, judged),
+            runner.first_relevant_rank(result.fulltext, judged),
+            runner.first_relevant_rank(result.reranked, judged),
         ],
         "top1": [top(result.fulltext), top(result.reranked)],
     }
