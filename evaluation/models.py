@@ -108,3 +108,8 @@ class EvaluationRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.created_at:%Y-%m-%d %H:%M})" if self.created_at else self.name
+
+    @property
+    def has_chart(self) -> bool:
+        """Return whether a chart was stored (reads the chart when it was deferred)."""
+        return bool(self.chart_png)

@@ -85,7 +85,7 @@ def _error_codes(path: str, method: str, operation: dict, view: type | None) -> 
 
 
 def _staff_only(permissions: list[type]) -> bool:
-    """Return whether reading needs staff too (IsAdminUser), not only writing."""
+    """Return whether reading needs staff too (IsAdminUser, or a permission that says so), not only writing."""
     from rest_framework.permissions import IsAdminUser
 
-    return IsAdminUser in permissions
+    return any(p is IsAdminUser or getattr(p, "staff_only_reads", False) for p in permissions)
