@@ -1,4 +1,4 @@
-"""Evaluate both orderings on a BEIR-style judged data set; optionally write report.md, chart.png, results.json."""
+"""Evaluate both orderings on a BEIR-style data set or the site's judgments; store the run; optionally write files."""
 
 from __future__ import annotations
 
@@ -14,8 +14,10 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from evaluation import runner
+from documents.models import LIBRARY
+from evaluation import judgments, runner
 from evaluation.runner import METRIC_LABELS, METRICS, DatasetError, QueryResult, WorkerNotReady
+from evaluation.runs import chart_png, evaluation_run_store
 from search import rerank_client
 from search.services import SearchUnavailable
 
@@ -90,7 +92,23 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("dataset_dir", type=Path)
+        parser.add_argument("dataset_dir", type=Path, nargs="?", default=None)
+        parser.add_argument(
+            "--judgments",
+            action="store_true",
+            help="evaluate on the site's own judgments (staff's; the library's documents) instead of a data set",
+        )
+        parser.add_argument(
+            "--include-public", action="store_true", help="with --judgments: visitors' judgments too, not only staff's"
+        )
+        parser.add_argument(
+            "--include-stale",
+            action="store_true",
+            help="with --judgments: keep judgments whose document changed since (left out and listed by default)",
+        )
+        parser.add_argument(
+            "--name", default=None, help="the stored run's name (default: the data set's, and the model)"
+        )
         parser.add_argument("--split", default="test", help="qrels/<split>.tsv (default: test)")
         parser.add_argument("--corpus", type=Path, default=None, help="corpus file (default: DATASET_DIR/corpus.jsonl)")
         parser.add_argument(
@@ -130,6 +148,36 @@ class Command(BaseCommand):
             raise CommandError("--languages configures the private worker: give --model too")
         if options["no_rerank"] and options["model"]:
             raise CommandError("--no-rerank runs no worker: leave out --model")
+        k_initial = max(1, min(options["k_initial"] or settings.SEARCH_K_INITIAL, settings.SEARCH_K_INITIAL_MAX))
+        if options["judgments"]:
+            dataset, imported, ids, judged = self._judged_set(options)
+        else:
+            dataset, imported, ids = self._dataset(options)
+            judged = None
+        if not dataset.queries:
+            raise CommandError("no judged query with a relevant document to evaluate")
+        started = time.monotonic()
+        results, worker_info = self._run(dataset, imported.collection, k_initial, ids, options)
+        report = self._report(dataset, imported, results, worker_info, k_initial, options, time.monotonic() - started)
+        if judged is not None:
+            report["judgments"] = judged
+            report["corpus"] = "the site's library"
+        if options["baseline"]:
+            self.stderr.write(f"ranking the same {len(results)} queries with {options['baseline']}")
+            add_baseline(report, dataset, results, k_initial)
+        self.stdout.write("\n".join(render_markdown(report, chart=None)))
+        if options["output"]:
+            write_outputs(report, options["output"])
+            self.stderr.write(f"wrote report.md, chart.png, results.json to {options['output']}")
+        run = evaluation_run_store(report=report, name=options["name"], chart_png=chart_png(report))
+        self.stderr.write(f"stored as evaluation run {run.pk} (/evaluation/runs/{run.pk})")
+
+    def _dataset(self, options: dict) -> tuple[runner.Dataset, runner.ImportReport, dict]:
+        """Return the data set, its import into its own collection, and its documents' corpus ids."""
+        if options["dataset_dir"] is None:
+            raise CommandError("give a data set folder, or --judgments to evaluate on the site's own judgments")
+        if options["include_public"] or options["include_stale"]:
+            raise CommandError("--include-public and --include-stale go with --judgments")
         try:
             dataset = runner.dataset_load(
                 directory=options["dataset_dir"],
@@ -139,7 +187,6 @@ class Command(BaseCommand):
             )
         except DatasetError as error:
             raise CommandError(str(error)) from error
-        k_initial = max(1, min(options["k_initial"] or settings.SEARCH_K_INITIAL, settings.SEARCH_K_INITIAL_MAX))
         collection = runner.collection_name(dataset)
         self.stderr.write(f"importing {dataset.corpus_path} into collection {collection!r} (missing documents only)")
         imported = runner.corpus_import(dataset=dataset, collection=collection)
@@ -147,23 +194,41 @@ class Command(BaseCommand):
             f"  {imported.already} already there, {imported.created} created, {imported.duplicates} exact "
             f"duplicates, {len(imported.rejected)} rejected ({imported.seconds:.1f} s)"
         )
-        started = time.monotonic()
-        results, worker_info = self._run(dataset, collection, k_initial, options)
-        report = self._report(dataset, imported, results, worker_info, k_initial, options, time.monotonic() - started)
-        if options["baseline"]:
-            self.stderr.write(f"ranking the same {len(results)} queries with {options['baseline']}")
-            add_baseline(report, dataset, results, k_initial)
-        self.stdout.write("\n".join(render_markdown(report, chart=None)))
-        if options["output"]:
-            write_outputs(report, options["output"])
-            self.stderr.write(f"wrote report.md, chart.png, results.json to {options['output']}")
-
-    def _run(self, dataset, collection: str, k_initial: int, options: dict) -> tuple[list[QueryResult], dict]:
         ids = runner.collection_ids(collection)
         aliases = runner.corpus_aliases(dataset=dataset, collection=collection)
         if aliases:
             copies = sum(len(v) for v in aliases.values())
             self.stderr.write(f"  {copies} corpus ids are exact copies of stored documents: ranked with them")
+        return dataset, imported, {"ids": ids, "aliases": aliases}
+
+    def _judged_set(self, options: dict) -> tuple[runner.Dataset, runner.ImportReport, dict, dict]:
+        """Return the site's judgments as a data set over the library (document ids as corpus ids)."""
+        if options["dataset_dir"] is not None or options["corpus"] or options["baseline"]:
+            raise CommandError("--judgments evaluates the library: leave out the data set folder, --corpus, --baseline")
+        judged = judgments.judged_set(include_public=options["include_public"], include_stale=options["include_stale"])
+        dataset = runner.judged_dataset(judged=judged, max_queries=options["max_queries"])
+        ids = runner.library_ids()
+        selection = "staff and public judgments" if options["include_public"] else "staff judgments"
+        self.stderr.write(
+            f"{len(judged.queries)} judged queries from {judged.judgments} {selection} by {judged.judges} judges; "
+            f"{len(judged.stale)} stale judgments "
+            + ("kept (--include-stale)" if options["include_stale"] else "left out")
+        )
+        imported = runner.ImportReport(collection=LIBRARY, already=len(ids), created=0, duplicates=0)
+        summary = {
+            "selection": selection,
+            "judgments": judged.judgments,
+            "judges": judged.judges,
+            "stale": judged.stale,
+            "stale_kept": options["include_stale"],
+            "queries_without_relevant": judged.unjudged_queries,
+        }
+        return dataset, imported, {"ids": ids, "aliases": {}}, summary
+
+    def _run(
+        self, dataset, collection: str, k_initial: int, corpus: dict, options: dict
+    ) -> tuple[list[QueryResult], dict]:
+        ids, aliases = corpus["ids"], corpus["aliases"]
         if options["no_rerank"]:
             results = self._queries(dataset, collection, k_initial, ids, aliases, rerank=False)
             return results, {"status": NO_RERANKER, "ids": ids}
@@ -229,7 +294,7 @@ class Command(BaseCommand):
             **runner.summary(results),
             "languages": runner.by_language(results),
             "split": dataset.split,
-            "corpus": display_path(dataset.corpus_path),
+            "corpus": display_path(dataset.corpus_path) if dataset.corpus_path else "",
             "collection": imported.collection,
             "model_info": served,
             "models_seen_in_replies": sorted(m for m in seen if m),
@@ -268,6 +333,10 @@ class Command(BaseCommand):
                     "query": r.query.text,
                     "language": r.query.language,
                     "rerank_status": r.status,
+                    "metrics": {
+                        "fulltext": {name: round(value, 4) for name, value in r.fulltext_metrics.items()},
+                        "reranked": {name: round(value, 4) for name, value in r.reranked_metrics.items()},
+                    },
                     "fulltext": r.fulltext[:depth] if depth else r.fulltext,
                     "reranked": r.reranked[:depth] if depth else r.reranked,
                 }
@@ -349,7 +418,12 @@ def display_path(path: Path) -> str:
 
 def command_line(options: dict) -> str:
     """Return the command that reproduces this run, from its options."""
-    words = ["python", "manage.py", "evaluate", display_path(options["dataset_dir"])]
+    words = ["python", "manage.py", "evaluate"]
+    if options.get("judgments"):
+        words.append("--judgments")
+        words += [f"--{name.replace('_', '-')}" for name in ("include_public", "include_stale") if options.get(name)]
+    else:
+        words.append(display_path(options["dataset_dir"]))
     for name in ("split", "corpus", "k_initial", "max_queries", "model", "languages", "baseline", "per_query_depth"):
         value = options.get(name)
         if value is None or (name == "split" and value == "test"):
@@ -392,6 +466,8 @@ def render_markdown(report: dict, *, chart: str | None) -> list[str]:
     ]
     if chart:
         lines += ["", f"![both orderings per metric]({chart})"]
+    if report.get("judgments"):
+        lines += ["", *judgment_lines(report["judgments"])]
     if len(report["languages"]) > 1:
         lines += ["", "## Per language"]
         for language, figures in report["languages"].items():
@@ -416,6 +492,34 @@ def render_markdown(report: dict, *, chart: str | None) -> list[str]:
                 f"| `{row['query_id']}` {_short(row['query'])} | {row['fulltext']:.3f} → {row['reranked']:.3f} "
                 f"| {before} → {after} | {tops} |"
             )
+    return lines
+
+
+def judgment_lines(judged: dict) -> list[str]:
+    """Return the lines that say which judgments were used, and list the stale ones."""
+    stale = judged["stale"]
+    lines = [
+        "## Judgments",
+        "",
+        f"{judged['judgments']} {judged['selection']} by {judged['judges']} judges; several judges' grades of one "
+        "document are averaged, halves rounded up. "
+        f"{judged['queries_without_relevant']} judged queries had no relevant document and are left out.",
+    ]
+    if not stale:
+        return [*lines, "", "No stale judgments: no judged document changed since it was judged."]
+    kept = "kept in the figures (--include-stale)" if judged["stale_kept"] else "left out of the figures"
+    lines += [
+        "",
+        f"Stale judgments (the document changed after it was judged), {kept}: {len(stale)}.",
+        "",
+        "| Query | Document | Grade | Judged |",
+        "|---|---|---:|---|",
+    ]
+    lines += [
+        f"| {_short(item['query'])} | {item['document_id']} {_short(item['title'])} | {item['grade']} "
+        f"| {item['judged_at'][:16]} |"
+        for item in stale
+    ]
     return lines
 
 
