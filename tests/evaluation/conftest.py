@@ -14,7 +14,7 @@ from tests.support.clients import _own_client_address, unique_address  # noqa: F
 
 @pytest.fixture
 def staff_user(db) -> User:
-    return User.objects.create_user("judge-staff", "staff@example.com", "pw-staff", is_staff=True)
+    return User.objects.create_user("judge-staff", "staff@example.com", "pw-staff", is_staff=True, is_superuser=True)
 
 
 @pytest.fixture
