@@ -19,6 +19,10 @@ from search.api import WholeNumberField
 from search.throttling import is_staff
 
 
+# The largest id PostgreSQL's bigint holds (Document's BigAutoField).
+MAX_DOCUMENT_ID = 2**63 - 1
+
+
 class JudgeOrStaffReads(BasePermission):
     """POST for anyone (judgment_record applies JUDGMENTS_PUBLIC); reading and deleting for staff."""
 
@@ -31,7 +35,7 @@ class JudgeOrStaffReads(BasePermission):
 
 class JudgmentInputSerializer(serializers.Serializer):
     query = serializers.CharField(max_length=2000, trim_whitespace=False)
-    document_id = WholeNumberField(min_value=1)
+    document_id = WholeNumberField(min_value=1, max_value=MAX_DOCUMENT_ID)
     relevant = serializers.BooleanField(required=False, help_text="true: grade 1, false: grade 0")
     grade = WholeNumberField(
         required=False, min_value=0, max_value=GRADE_MAX, help_text="staff only, instead of `relevant`: 0 to 3"
@@ -110,6 +114,7 @@ BOOLEAN_FILTER = {"type": "string", "enum": ["true", "false"]}
         responses={
             201: PublicJudgmentSerializer,
             200: OpenApiResponse(PublicJudgmentSerializer, description="Your earlier judgment, updated."),
+            404: OpenApiResponse(description="No such document in the library."),
         },
     ),
 )
