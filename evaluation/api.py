@@ -18,7 +18,6 @@ from evaluation.models import GRADE_MAX, GRADE_NOT_RELEVANT, GRADE_RELEVANT, Jud
 from search.api import WholeNumberField
 from search.throttling import is_staff
 
-
 # The largest id PostgreSQL's bigint holds (Document's BigAutoField).
 MAX_DOCUMENT_ID = 2**63 - 1
 
