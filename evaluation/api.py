@@ -25,8 +25,9 @@ MAX_DOCUMENT_ID = 2**63 - 1
 class JudgeOrStaffReads(BasePermission):
     """POST for anyone (judgment_record applies JUDGMENTS_PUBLIC); reading and deleting for staff."""
 
-    # searchsite.api_schema: reads of this view need staff too.
+    # searchsite.api_schema: reads of this view need staff too; anyone may judge.
     staff_only_reads = True
+    anonymous_methods = ("post",)
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         return request.method == "POST" or is_staff(request)

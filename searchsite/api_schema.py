@@ -49,7 +49,9 @@ def add_error_responses(result: dict, generator: object, request: object, public
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             view = views.get((path, method))
-            if method in SAFE_METHODS and view is not None and not _staff_only(getattr(view, "permission_classes", [])):
+            permissions = getattr(view, "permission_classes", []) if view is not None else []
+            anonymous_writes = any(method in getattr(p, "anonymous_methods", ()) for p in permissions)
+            if view is not None and (anonymous_writes or (method in SAFE_METHODS and not _staff_only(permissions))):
                 # Anyone may read: no credentials is a valid choice too.
                 security = operation.setdefault("security", [])
                 if {} not in security:
