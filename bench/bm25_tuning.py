@@ -52,7 +52,7 @@ def prepare(folder: str, split: str, max_queries: int) -> Prepared:
     from scipy.sparse import csc_matrix
 
     from documents.models import Document
-    from search import evaluation
+    from evaluation import runner as evaluation
     from search.backends.postgres import PostgresBM25Backend, idf
     from search.query import parse
 
@@ -128,7 +128,7 @@ def evaluate_combo(data: Prepared, **params: object) -> dict[str, float]:
     import numpy as np
     from scipy.sparse import csc_matrix
 
-    from search import evaluation
+    from evaluation import runner as evaluation
 
     documents = len(data.doc_ids)
     matrix = csc_matrix((weights(data, **params), (data.rows, data.cols)), shape=(documents, len(data.df)))

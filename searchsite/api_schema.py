@@ -66,7 +66,9 @@ def add_error_responses(result: dict, generator: object, request: object, public
     for path, operations in result.get("paths", {}).items():
         for method, operation in operations.items():
             view = views.get((path, method))
-            if method in SAFE_METHODS and view is not None and not _staff_only(getattr(view, "permission_classes", [])):
+            permissions = getattr(view, "permission_classes", []) if view is not None else []
+            anonymous_writes = any(method in getattr(p, "anonymous_methods", ()) for p in permissions)
+            if view is not None and (anonymous_writes or (method in SAFE_METHODS and not _staff_only(permissions))):
                 # Anyone may read: no credentials is a valid choice too.
                 security = operation.setdefault("security", [])
                 if {} not in security:
@@ -104,10 +106,10 @@ def _error_codes(path: str, method: str, operation: dict, view: type | None) -> 
 
 
 def _staff_only(permissions: list[type]) -> bool:
-    """Return whether reading needs staff too (IsAdminUser), not only writing."""
+    """Return whether reading needs staff too (IsAdminUser, or a permission that says so), not only writing."""
     from rest_framework.permissions import IsAdminUser
 
-    return IsAdminUser in permissions
+    return any(p is IsAdminUser or getattr(p, "staff_only_reads", False) for p in permissions)
 
 
 def describe_serving_model(result: dict, generator: object, request: object, public: bool) -> dict:

@@ -46,6 +46,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "documents",
     "search",
+    "evaluation",
 ]
 
 MIDDLEWARE = [
@@ -221,6 +222,11 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = DOCUMENTS_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 200
 
+# --- Judgments (evaluation app) -------------------------------------------------------------
+# Whether visitors who are not staff may judge results ("relevant" / "not relevant"). Staff
+# always may; their judgments are the ones `evaluate --judgments` uses unless told otherwise.
+JUDGMENTS_PUBLIC = env_bool("JUDGMENTS_PUBLIC", True)
+
 # --- REST API -------------------------------------------------------------------------------
 # Signed-in users who are not staff, per account, on each of the API, the search page and the
 # document page (staff are not throttled).
@@ -259,6 +265,10 @@ REST_FRAMEWORK = {
         "user_search": SEARCH_USER_THROTTLE,
         "user_search_page": SEARCH_USER_THROTTLE,
         "user_document_page": SEARCH_USER_THROTTLE,
+        # Relevance judgments (evaluation.judgments): a reader judges a few results per search;
+        # more than this from one client is a script, not a reader.
+        "anon_judgment": env_rate("JUDGMENTS_ANON_THROTTLE", "30/min"),
+        "user_judgment": env_rate("JUDGMENTS_USER_THROTTLE", "120/min"),
     },
     # DRF's own client address trusts X-Forwarded-For unless this is set; ours never reads it
     # unless TRUSTED_PROXIES says so (search.throttling overrides it, this is the safety net).

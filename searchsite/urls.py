@@ -9,9 +9,11 @@ from searchsite import admin_login
 
 urlpatterns = [
     path("", include("search.urls")),
+    path("", include("evaluation.urls")),
     path("api/v1/", include("search.api_urls")),
     path("api/v2/", include(api_urls.v2_urlpatterns)),
     path("api/tei/", include(api_urls.tei_urlpatterns)),
+    path("api/v1/", include("evaluation.api_urls")),
     # Before the admin's own URLs: its login, with a limit on wrong passwords.
     path("admin/login/", admin_login.login, name="admin-login"),
     path("admin/", admin.site.urls),

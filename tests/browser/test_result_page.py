@@ -2,55 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-REQUIRED = os.environ.get("SEARCHSITE_REQUIRE_BROWSER") == "1"
-# Flags for a sandboxed, offline machine: no sandbox as root, no background network calls.
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from tests.support.browser import open_page
 
 pytestmark = [pytest.mark.browser]
-
-# A search may take the whole rerank budget of the live site (30 s, tests/conftest.py) on a busy
-# machine; a page gets three times that before a wait counts as a failure.
-PAGE_TIMEOUT_MS = 90_000
-
-
-@pytest.fixture(scope="module")
-def browser(live_site):
-    # Depends on live_site so the database work is done before Playwright starts its event loop.
-    if not Path(CHROMIUM).exists():
-        if REQUIRED:
-            pytest.fail("SEARCHSITE_REQUIRE_BROWSER=1 but Debian's chromium is not installed")
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); browser tests skipped")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
-        context = browser.new_context()
-        context.set_default_timeout(PAGE_TIMEOUT_MS)
-        yield context
-        context.close()
-        browser.close()
-
-
-def open_page(browser, width: int, height: int):
-    page = browser.new_page()
-    page.set_viewport_size({"width": width, "height": height})
-    return page
 
 
 def search(browser, base_url: str, query: str, width: int, height: int, shot: Path):

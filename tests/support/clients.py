@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from evaluation.judgments import JudgmentThrottle
 from search.throttling import DocumentPageThrottle, SearchPageThrottle, SearchThrottle
 
 
@@ -29,5 +30,6 @@ def lift_limits(settings, monkeypatch) -> None:
     monkeypatch.setattr(SearchThrottle, "THROTTLE_RATES", {"anon_search": "1000000/min"})
     monkeypatch.setattr(SearchPageThrottle, "THROTTLE_RATES", {"anon_search_page": "1000000/min"})
     monkeypatch.setattr(DocumentPageThrottle, "THROTTLE_RATES", {"anon_document_page": "1000000/min"})
+    monkeypatch.setattr(JudgmentThrottle, "THROTTLE_RATES", {"anon_judgment": "1000000/min"})
     settings.RERANK_API_ANON_PAIRS_PER_MINUTE = 10**9
     settings.RERANK_API_ANON_CHARS_PER_MINUTE = 10**12

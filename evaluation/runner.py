@@ -1,4 +1,4 @@
-"""Offline evaluation: a BEIR-style judged set through the real search path, both orderings scored.
+"""Offline evaluation (the evaluation app): a BEIR-style judged set through the real search path, both orderings scored.
 
 A data set folder holds `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl` (`_id`, `text`,
 optional `language`) and `qrels/<split>.tsv` (`query-id`, `corpus-id`, `score`). The corpus goes
@@ -30,9 +30,10 @@ from pathlib import Path
 from django.conf import settings
 from django.test.utils import override_settings
 
-from documents.models import Document
+from documents.models import LIBRARY, Document
 from documents.services import DocumentInput, IngestError, content_hash_of, documents_import
 from documents.textsearch import detect_language
+from evaluation.judgments import JudgedSet
 from search import rerank_client
 from search.backends import find_candidates
 from search.services import search_run
@@ -82,7 +83,7 @@ class EvalQuery:
 class Dataset:
     name: str
     directory: Path
-    corpus_path: Path
+    corpus_path: Path | None  # None: the site's library (evaluate --judgments)
     split: str
     queries: list[EvalQuery]
     qrels: dict[str, dict[str, int]]  # query id -> {corpus id: grade}
@@ -123,6 +124,26 @@ def dataset_load(
         qrels={q.id: qrels[q.id] for q in chosen},
         judged_query_count=len(judged),
     )
+
+
+def judged_dataset(*, judged: JudgedSet, max_queries: int | None = None) -> Dataset:
+    """Return the judged set as the runner's data set: the library's documents, their ids as corpus ids."""
+    chosen = judged.queries[:max_queries] if max_queries else judged.queries
+    return Dataset(
+        name="site-judgments",
+        directory=settings.BASE_DIR,
+        corpus_path=None,
+        split="judgments",
+        queries=[EvalQuery(query_id, text, language) for query_id, text, language in chosen],
+        qrels={query_id: judged.qrels[query_id] for query_id, _, _ in chosen},
+        judged_query_count=len(judged.queries),
+    )
+
+
+def library_ids() -> dict[int, tuple[str, str]]:
+    """Return {document pk: (the pk as a corpus id, title)} for the library (one SQL query)."""
+    rows = Document.objects.filter(collection=LIBRARY).values_list("id", "title")
+    return {pk: (str(pk), title) for pk, title in rows}
 
 
 def qrels_read(path: Path) -> dict[str, dict[str, int]]:

@@ -1,4 +1,4 @@
-"""Evaluate both orderings on a BEIR-style judged data set; optionally write report.md, chart.png, results.json."""
+"""Evaluate both orderings on a BEIR-style data set or the site's judgments; store the run; optionally write files."""
 
 from __future__ import annotations
 
@@ -14,8 +14,11 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from search import evaluation, rerank_client
-from search.evaluation import METRIC_LABELS, METRICS, DatasetError, QueryResult, WorkerNotReady
+from documents.models import LIBRARY
+from evaluation import judgments, runner
+from evaluation.runner import METRIC_LABELS, METRICS, DatasetError, QueryResult, WorkerNotReady
+from evaluation.runs import chart_png, evaluation_run_store
+from search import rerank_client
 from search.services import SearchUnavailable
 
 # Offline evaluation never wants the page's short budget: a timeout would score the full-text
@@ -89,7 +92,23 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("dataset_dir", type=Path)
+        parser.add_argument("dataset_dir", type=Path, nargs="?", default=None)
+        parser.add_argument(
+            "--judgments",
+            action="store_true",
+            help="evaluate on the site's own judgments (staff's; the library's documents) instead of a data set",
+        )
+        parser.add_argument(
+            "--include-public", action="store_true", help="with --judgments: visitors' judgments too, not only staff's"
+        )
+        parser.add_argument(
+            "--include-stale",
+            action="store_true",
+            help="with --judgments: keep judgments whose document changed since (left out and listed by default)",
+        )
+        parser.add_argument(
+            "--name", default=None, help="the stored run's name (default: the data set's, and the model)"
+        )
         parser.add_argument("--split", default="test", help="qrels/<split>.tsv (default: test)")
         parser.add_argument("--corpus", type=Path, default=None, help="corpus file (default: DATASET_DIR/corpus.jsonl)")
         parser.add_argument(
@@ -129,26 +148,20 @@ class Command(BaseCommand):
             raise CommandError("--languages configures the private worker: give --model too")
         if options["no_rerank"] and options["model"]:
             raise CommandError("--no-rerank runs no worker: leave out --model")
-        try:
-            dataset = evaluation.dataset_load(
-                directory=options["dataset_dir"],
-                split=options["split"],
-                corpus=options["corpus"],
-                max_queries=options["max_queries"],
-            )
-        except DatasetError as error:
-            raise CommandError(str(error)) from error
         k_initial = max(1, min(options["k_initial"] or settings.SEARCH_K_INITIAL, settings.SEARCH_K_INITIAL_MAX))
-        collection = evaluation.collection_name(dataset)
-        self.stderr.write(f"importing {dataset.corpus_path} into collection {collection!r} (missing documents only)")
-        imported = evaluation.corpus_import(dataset=dataset, collection=collection)
-        self.stderr.write(
-            f"  {imported.already} already there, {imported.created} created, {imported.duplicates} exact "
-            f"duplicates, {len(imported.rejected)} rejected ({imported.seconds:.1f} s)"
-        )
+        if options["judgments"]:
+            dataset, imported, ids, judged = self._judged_set(options)
+        else:
+            dataset, imported, ids = self._dataset(options)
+            judged = None
+        if not dataset.queries:
+            raise CommandError("no judged query with a relevant document to evaluate")
         started = time.monotonic()
-        results, worker_info = self._run(dataset, collection, k_initial, options)
+        results, worker_info = self._run(dataset, imported.collection, k_initial, ids, options)
         report = self._report(dataset, imported, results, worker_info, k_initial, options, time.monotonic() - started)
+        if judged is not None:
+            report["judgments"] = judged
+            report["corpus"] = "the site's library"
         if options["baseline"]:
             self.stderr.write(f"ranking the same {len(results)} queries with {options['baseline']}")
             add_baseline(report, dataset, results, k_initial)
@@ -156,19 +169,72 @@ class Command(BaseCommand):
         if options["output"]:
             write_outputs(report, options["output"])
             self.stderr.write(f"wrote report.md, chart.png, results.json to {options['output']}")
+        run = evaluation_run_store(report=report, name=options["name"], chart_png=chart_png(report))
+        self.stderr.write(f"stored as evaluation run {run.pk} (/evaluation/runs/{run.pk})")
 
-    def _run(self, dataset, collection: str, k_initial: int, options: dict) -> tuple[list[QueryResult], dict]:
-        ids = evaluation.collection_ids(collection)
-        aliases = evaluation.corpus_aliases(dataset=dataset, collection=collection)
+    def _dataset(self, options: dict) -> tuple[runner.Dataset, runner.ImportReport, dict]:
+        """Return the data set, its import into its own collection, and its documents' corpus ids."""
+        if options["dataset_dir"] is None:
+            raise CommandError("give a data set folder, or --judgments to evaluate on the site's own judgments")
+        if options["include_public"] or options["include_stale"]:
+            raise CommandError("--include-public and --include-stale go with --judgments")
+        try:
+            dataset = runner.dataset_load(
+                directory=options["dataset_dir"],
+                split=options["split"],
+                corpus=options["corpus"],
+                max_queries=options["max_queries"],
+            )
+        except DatasetError as error:
+            raise CommandError(str(error)) from error
+        collection = runner.collection_name(dataset)
+        self.stderr.write(f"importing {dataset.corpus_path} into collection {collection!r} (missing documents only)")
+        imported = runner.corpus_import(dataset=dataset, collection=collection)
+        self.stderr.write(
+            f"  {imported.already} already there, {imported.created} created, {imported.duplicates} exact "
+            f"duplicates, {len(imported.rejected)} rejected ({imported.seconds:.1f} s)"
+        )
+        ids = runner.collection_ids(collection)
+        aliases = runner.corpus_aliases(dataset=dataset, collection=collection)
         if aliases:
             copies = sum(len(v) for v in aliases.values())
             self.stderr.write(f"  {copies} corpus ids are exact copies of stored documents: ranked with them")
+        return dataset, imported, {"ids": ids, "aliases": aliases}
+
+    def _judged_set(self, options: dict) -> tuple[runner.Dataset, runner.ImportReport, dict, dict]:
+        """Return the site's judgments as a data set over the library (document ids as corpus ids)."""
+        if options["dataset_dir"] is not None or options["corpus"] or options["baseline"]:
+            raise CommandError("--judgments evaluates the library: leave out the data set folder, --corpus, --baseline")
+        judged = judgments.judged_set(include_public=options["include_public"], include_stale=options["include_stale"])
+        dataset = runner.judged_dataset(judged=judged, max_queries=options["max_queries"])
+        ids = runner.library_ids()
+        selection = "staff and public judgments" if options["include_public"] else "staff judgments"
+        self.stderr.write(
+            f"{len(judged.queries)} judged queries from {judged.judgments} {selection} by {judged.judges} judges; "
+            f"{len(judged.stale)} stale judgments "
+            + ("kept (--include-stale)" if options["include_stale"] else "left out")
+        )
+        imported = runner.ImportReport(collection=LIBRARY, already=len(ids), created=0, duplicates=0)
+        summary = {
+            "selection": selection,
+            "judgments": judged.judgments,
+            "judges": judged.judges,
+            "stale": judged.stale,
+            "stale_kept": options["include_stale"],
+            "queries_without_relevant": judged.unjudged_queries,
+        }
+        return dataset, imported, {"ids": ids, "aliases": {}}, summary
+
+    def _run(
+        self, dataset, collection: str, k_initial: int, corpus: dict, options: dict
+    ) -> tuple[list[QueryResult], dict]:
+        ids, aliases = corpus["ids"], corpus["aliases"]
         if options["no_rerank"]:
             results = self._queries(dataset, collection, k_initial, ids, aliases, rerank=False)
             return results, {"status": NO_RERANKER, "ids": ids}
         worker = None
         if options["model"]:
-            worker = evaluation.worker_start(model=options["model"], languages=options["languages"])
+            worker = runner.worker_start(model=options["model"], languages=options["languages"])
             self.stderr.write(f"started a rerank worker (pid {worker.process.pid}, log {worker.log_path})")
         try:
             if worker is not None:
@@ -186,7 +252,7 @@ class Command(BaseCommand):
                         "(`make run`) or pass --model NAME to start a private one."
                     )
             self.stderr.write(f"reranker: {status['model']['model']} ({status['model']['kind']}) on queue {queue}")
-            with evaluation.rerank_settings(queue=queue, timeout=options["rerank_timeout"]):
+            with runner.rerank_settings(queue=queue, timeout=options["rerank_timeout"]):
                 results = self._queries(dataset, collection, k_initial, ids, aliases, rerank=True)
             return results, {"status": status["model"], "ids": ids}
         finally:
@@ -200,7 +266,7 @@ class Command(BaseCommand):
         for query in tqdm(dataset.queries, desc=dataset.name, unit="query", mininterval=2.0):
             try:
                 results.append(
-                    evaluation.query_evaluate(
+                    runner.query_evaluate(
                         query=query,
                         judged=dataset.qrels[query.id],
                         collection=collection,
@@ -218,17 +284,17 @@ class Command(BaseCommand):
         served = worker_info["status"]
         seen = {(r.model or {}).get("model") for r in results if r.model}
         ids_titles = {external_id: title for external_id, title in worker_info["ids"].values()}
-        helped, hurt = evaluation.movers(results, limit=MOVERS_SHOWN)
+        helped, hurt = runner.movers(results, limit=MOVERS_SHOWN)
         rerank_ms = [r.rerank_ms for r in results if r.status == "ok" and r.rerank_ms is not None]
         depth = options["per_query_depth"]
         return {
             "dataset": dataset.name,
             "model": served["model"],
             "k_initial": k_initial,
-            **evaluation.summary(results),
-            "languages": evaluation.by_language(results),
+            **runner.summary(results),
+            "languages": runner.by_language(results),
             "split": dataset.split,
-            "corpus": display_path(dataset.corpus_path),
+            "corpus": display_path(dataset.corpus_path) if dataset.corpus_path else "",
             "collection": imported.collection,
             "model_info": served,
             "models_seen_in_replies": sorted(m for m in seen if m),
@@ -237,9 +303,9 @@ class Command(BaseCommand):
             "query_selection": "the first N judged queries in queries.jsonl order"
             if options["max_queries"]
             else "all judged queries",
-            "rerank_status": evaluation.status_counts(results),
+            "rerank_status": runner.status_counts(results),
             "fallbacks": sum(1 for r in results if r.fell_back),
-            "relevant_grade": evaluation.RELEVANT_GRADE,
+            "relevant_grade": runner.RELEVANT_GRADE,
             "import": {
                 "already": imported.already,
                 "created": imported.created,
@@ -267,6 +333,10 @@ class Command(BaseCommand):
                     "query": r.query.text,
                     "language": r.query.language,
                     "rerank_status": r.status,
+                    "metrics": {
+                        "fulltext": {name: round(value, 4) for name, value in r.fulltext_metrics.items()},
+                        "reranked": {name: round(value, 4) for name, value in r.reranked_metrics.items()},
+                    },
                     "fulltext": r.fulltext[:depth] if depth else r.fulltext,
                     "reranked": r.reranked[:depth] if depth else r.reranked,
                 }
@@ -277,17 +347,17 @@ class Command(BaseCommand):
 
 def add_baseline(report: dict, dataset, results: list[QueryResult], k_initial: int) -> None:
     """Add the baseline's metrics (all queries, per language) and rankings to `report` (CPU)."""
-    from search.baseline import bm25s_rankings
+    from evaluation.baseline import bm25s_rankings
 
     run = bm25s_rankings(corpus=dataset.corpus_path, queries=[r.query for r in results], depth=k_initial)
     per_query = {
-        r.query.id: evaluation.query_metrics(run.rankings[r.query.id], dataset.qrels[r.query.id], k_initial=k_initial)
+        r.query.id: runner.query_metrics(run.rankings[r.query.id], dataset.qrels[r.query.id], k_initial=k_initial)
         for r in results
     }
     report["baseline"] = {
         "name": run.name,
         "description": run.description,
-        "metrics": evaluation.mean_metrics(list(per_query.values())),
+        "metrics": runner.mean_metrics(list(per_query.values())),
         # Full-text order minus the baseline, per metric, and how likely such a gap is by chance.
         "difference": {
             metric: {
@@ -297,7 +367,7 @@ def add_baseline(report: dict, dataset, results: list[QueryResult], k_initial: i
                     4,
                 ),
                 "p": round(
-                    evaluation.paired_randomization_p(
+                    runner.paired_randomization_p(
                         [r.fulltext_metrics[metric] for r in results], [per_query[r.query.id][metric] for r in results]
                     ),
                     4,
@@ -308,7 +378,7 @@ def add_baseline(report: dict, dataset, results: list[QueryResult], k_initial: i
     }
     for language, figures in report["languages"].items():
         chosen = [per_query[r.query.id] for r in results if r.query.language == language]
-        figures["baseline"] = {"name": run.name, "metrics": evaluation.mean_metrics(chosen)}
+        figures["baseline"] = {"name": run.name, "metrics": runner.mean_metrics(chosen)}
     depth = report["per_query_depth"]
     for row in report["per_query"]:
         ranking = run.rankings[row["query_id"]]
@@ -331,8 +401,8 @@ def mover(delta: float, result: QueryResult, qrels: dict, titles: dict[str, str]
         "fulltext": round(result.fulltext_metrics["ndcg@10"], 4),
         "reranked": round(result.reranked_metrics["ndcg@10"], 4),
         "first_relevant": [
-            evaluation.first_relevant_rank(result.fulltext, judged),
-            evaluation.first_relevant_rank(result.reranked, judged),
+            runner.first_relevant_rank(result.fulltext, judged),
+            runner.first_relevant_rank(result.reranked, judged),
         ],
         "top1": [top(result.fulltext), top(result.reranked)],
     }
@@ -348,7 +418,12 @@ def display_path(path: Path) -> str:
 
 def command_line(options: dict) -> str:
     """Return the command that reproduces this run, from its options."""
-    words = ["python", "manage.py", "evaluate", display_path(options["dataset_dir"])]
+    words = ["python", "manage.py", "evaluate"]
+    if options.get("judgments"):
+        words.append("--judgments")
+        words += [f"--{name.replace('_', '-')}" for name in ("include_public", "include_stale") if options.get(name)]
+    else:
+        words.append(display_path(options["dataset_dir"]))
     for name in ("split", "corpus", "k_initial", "max_queries", "model", "languages", "baseline", "per_query_depth"):
         value = options.get(name)
         if value is None or (name == "split" and value == "test"):
@@ -391,6 +466,8 @@ def render_markdown(report: dict, *, chart: str | None) -> list[str]:
     ]
     if chart:
         lines += ["", f"![both orderings per metric]({chart})"]
+    if report.get("judgments"):
+        lines += ["", *judgment_lines(report["judgments"])]
     if len(report["languages"]) > 1:
         lines += ["", "## Per language"]
         for language, figures in report["languages"].items():
@@ -415,6 +492,34 @@ def render_markdown(report: dict, *, chart: str | None) -> list[str]:
                 f"| `{row['query_id']}` {_short(row['query'])} | {row['fulltext']:.3f} → {row['reranked']:.3f} "
                 f"| {before} → {after} | {tops} |"
             )
+    return lines
+
+
+def judgment_lines(judged: dict) -> list[str]:
+    """Return the lines that say which judgments were used, and list the stale ones."""
+    stale = judged["stale"]
+    lines = [
+        "## Judgments",
+        "",
+        f"{judged['judgments']} {judged['selection']} by {judged['judges']} judges; several judges' grades of one "
+        "document are averaged, halves rounded up. "
+        f"{judged['queries_without_relevant']} judged queries had no relevant document and are left out.",
+    ]
+    if not stale:
+        return [*lines, "", "No stale judgments: no judged document changed since it was judged."]
+    kept = "kept in the figures (--include-stale)" if judged["stale_kept"] else "left out of the figures"
+    lines += [
+        "",
+        f"Stale judgments (the document changed after it was judged), {kept}: {len(stale)}.",
+        "",
+        "| Query | Document | Grade | Judged |",
+        "|---|---|---:|---|",
+    ]
+    lines += [
+        f"| {_short(item['query'])} | {item['document_id']} {_short(item['title'])} | {item['grade']} "
+        f"| {item['judged_at'][:16]} |"
+        for item in stale
+    ]
     return lines
 
 

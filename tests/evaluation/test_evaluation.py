@@ -16,7 +16,7 @@ from django.core.management import CommandError, call_command
 from django.test.utils import override_settings
 
 from documents.models import LIBRARY, Document
-from search.evaluation import (
+from evaluation.runner import (
     DatasetError,
     collection_name,
     dataset_load,

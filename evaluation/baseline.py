@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from documents.textsearch import segment_for_index
-from search.evaluation import EvalQuery, corpus_items
+from evaluation.runner import EvalQuery, corpus_items
 
 NAME = "bm25s"
 K1 = 1.5

@@ -1,0 +1,11 @@
+from django.urls import path
+
+from evaluation import views
+
+app_name = "evaluation"
+urlpatterns = [
+    path("judgments", views.judge, name="judge"),
+    path("evaluation/", views.runs_page, name="runs"),
+    path("evaluation/runs/<int:pk>", views.run_page, name="run"),
+    path("evaluation/runs/<int:pk>/chart.png", views.run_chart, name="chart"),
+]

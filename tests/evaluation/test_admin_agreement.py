@@ -1,0 +1,53 @@
+"""The admin groups judgments by query, with the judges' agreement; conflicts are flagged."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import User
+from rest_framework.test import APIClient
+
+from tests.support.clients import unique_address
+
+pytestmark = pytest.mark.django_db
+
+QUERY = "python snake diet"
+
+
+def post(api: APIClient, document_id: int, relevant: bool) -> None:
+    response = api.post(
+        "/api/v1/judgments", {"query": QUERY, "document_id": document_id, "relevant": relevant}, format="json"
+    )
+    assert response.status_code == 201
+
+
+def test_it_flags_conflicts_and_filters_staff(staff_client, staff_api, documents):
+    other = APIClient(REMOTE_ADDR=unique_address())
+    other.force_authenticate(User.objects.create_user("second-staff", is_staff=True))
+    public = APIClient(REMOTE_ADDR=unique_address())
+    post(staff_api, documents[0].pk, True)
+    post(other, documents[0].pk, True)  # agree
+    post(staff_api, documents[1].pk, True)
+    post(other, documents[1].pk, False)  # staff disagree
+    post(public, documents[2].pk, False)
+    post(staff_api, documents[2].pk, True)  # a public judge disagrees with staff
+
+    page = staff_client.get("/admin/evaluation/judgment/by-query/")
+    assert page.status_code == 200
+    row = page.context["rows"][0]
+    assert (row.query, row.judges, row.shared, row.agreed) == (QUERY, 3, 3, 1)
+    assert row.conflicts == [documents[1].pk, documents[2].pk] and not row.staff_only
+    assert "⚠ 2" in page.content.decode()
+
+    staff_only = staff_client.get("/admin/evaluation/judgment/by-query/", {"staff": "1"}).context["rows"][0]
+    assert staff_only.conflicts == [documents[1].pk] and staff_only.staff_only and staff_only.judges == 2
+
+    changelist = staff_client.get("/admin/evaluation/judgment/", {"conflict": "yes"})
+    flagged = {j.document_id for j in changelist.context["cl"].result_list}
+    assert flagged == {documents[1].pk, documents[2].pk}
+    assert "conflict" in changelist.content.decode()
+    assert staff_client.get("/admin/evaluation/judgment/", {"by_staff__exact": "1"}).context["cl"].result_count == 5
+
+
+def test_it_is_for_staff_only(client):
+    response = client.get("/admin/evaluation/judgment/by-query/")
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
