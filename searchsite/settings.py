@@ -192,6 +192,9 @@ RERANKER_VECTORS_PATH = env_str(
     "RERANKER_VECTORS_PATH",
     str(Path(os.environ.get("SEARCHSITE_DATA_DIR", BASE_DIR / ".data")) / "vectors" / "chunk-vectors.sqlite3"),
 )
+# Chunk texts without a vector that one search embeds on the spot at most (within its budget);
+# the rest are scored by the next search, once the background has embedded them. 0: none.
+RERANKER_ON_THE_SPOT_TEXTS = env_int("RERANKER_ON_THE_SPOT_TEXTS", 10_000, minimum=0)
 # Seconds a search waits for the worker before answering with the full-text order.
 RERANK_TIMEOUT = env_float("RERANK_TIMEOUT", 3.0, minimum=0.05)
 # Seconds a rerank score stays cached in Redis, keyed by model, max_length, query and the

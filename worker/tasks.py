@@ -70,7 +70,7 @@ def load_reranker(**kwargs: object) -> None:
     """Load the reranker (and start its batching thread) and log what was loaded."""
     if _State.reranker is not None:
         return
-    _State.problem = "the model is still loading"
+    _State.problem = "still loading the model"
     _start_heartbeat()
     loaded, problem = load_configured(settings)
     reranker = None
@@ -82,6 +82,7 @@ def load_reranker(**kwargs: object) -> None:
                 model_id=loaded.info.vectors,
                 encoder=loaded.model,
                 dimension=loaded.model.dimension,
+                on_the_spot_texts=settings.RERANKER_ON_THE_SPOT_TEXTS,
             )
             counts = vectors.counts()
             logger.info(

@@ -26,9 +26,10 @@ import numpy as np
 
 logger = logging.getLogger(__name__)
 
-# Pending texts embedded per background step: a search that arrives meanwhile waits for this
-# step at most (about 4 passages of ~100 tokens: ~0.5 s on 2 cores).
-BACKGROUND_STEP_TEXTS = 4
+# Seconds of background embedding per step: a search that arrives meanwhile waits for this step
+# at most. The step takes as many pending texts as the measured cost per text allows (at least 1).
+BACKGROUND_STEP_SECONDS = 0.25
+BACKGROUND_STEP_MAX_TEXTS = 16
 # Texts embedded together on the spot, between two looks at the deadline.
 ON_THE_SPOT_STEP_TEXTS = 4
 # First guess of the seconds one passage takes, until the worker has measured its own.
@@ -57,8 +58,11 @@ class VectorScores:
 class ChunkVectors:
     """The vector store of one model, and the scoring that reads it."""
 
-    def __init__(self, path: str | Path, *, model_id: str, encoder: object, dimension: int) -> None:
+    def __init__(
+        self, path: str | Path, *, model_id: str, encoder: object, dimension: int, on_the_spot_texts: int = 10_000
+    ) -> None:
         self.path = Path(path)
+        self.on_the_spot_texts = on_the_spot_texts  # texts one search may embed at most (0: none)
         self.model_id = model_id
         self.encoder = encoder  # has queries(texts) and passages(texts) -> (n, d) float32 arrays
         self.dimension = dimension
@@ -149,8 +153,10 @@ class ChunkVectors:
             raise
         return added
 
-    def embed_pending(self, limit: int = BACKGROUND_STEP_TEXTS) -> bool:
-        """Embed and store up to `limit` pending texts, oldest first; return whether more remain."""
+    def embed_pending(self, limit: int | None = None) -> bool:
+        """Embed and store a step of pending texts, oldest first; return whether more remain."""
+        if limit is None:
+            limit = max(1, min(BACKGROUND_STEP_MAX_TEXTS, int(BACKGROUND_STEP_SECONDS / self.seconds_per_text)))
         rows = (
             self._db()
             .execute(
@@ -217,8 +223,8 @@ class ChunkVectors:
                 order.append(i)
         embedded = 0
         position = 0
-        while position < len(order):
-            step = order[position : position + ON_THE_SPOT_STEP_TEXTS]
+        while position < min(len(order), self.on_the_spot_texts):
+            step = order[position : min(position + ON_THE_SPOT_STEP_TEXTS, self.on_the_spot_texts)]
             if time.monotonic() + self.seconds_per_text * len(step) + DEADLINE_MARGIN_SECONDS > deadline:
                 break
             vectors = self._embed_and_store([keys[i] for i in step], [texts[i] for i in step])
