@@ -29,9 +29,9 @@ UNREACHABLE = (KombuError, RedisError, OSError, RuntimeError)
 
 RERANK_TASK = "worker.tasks.rerank"
 STATUS_TASK = "worker.tasks.status"
-# The worker's heartbeat (worker.tasks): written every 5 s; older than this, nobody is there.
+# The worker's heartbeat (worker.tasks): written every 2 s; older than this, nobody is there.
 HEARTBEAT_PREFIX = "rerank:worker:"
-HEARTBEAT_FRESH_SECONDS = 20.0
+HEARTBEAT_FRESH_SECONDS = 6.0
 
 
 @dataclass
@@ -206,12 +206,14 @@ def timeout_reason() -> str:
     in_redis = f"; {waiting} tasks waiting in Redis" if waiting else ""
     if beat is None:
         return f"no rerank worker has reported in for {HEARTBEAT_FRESH_SECONDS:g} s: none is running{in_redis}"
+    ago = max(0.0, time.time() - float(beat.get("at", 0)))
     if not beat.get("ready"):
-        return f"the rerank worker is up but serves no model yet ({beat.get('problem')}){in_redis}"
+        return f"a rerank worker reported in {ago:.0f} s ago but serves no model yet ({beat.get('problem')}){in_redis}"
     pending = (beat.get("vectors") or {}).get("pending", 0)
     embedding = f", {pending} chunk texts still to embed" if pending else ""
     return (
-        f"the rerank worker is up but slow: {beat.get('queued_pairs', 0)} pairs were waiting in it{embedding}{in_redis}"
+        f"a rerank worker reported in {ago:.0f} s ago: it is up but slow, {beat.get('queued_pairs', 0)} pairs were "
+        f"waiting in it{embedding}{in_redis}"
     )
 
 

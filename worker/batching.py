@@ -422,6 +422,9 @@ class BatchingReranker:
             return
         request.scores = scored.scores
         request.stored, request.embedded = scored.stored, scored.embedded
+        if scored.missing:
+            with self._ready:
+                self._background_due = True  # the texts it queued, for the next search
         request.finished = time.perf_counter()
         request.remaining = 0
         self.stats.passes += 1

@@ -5,8 +5,8 @@ The model is loaded once per worker process, never per task: at worker_init for 
 so concurrent searches share forward passes), at worker_process_init for solo / prefork children.
 
 A model with stored chunk vectors (packaged-e5) also opens its vector store (worker.vectors) and
-takes `embed` tasks. Every worker writes a heartbeat to Redis (what it serves, how much waits in
-it), so a search that times out can tell a slow worker from a missing one (search.rerank_client).
+takes `embed` tasks. Every worker writes a heartbeat to Redis every 2 s (what it serves, how much
+waits in it), so a search that times out can tell a slow worker from a missing one (search.rerank_client).
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ DEFAULT_WAIT_SECONDS = 60.0
 # The task gives up this long after its expiry, so the caller (which stops waiting at the expiry)
 # reports its own timeout rather than racing an error reply from here.
 EXPIRY_GRACE_SECONDS = 0.25
-# Seconds between two heartbeats; a heartbeat older than HEARTBEAT_FRESH_SECONDS means no worker.
-HEARTBEAT_SECONDS = 5.0
-HEARTBEAT_FRESH_SECONDS = 20.0
+# Seconds between two heartbeats; one older than search.rerank_client.HEARTBEAT_FRESH_SECONDS
+# (three beats missed) means no worker.
+HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_KEEP_SECONDS = 60
 HEARTBEAT_PREFIX = "rerank:worker:"
 
 
@@ -231,7 +232,7 @@ def _start_heartbeat() -> None:
         key = heartbeat_key(settings.RERANK_QUEUE)
         while True:
             try:
-                cache.set(key, heartbeat_payload(), timeout=int(HEARTBEAT_FRESH_SECONDS * 3))
+                cache.set(key, heartbeat_payload(), timeout=HEARTBEAT_KEEP_SECONDS)
             except Exception as error:  # Redis away: the next beat tries again
                 logger.debug("heartbeat not written: %s", error)
             time.sleep(HEARTBEAT_SECONDS)
