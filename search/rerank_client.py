@@ -147,7 +147,8 @@ def _call(query: str, groups: list[list[str]], budget: float, language: str | No
         # The worker drops a task whose expiry (the budget) passed before it could start it.
         return RerankReply(
             status="timeout",
-            notice=f"The reranker did not answer within {budget:g} s (the task expired before a worker took it).",
+            notice=f"The reranker did not answer within {budget:g} s (the task expired before a worker took it; "
+            f"{timeout_reason()}).",
         )
     if result.failed() or not isinstance(payload, dict):
         return RerankReply(status="error", notice=f"The reranker failed on this query ({type(payload).__name__}).")
