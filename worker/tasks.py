@@ -44,6 +44,7 @@ EXPIRY_GRACE_SECONDS = 0.25
 HEARTBEAT_SECONDS = 2.0
 HEARTBEAT_KEEP_SECONDS = 60
 HEARTBEAT_PREFIX = "rerank:worker:"
+_BEAT_LOCK = threading.Lock()
 
 
 def heartbeat_key(queue: str) -> str:
@@ -102,6 +103,7 @@ def load_reranker(**kwargs: object) -> None:
             vectors=vectors,
         )
     _State.reranker, _State.vectors, _State.problem = reranker, vectors, problem
+    _beat()  # at once: the web must not read "still loading" for 2 s after the model is ready
     if reranker is None:
         logger.error("reranker: no model loaded; every rerank answers with an error: %s", problem)
         return
@@ -224,18 +226,23 @@ def heartbeat_payload() -> dict:
     return payload
 
 
+def _beat() -> None:
+    """Write this worker's heartbeat to Redis (a failure is logged at debug: the next beat retries)."""
+    try:
+        with _BEAT_LOCK:  # a beat computed before the model was ready never lands after the one after
+            cache.set(heartbeat_key(settings.RERANK_QUEUE), heartbeat_payload(), timeout=HEARTBEAT_KEEP_SECONDS)
+    except Exception as error:  # Redis away
+        logger.debug("heartbeat not written: %s", error)
+
+
 def _start_heartbeat() -> None:
     if _State.heartbeat is not None:
         return
 
-    def beat() -> None:
-        key = heartbeat_key(settings.RERANK_QUEUE)
+    def beats() -> None:
         while True:
-            try:
-                cache.set(key, heartbeat_payload(), timeout=HEARTBEAT_KEEP_SECONDS)
-            except Exception as error:  # Redis away: the next beat tries again
-                logger.debug("heartbeat not written: %s", error)
+            _beat()
             time.sleep(HEARTBEAT_SECONDS)
 
-    _State.heartbeat = threading.Thread(target=beat, name="rerank-heartbeat", daemon=True)
+    _State.heartbeat = threading.Thread(target=beats, name="rerank-heartbeat", daemon=True)
     _State.heartbeat.start()
