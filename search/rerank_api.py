@@ -130,7 +130,9 @@ class CohereMetaSerializer(serializers.Serializer):
 
 class RerankResultSerializer(serializers.Serializer):
     index = serializers.IntegerField()
-    relevance_score = serializers.FloatField()
+    relevance_score = serializers.FloatField(
+        allow_null=True, help_text="null: not scored within the budget (listed last, see `unscored`)"
+    )
     document = serializers.DictField(
         required=False, help_text="with return_documents: the document as sent ({'text': ...} for a string)"
     )
@@ -142,6 +144,10 @@ class CohereRerankOutputSerializer(serializers.Serializer):
     meta = CohereMetaSerializer()
     model = serializers.CharField(help_text="the model that scored (not the one asked for)")
     kind = serializers.CharField(help_text="cross-encoder or bi-encoder")
+    unscored = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="indexes not scored within the budget"
+    )
+    notice = serializers.CharField(required=False, help_text="why some documents have no score")
 
 
 def refusal_response(refusal: RerankRefused, **extra: object) -> Response:
@@ -189,7 +195,9 @@ class CohereRerankApi(APIView):
                 result["document"] = {"text": document} if isinstance(document, str) else document
             results.append(result)
         units = math.ceil(len(data["texts"]) / COHERE_DOCUMENTS_PER_SEARCH_UNIT)
+        extra = {"unscored": reranked.unscored, "notice": reranked.notice} if reranked.unscored else {}
         return {
+            **extra,
             "id": str(uuid.uuid4()),
             "results": results,
             "meta": {
@@ -251,7 +259,10 @@ class TeiRerankInputSerializer(serializers.Serializer):
 
 class TeiRankSerializer(serializers.Serializer):
     index = serializers.IntegerField()
-    score = serializers.FloatField(help_text="raw_scores: the logit of a cross-encoder (a bi-encoder's cosine as is)")
+    score = serializers.FloatField(
+        allow_null=True,
+        help_text="raw_scores: the logit of a cross-encoder (a bi-encoder's cosine as is); null: not scored in time",
+    )
     text = serializers.CharField(required=False)
 
 
@@ -291,7 +302,8 @@ class TeiRerankApi(TeiApiView):
         kind = reranked.model.get("kind")
         ranks = []
         for item in reranked.ranked:
-            rank = {"index": item.index, "score": _raw(item.score, kind) if data["raw_scores"] else item.score}
+            raw = data["raw_scores"] and item.score is not None
+            rank = {"index": item.index, "score": _raw(item.score, kind) if raw else item.score}
             if data["return_text"]:
                 rank["text"] = data["texts"][item.index]
             ranks.append(rank)

@@ -1,9 +1,11 @@
-"""Rerank scores cached in Redis, one entry per (model, max_length, query, document version).
+"""Rerank scores cached in Redis, one entry per (served model, query, document version).
 
-A document's entry holds its best score and winning chunk. The key hashes the model and its
-max_length (as the web is configured: only replies of exactly that model are stored), the query,
-the document's content version (id and content hash) and the chunk texts sent, so an edited or
-re-chunked document misses and is scored again while its neighbours still hit.
+A document's entry holds its best score and winning chunk. The key hashes the model the worker
+actually serves (its name, max_length, languages and vectors id: the configured model, or the
+fallback it loaded instead), the query, the document's content version (id and content hash) and
+the chunk texts sent, so an edited or re-chunked document misses and is scored again while its
+neighbours still hit, and a worker that switches models never answers with the other's scores.
+Which model is served comes from the worker's heartbeat, else from the last reply.
 Redis trouble never fails a search: the cache is then simply empty.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 
 from django.conf import settings
 from django.core.cache import cache
@@ -28,12 +31,22 @@ def enabled() -> bool:
     return settings.RERANK_CACHE_SECONDS > 0
 
 
-def entry_keys(query: str, groups: list[list[str]], versions: list[str]) -> list[str]:
-    """Return one cache key per group (CPU only: hashes the texts)."""
-    # The served languages are part of the key: a change of RERANKER_LANGUAGES must not let
-    # cached scores answer a query the worker would now skip.
-    languages = ",".join(settings.RERANKER_LANGUAGES or ["all"])
-    model = f"{settings.RERANKER_MODEL}\x00{settings.RERANKER_MAX_LENGTH}\x00{languages}\x00{query}"
+def model_identity(model: dict | None) -> str:
+    """Return what tells two served models apart: the configured one's when `model` is None."""
+    if model is None:
+        # The served languages are part of the key: a change of RERANKER_LANGUAGES must not let
+        # cached scores answer a query the worker would now skip.
+        languages = ",".join(settings.RERANKER_LANGUAGES or ["all"])
+        return f"{settings.RERANKER_MODEL}\x00{settings.RERANKER_MAX_LENGTH}\x00{languages}"
+    languages = ",".join(model.get("languages") or ["all"])
+    return "\x00".join(
+        str(part) for part in (model.get("model"), model.get("max_length"), languages, model.get("vectors", ""))
+    )
+
+
+def entry_keys(query: str, groups: list[list[str]], versions: list[str], *, model: dict | None = None) -> list[str]:
+    """Return one cache key per group for the served `model` (CPU only: hashes the texts)."""
+    model = f"{model_identity(model)}\x00{query}"
     keys = []
     for group, version in zip(groups, versions, strict=True):
         digest = hashlib.sha256(json.dumps([model, version, group], ensure_ascii=False).encode()).hexdigest()
@@ -41,36 +54,63 @@ def entry_keys(query: str, groups: list[list[str]], versions: list[str]) -> list
     return keys
 
 
-def model_key() -> str:
-    return f"{KEY_PREFIX}model:{settings.RERANKER_MODEL}:{settings.RERANKER_MAX_LENGTH}"
+def served_key() -> str:
+    """Return the key of the model that last answered for the configured model on this queue."""
+    return f"{KEY_PREFIX}served:{settings.RERANK_QUEUE}:{settings.RERANKER_MODEL}:{settings.RERANKER_MAX_LENGTH}"
 
 
-def lookup(keys: list[str]) -> tuple[dict[str, tuple[float, int]], dict | None]:
-    """Return the cached (score, best) per key found, and the model info (one Redis round trip)."""
+def served_model() -> dict | None:
+    """Return the model the worker serves now: its heartbeat's, else the last reply's (one round trip)."""
+    from search.rerank_client import HEARTBEAT_FRESH_SECONDS, HEARTBEAT_PREFIX
+
+    heartbeat = f"{HEARTBEAT_PREFIX}{settings.RERANK_QUEUE}"
     try:
-        found = cache.get_many([*keys, model_key()])
+        found = cache.get_many([heartbeat, served_key()])
     except _UNREACHABLE as error:
         logger.warning("rerank cache unreachable (%s); scoring without it", type(error).__name__)
-        return {}, None
-    model = found.pop(model_key(), None)
-    return {key: tuple(value) for key, value in found.items()}, model
+        return None
+    beat = found.get(heartbeat)
+    if (
+        isinstance(beat, dict)
+        and beat.get("model")
+        and time.time() - float(beat.get("at", 0)) <= HEARTBEAT_FRESH_SECONDS
+    ):
+        return beat["model"] if cacheable(beat["model"]) else None
+    last = found.get(served_key())
+    return last if cacheable(last) else None
+
+
+def same_model(one: dict | None, other: dict | None) -> bool:
+    return one is not None and other is not None and model_identity(one) == model_identity(other)
+
+
+def lookup(keys: list[str]) -> dict[str, tuple[float, int]]:
+    """Return the cached (score, best) per key found (one Redis round trip)."""
+    try:
+        found = cache.get_many(keys)
+    except _UNREACHABLE as error:
+        logger.warning("rerank cache unreachable (%s); scoring without it", type(error).__name__)
+        return {}
+    return {key: tuple(value) for key, value in found.items()}
 
 
 def store(entries: dict[str, tuple[float, int]], model: dict) -> None:
-    """Cache `entries` when `model` is the configured model served as configured (one round trip)."""
+    """Cache `entries` (keyed for `model`) and remember `model` as the one served (one round trip)."""
     if not entries or not cacheable(model):
         return
     try:
-        cache.set_many({**entries, model_key(): model}, timeout=settings.RERANK_CACHE_SECONDS)
+        cache.set_many({**entries, served_key(): model}, timeout=settings.RERANK_CACHE_SECONDS)
     except _UNREACHABLE as error:
         logger.warning("rerank cache unreachable (%s); scores not cached", type(error).__name__)
 
 
 def cacheable(model: dict | None) -> bool:
-    """Return whether scores from `model` may be cached under the configured model's keys."""
+    """Return whether scores from `model` may be cached: a reply for the configured model (itself or
+    the fallback the worker loaded instead: the keys name the model that served) at the configured
+    max_length."""
     return bool(
-        model
-        and not model.get("fallback_reason")
+        isinstance(model, dict)
+        and model.get("model")
         and model.get("requested") == settings.RERANKER_MODEL
         and model.get("max_length") == settings.RERANKER_MAX_LENGTH
     )

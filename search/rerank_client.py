@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
+from django.core.cache import cache
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
@@ -28,6 +29,9 @@ UNREACHABLE = (KombuError, RedisError, OSError, RuntimeError)
 
 RERANK_TASK = "worker.tasks.rerank"
 STATUS_TASK = "worker.tasks.status"
+# The worker's heartbeat (worker.tasks): written every 2 s; older than this, nobody is there.
+HEARTBEAT_PREFIX = "rerank:worker:"
+HEARTBEAT_FRESH_SECONDS = 6.0
 
 
 @dataclass
@@ -41,6 +45,8 @@ class RerankReply:
     model_ms: float | None = None
     total_ms: float = 0.0
     cached: int = 0  # groups answered from the rerank cache (search.rerank_cache)
+    unscored: list[int] = field(default_factory=list)  # groups the model could not score in time
+    vectors: dict | None = None  # chunk vectors: stored / embedded on the spot / missing
 
     @property
     def ok(self) -> bool:
@@ -77,23 +83,35 @@ def rerank(
 def _call_cached(
     query: str, groups: list[list[str]], versions: list[str], budget: float, language: str | None
 ) -> RerankReply:
-    keys = rerank_cache.entry_keys(query, groups, versions)
-    hits, model = rerank_cache.lookup(keys)
-    if model is None:
-        hits = {}
-    missing = [i for i, key in enumerate(keys) if key not in hits]
-    if not missing:
+    served = rerank_cache.served_model()
+    keys = rerank_cache.entry_keys(query, groups, versions, model=served) if served else []
+    hits = rerank_cache.lookup(keys) if served else {}
+    missing = [i for i, key in enumerate(keys) if key not in hits] if served else list(range(len(groups)))
+    if served and not missing:
         return RerankReply(
-            scores=[hits[key][0] for key in keys], best=[hits[key][1] for key in keys], model=model, cached=len(keys)
+            scores=[hits[key][0] for key in keys], best=[hits[key][1] for key in keys], model=served, cached=len(keys)
         )
     reply = _call(query, [groups[i] for i in missing], budget, language)
     if not reply.ok:
         return reply
-    fresh = {keys[i]: (score, best) for i, score, best in zip(missing, reply.scores, reply.best, strict=True)}
+    if hits and not rerank_cache.same_model(served, reply.model):
+        # The worker switched models since its last heartbeat: score every group with the new one.
+        reply = _call(query, groups, budget, language)
+        if not reply.ok:
+            return reply
+        hits, missing = {}, list(range(len(groups)))
+    keys = rerank_cache.entry_keys(query, groups, versions, model=reply.model)
+    unscored = {missing[i] for i in reply.unscored}
+    fresh = {
+        keys[i]: (score, best)
+        for i, score, best in zip(missing, reply.scores, reply.best, strict=True)
+        if i not in unscored  # a group without a score yet is asked again next time
+    }
     rerank_cache.store(fresh, reply.model)
     merged = {**hits, **fresh}
-    reply.scores = [merged[key][0] for key in keys]
-    reply.best = [merged[key][1] for key in keys]
+    reply.scores = [merged[key][0] if key in merged else None for key in keys]
+    reply.best = [merged[key][1] if key in merged else -1 for key in keys]
+    reply.unscored = sorted(unscored)
     reply.cached = len(keys) - len(missing)
     return reply
 
@@ -118,8 +136,7 @@ def _call(query: str, groups: list[list[str]], budget: float, language: str | No
     except CeleryTimeout:
         _forget(result)
         return RerankReply(
-            status="timeout",
-            notice=f"The reranker did not answer within {budget:g} s (busy, or no worker running).",
+            status="timeout", notice=f"The reranker did not answer within {budget:g} s ({timeout_reason()})."
         )
     except UNREACHABLE as error:
         return RerankReply(
@@ -131,7 +148,8 @@ def _call(query: str, groups: list[list[str]], budget: float, language: str | No
         # The worker drops a task whose expiry (the budget) passed before it could start it.
         return RerankReply(
             status="timeout",
-            notice=f"The reranker did not answer within {budget:g} s (the task expired before a worker took it).",
+            notice=f"The reranker did not answer within {budget:g} s (the task expired before a worker took it; "
+            f"{timeout_reason()}).",
         )
     if result.failed() or not isinstance(payload, dict):
         return RerankReply(status="error", notice=f"The reranker failed on this query ({type(payload).__name__}).")
@@ -139,8 +157,8 @@ def _call(query: str, groups: list[list[str]], budget: float, language: str | No
         return RerankReply(
             status="skipped",
             model=payload.get("model"),
-            notice=f"Not reranked: {payload['skipped']}. A multilingual reranker (e.g. BAAI/bge-reranker-v2-m3) "
-            "would serve it.",
+            notice=f"Not reranked: {payload['skipped']}. A reranker for that language (e.g. "
+            "BAAI/bge-reranker-v2-m3, multilingual) would serve it.",
         )
     if payload.get("timeout"):
         # The worker took the task but its budget ran out while it waited for the model.
@@ -158,6 +176,46 @@ def _call(query: str, groups: list[list[str]], budget: float, language: str | No
         model=payload["model"],
         queue_ms=payload.get("queue_ms"),
         model_ms=payload.get("model_ms"),
+        unscored=list(payload.get("unscored") or []),
+        vectors=payload.get("vectors"),
+    )
+
+
+def worker_heartbeat(queue: str | None = None) -> dict | None:
+    """Return the last fresh heartbeat of a worker on `queue` (default: the rerank queue), else None."""
+    try:
+        beat = cache.get(f"{HEARTBEAT_PREFIX}{queue or settings.RERANK_QUEUE}")
+    except UNREACHABLE:
+        return None
+    if not isinstance(beat, dict) or time.time() - float(beat.get("at", 0)) > HEARTBEAT_FRESH_SECONDS:
+        return None
+    return beat
+
+
+def queue_length(queue: str | None = None) -> int | None:
+    """Return how many tasks wait in Redis for a worker on `queue`, None when unknown (network: Redis)."""
+    try:
+        with app.connection_for_write() as connection:
+            return int(connection.default_channel.client.llen(queue or settings.RERANK_QUEUE))
+    except Exception:  # any transport trouble: unknown, the notice then says less
+        return None
+
+
+def timeout_reason() -> str:
+    """Return what a timeout most likely was, from the worker's heartbeat and the queue in Redis."""
+    beat = worker_heartbeat()
+    waiting = queue_length()
+    in_redis = f"; {waiting} tasks waiting in Redis" if waiting else ""
+    if beat is None:
+        return f"no rerank worker has reported in for {HEARTBEAT_FRESH_SECONDS:g} s: none is running{in_redis}"
+    ago = max(0.0, time.time() - float(beat.get("at", 0)))
+    if not beat.get("ready"):
+        return f"a rerank worker reported in {ago:.0f} s ago but serves no model yet ({beat.get('problem')}){in_redis}"
+    pending = (beat.get("vectors") or {}).get("pending", 0)
+    embedding = f", {pending} chunk texts still to embed" if pending else ""
+    return (
+        f"a rerank worker reported in {ago:.0f} s ago: it is up but slow, {beat.get('queued_pairs', 0)} pairs were "
+        f"waiting in it{embedding}{in_redis}"
     )
 
 

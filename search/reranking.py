@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.http import HttpRequest
 
@@ -30,13 +30,26 @@ BUSY_RETRY_AFTER_SECONDS = 1
 @dataclass(frozen=True)
 class RankedText:
     index: int  # position in the request's documents
-    score: float  # the worker's score: sigmoid of the logit (cross-encoder) or a cosine (bi-encoder)
+    # The worker's score: sigmoid of the logit (cross-encoder) or a cosine (bi-encoder); None: a
+    # bi-encoder could not embed this text within the budget (listed last, see RerankedTexts.unscored).
+    score: float | None
 
 
 @dataclass(frozen=True)
 class RerankedTexts:
     ranked: list[RankedText]  # best first, at most top_n
     model: dict  # what served: model, kind, device, dtype, max_length, ...
+    unscored: list[int] = field(default_factory=list)  # request positions without a score, in order
+
+    @property
+    def notice(self) -> str | None:
+        """Return the sentence that explains unscored texts, or None when every text was scored."""
+        if not self.unscored:
+            return None
+        return (
+            f"{len(self.unscored)} documents were not scored within the budget (the model embeds each text it "
+            "has not seen before); they are listed last with a null score, and are scored on a later call."
+        )
 
 
 class RerankRefused(Exception):
@@ -115,8 +128,12 @@ def _rerank(request: HttpRequest, query: str, texts: list[str], top_n: int | Non
     if not reply.ok:
         retry_after = BUSY_RETRY_AFTER_SECONDS if reply.status == "busy" else None
         raise RerankRefused(reply.notice, reason=reply.status, retry_after=retry_after)
-    order = sorted(range(len(texts)), key=lambda i: -reply.scores[i])[: top_n or len(texts)]
-    return RerankedTexts(ranked=[RankedText(index=i, score=reply.scores[i]) for i in order], model=reply.model or {})
+    unscored = set(reply.unscored)
+    # Texts the model could not score within the budget come last, in request order; never left out.
+    scored = sorted((i for i in range(len(texts)) if i not in unscored), key=lambda i: -reply.scores[i])
+    order = (scored + sorted(unscored))[: top_n or len(texts)]
+    ranked = [RankedText(index=i, score=None if i in unscored else reply.scores[i]) for i in order]
+    return RerankedTexts(ranked=ranked, model=reply.model or {}, unscored=sorted(unscored))
 
 
 def _check_limits(query: str, texts: list[str]) -> None:

