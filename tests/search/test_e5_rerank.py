@@ -17,8 +17,8 @@ from documents.services import DocumentInput, document_create, document_update
 from search import rerank_client
 from search.passages import rerank_text
 from search.services import search_run
-from tests.conftest import child_env, wait_until_ready
 from tests.support.processes import start_worker
+from tests.support.session import child_env, wait_for_worker
 from worker.reranker import PACKAGED_E5, cpu_has_avx2, load_packaged_e5
 
 pytestmark = [
@@ -64,7 +64,7 @@ def on_e5(e5_worker, settings):
     settings.RERANKER_MODEL = PACKAGED_E5
     settings.RERANK_TIMEOUT = GENEROUS_SECONDS
     settings.RERANK_CACHE_SECONDS = 0
-    status = wait_until_ready(worker)
+    status = wait_for_worker(worker)
     assert status.get("ready"), status
     return worker
 
@@ -146,7 +146,7 @@ def test_it_keeps_and_reports_a_document_without_a_vector(artifacts_dir: Path, t
     worker, queue = start_e5_worker(artifacts_dir, tmp_path, RERANKER_ON_THE_SPOT_TEXTS="0")
     try:
         settings.RERANK_QUEUE = queue
-        assert wait_until_ready(worker).get("ready")
+        assert wait_for_worker(worker).get("ready")
         settings.RERANK_TIMEOUT = GENEROUS_SECONDS
         settings.RERANK_CACHE_SECONDS = 0
         word = f"zq{uuid.uuid4().hex[:8]}"

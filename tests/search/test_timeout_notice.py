@@ -11,8 +11,8 @@ import pytest
 from search import rerank_client
 from search.services import search_run
 from searchsite.celery import app
-from tests.conftest import child_env, wait_until_ready
 from tests.support.processes import start_worker
+from tests.support.session import child_env, wait_for_worker
 
 pytestmark = [pytest.mark.django_db, pytest.mark.faults]
 
@@ -40,7 +40,7 @@ def test_it_tells_a_slow_worker_from_a_missing_one(settings, own_queue, tiny_mod
         extra_env={"RERANKER_FALLBACK_MODEL": ""},
     )
     try:
-        assert wait_until_ready(worker).get("ready")
+        assert wait_for_worker(worker).get("ready")
         settings.RERANK_TIMEOUT = TINY_BUDGET_SECONDS
         slow = search_run(query="python snake diet")
         assert slow.rerank_status == "timeout"
