@@ -18,7 +18,6 @@ import json
 import logging
 import math
 import os
-import signal
 import subprocess
 import tempfile
 import time
@@ -38,6 +37,7 @@ from search import rerank_client
 from search.backends import find_candidates
 from search.services import search_run
 from searchsite.devstack import worker_command
+from searchsite.processes import ChildExited, start_group, stop_group, wait_until_ready
 
 # The metrics reported for both orderings, in table order.
 METRICS = ("mrr@5", "recall@3", "top1", "ndcg@10", "recall@k_initial")
@@ -432,31 +432,26 @@ class PrivateWorker:
 
     def wait_ready(self, timeout: float = WORKER_READY_SECONDS) -> dict:
         """Return the worker's status once it has loaded its model (network: Redis)."""
-        deadline = time.monotonic() + timeout
-        status: dict = {}
+        last: dict = {}
+
+        def ready() -> dict | None:
+            last.update(rerank_client.worker_status(timeout=2.0))
+            if not last.get("ready") and "no rerank worker" not in last.get("problem", "no rerank worker"):
+                raise WorkerNotReady(f"the worker serves no model: {last['problem']}\n{self.log_tail()}")
+            return dict(last) if last.get("ready") else None
+
         with override_settings(RERANK_QUEUE=self.queue):
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise WorkerNotReady(f"the worker exited with {self.process.returncode}:\n{self.log_tail()}")
-                status = rerank_client.worker_status(timeout=2.0)
-                if status.get("ready"):
-                    return status
-                if "no rerank worker" not in status.get("problem", "no rerank worker"):
-                    raise WorkerNotReady(f"the worker serves no model: {status['problem']}\n{self.log_tail()}")
-        raise WorkerNotReady(f"the worker was not ready after {timeout:.0f} s ({status}):\n{self.log_tail()}")
+            try:
+                status = wait_until_ready(self.process, ready, timeout=timeout)
+            except ChildExited as exited:
+                raise WorkerNotReady(f"the worker exited with {exited.returncode}:\n{self.log_tail()}") from None
+        if status is None:
+            raise WorkerNotReady(f"the worker was not ready after {timeout:.0f} s ({last}):\n{self.log_tail()}")
+        return status
 
     def stop(self, grace: float = 15.0) -> None:
         """Stop the worker's process group (we started it in its own session), SIGKILL if it lingers."""
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
+        stop_group(self.process, grace=grace)
 
 
 def worker_start(*, model: str, languages: str | None = None, log_path: Path | None = None) -> PrivateWorker:
@@ -476,15 +471,7 @@ def worker_start(*, model: str, languages: str | None = None, log_path: Path | N
         log_path = Path(tempfile.gettempdir()) / f"evaluate-{queue}.log"
     # The same command line as `make run`'s worker, so the evaluation measures the product's worker.
     command = worker_command(queue)
-    with log_path.open("ab") as log_file:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=settings.BASE_DIR,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    process = start_group(command, env=env, cwd=settings.BASE_DIR, log_path=log_path)
     return PrivateWorker(process=process, queue=queue, log_path=log_path)
 
 
