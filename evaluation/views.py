@@ -39,7 +39,11 @@ def judge(request: HttpRequest) -> HttpResponse:
     except judgments.JudgmentRefused as error:
         return pages.refused(request, query, str(error), error.status)
     back = back_to_results(form.get("back"), query) or "/"
-    return HttpResponseRedirect(f"{back}#{form.get('ordering', 'reranked')}-{int(document_id)}")
+    ordering = "fulltext" if form.get("ordering") == "fulltext" else "reranked"
+    if ordering == "fulltext":
+        # On a phone the page opens on the reranked tab; come back to the tab that was judged.
+        back += ("&" if "?" in back else "?") + "view=fulltext"
+    return HttpResponseRedirect(f"{back}#{ordering}-{int(document_id)}")
 
 
 @staff_member_required

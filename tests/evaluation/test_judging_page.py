@@ -30,7 +30,9 @@ def judge(client: Client, document_id: int, relevant: str, *, ordering: str = "r
 def test_it_records_a_staff_judgment_and_goes_back_to_the_results(staff_client, staff_user, documents):
     response = judge(staff_client, documents[0].pk, "1", ordering="fulltext", rank=3)
     assert response.status_code == 302
-    assert response["Location"] == f"/search?q=python+snake+diet&page=1&lang=en#fulltext-{documents[0].pk}"
+    assert (
+        response["Location"] == f"/search?q=python+snake+diet&page=1&lang=en&view=fulltext#fulltext-{documents[0].pk}"
+    )
     judgment = Judgment.objects.get()
     assert (judgment.query, judgment.grade, judgment.ordering, judgment.rank) == (QUERY, 1, "fulltext", 3)
     assert judgment.user == staff_user and judgment.by_staff and judgment.client_hash == ""
@@ -74,6 +76,13 @@ def test_it_shows_what_the_visitor_already_judged(client, documents, rerank_work
     # Another visitor sees no one else's judgments.
     other = Client(REMOTE_ADDR=unique_address()).get("/search", {"q": QUERY}).content.decode()
     assert "You judged" not in other
+
+
+def test_it_comes_back_on_the_tab_that_was_judged(client, documents, rerank_worker):
+    reranked_tab = client.get(judge(client, documents[0].pk, "1")["Location"]).content.decode()
+    assert 'id="show-reranked" checked' in reranked_tab and 'id="show-fulltext" checked' not in reranked_tab
+    fulltext_tab = client.get(judge(client, documents[0].pk, "1", ordering="fulltext")["Location"]).content.decode()
+    assert 'id="show-fulltext" checked' in fulltext_tab and 'id="show-reranked" checked' not in fulltext_tab
 
 
 def test_it_needs_the_csrf_token(documents):
