@@ -75,13 +75,11 @@ def add_error_responses(result: dict, generator: object, request: object, public
                     security.append({})
             responses = operation.setdefault("responses", {})
             for code in _error_codes(path, method, operation, view):
-                responses.setdefault(
-                    str(code),
-                    {
-                        "description": DESCRIPTIONS[code],
-                        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-                    },
-                )
+                responses.setdefault(str(code), {"description": DESCRIPTIONS[code]})
+            for code, response in responses.items():
+                # An error a view describes in its own words still has the one error shape.
+                if code.isdigit() and int(code) >= 400 and "content" not in response:
+                    response["content"] = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
     return result
 
 
