@@ -215,8 +215,10 @@ def test_it_makes_three_sql_queries_per_search(django_assert_num_queries):
     assert outcome.candidate_count > 0 and outcome.is_reranked
 
 
-def test_it_makes_three_sql_queries_for_the_search_page(client, django_assert_num_queries):
-    with django_assert_num_queries(3):
+def test_it_makes_four_sql_queries_for_the_search_page(client, django_assert_num_queries):
+    # The query terms' statistics, the ranked candidates with their documents, their chunks, then
+    # what this visitor already judged (issue 14).
+    with django_assert_num_queries(4):
         response = client.get("/search", {"q": "python snake diet"})
     assert response.context["outcome"].candidate_count > 0
 
