@@ -7,7 +7,6 @@ from django.shortcuts import render
 
 from evaluation import judgments
 from evaluation.models import EvaluationRun
-from search.throttling import ClientRateThrottle
 
 # The metrics of a run's tables, in order, with their labels (evaluation.runner reports these).
 METRIC_ROWS = [
@@ -29,16 +28,6 @@ def judging_context(*, request: HttpRequest, query: str, document_ids: list[int]
         return {"allowed": False, "grades": {}}
     grades = judgments.judgments_of_visitor(request=request, query=query, document_ids=document_ids)
     return {"allowed": True, "grades": grades}
-
-
-def throttled(request: HttpRequest, throttle: ClientRateThrottle, query: str) -> HttpResponse | None:
-    """Return the 429 page when `throttle` refuses the request, else None (Redis: 1-2 calls)."""
-    if throttle.allow_request(request, None):
-        return None
-    wait = throttle.retry_after()
-    response = render(request, "search/throttled.html", {"query": query, "wait": wait}, status=429)
-    response["Retry-After"] = str(wait)
-    return response
 
 
 def refused(request: HttpRequest, query: str, message: str, status: int) -> HttpResponse:

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_GET, require_POST
 from evaluation import judgments, pages
 from evaluation.models import GRADE_NOT_RELEVANT, GRADE_RELEVANT, EvaluationRun
 from search.api import WHOLE_NUMBER
-from search.views import back_to_results
+from search.views import back_to_results, throttled_page
 
 # What the form's "relevant" button sends, and the grade each stands for.
 RELEVANT_VALUES = {"1": GRADE_RELEVANT, "0": GRADE_NOT_RELEVANT}
@@ -21,7 +21,7 @@ def judge(request: HttpRequest) -> HttpResponse:
     """Record a visitor's "relevant" / "not relevant", then send them back to the results (PRG)."""
     form = request.POST
     query = form.get("query", "")
-    if refused := pages.throttled(request, judgments.JudgmentThrottle(), query):
+    if refused := throttled_page(request, judgments.JudgmentThrottle(), query):
         return refused
     document_id, grade = form.get("document_id", ""), RELEVANT_VALUES.get(form.get("relevant", ""))
     rank = form.get("rank", "")

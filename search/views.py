@@ -32,7 +32,7 @@ PAGE_BREAK_SEARCH = DOCUMENT_PAGE_CHARS // 2
 DOCUMENT_QUERY_CHARS = 500
 
 
-def _throttled(request: HttpRequest, throttle: ClientRateThrottle, query: str) -> HttpResponse | None:
+def throttled_page(request: HttpRequest, throttle: ClientRateThrottle, query: str) -> HttpResponse | None:
     """Return the 429 page when `throttle` refuses the request, else None (Redis: 1-2 calls)."""
     if throttle.allow_request(request, None):
         return None
@@ -58,7 +58,7 @@ def search_page(request: HttpRequest) -> HttpResponse:
     params = SearchInputSerializer(data=given)
     if not params.is_valid():
         return _bad_request(request, raw, params.errors)
-    if raw.strip() and (refused := _throttled(request, SearchPageThrottle(), raw)):
+    if raw.strip() and (refused := throttled_page(request, SearchPageThrottle(), raw)):
         return refused
     data = params.validated_data
     try:
@@ -179,7 +179,7 @@ def document_page(request: HttpRequest, pk: int) -> HttpResponse:
     within the query's scan budget). The work is bounded by one page, whatever the document's size.
     """
     query = request.GET.get("q", "")[:DOCUMENT_QUERY_CHARS]
-    if refused := _throttled(request, DocumentPageThrottle(), query):
+    if refused := throttled_page(request, DocumentPageThrottle(), query):
         return refused
     asked = _page_number(request.GET.get("page"))
     try:
