@@ -20,6 +20,8 @@ from redis.exceptions import RedisError
 
 from search import rerank_cache
 from searchsite.celery import app
+from worker import protocol
+from worker.protocol import WorkerReply
 
 logger = logging.getLogger(__name__)
 
@@ -60,19 +62,21 @@ def rerank(
     timeout: float | None = None,
     language: str | None = None,
     versions: list[str] | None = None,
+    lane: str = protocol.API,
 ) -> RerankReply:
     """Return the worker's scores for `groups`, or a reply with a notice (network: Redis).
 
     `language` ("en", "zh", "mixed") lets the worker skip queries its model does not serve.
     With `versions` (each group's document content version) scores are cached in Redis and only
-    the groups not cached go to the worker (one more Redis round trip).
+    the groups not cached go to the worker (one more Redis round trip). `lane` "page" (a result
+    page a person waits for) is served by the worker before "api" work.
     """
     budget = settings.RERANK_TIMEOUT if timeout is None else timeout
     started = time.perf_counter()
     if versions is not None and rerank_cache.enabled():
-        reply = _call_cached(query, groups, versions, budget, language)
+        reply = _call_cached(query, groups, versions, budget, language, lane)
     else:
-        reply = _call(query, groups, budget, language)
+        reply = _call(query, groups, budget, language, lane)
     reply.total_ms = round((time.perf_counter() - started) * 1000, 2)
     if not reply.ok:
         # DEBUG: the caller logs one line per search or rerank call, with this status.
@@ -81,7 +85,7 @@ def rerank(
 
 
 def _call_cached(
-    query: str, groups: list[list[str]], versions: list[str], budget: float, language: str | None
+    query: str, groups: list[list[str]], versions: list[str], budget: float, language: str | None, lane: str
 ) -> RerankReply:
     served = rerank_cache.served_model()
     keys = rerank_cache.entry_keys(query, groups, versions, model=served) if served else []
@@ -91,12 +95,12 @@ def _call_cached(
         return RerankReply(
             scores=[hits[key][0] for key in keys], best=[hits[key][1] for key in keys], model=served, cached=len(keys)
         )
-    reply = _call(query, [groups[i] for i in missing], budget, language)
+    reply = _call(query, [groups[i] for i in missing], budget, language, lane)
     if not reply.ok:
         return reply
     if hits and not rerank_cache.same_model(served, reply.model):
         # The worker switched models since its last heartbeat: score every group with the new one.
-        reply = _call(query, groups, budget, language)
+        reply = _call(query, groups, budget, language, lane)
         if not reply.ok:
             return reply
         hits, missing = {}, list(range(len(groups)))
@@ -116,68 +120,68 @@ def _call_cached(
     return reply
 
 
-def _call(query: str, groups: list[list[str]], budget: float, language: str | None) -> RerankReply:
+# What the page and the API say for each outcome that is not a score: (status, notice template).
+# `reason` is the worker's or the transport's own words; `budget` the seconds waited.
+NOTICES = {
+    "unreachable": ("unavailable", "Reranking is unavailable: {reason}."),
+    "timeout": ("timeout", "The reranker did not answer within {budget:g} s ({reason})."),
+    "busy": ("busy", "The reranker is busy with other searches ({reason})."),
+    "error": ("error", "The reranker reported an error: {reason}"),
+    "failed": ("error", "The reranker failed on this query ({reason})."),
+    "skipped": (
+        "skipped",
+        "Not reranked: {reason}. A reranker for that language (e.g. BAAI/bge-reranker-v2-m3, multilingual) "
+        "would serve it.",
+    ),
+}
+
+
+def _notice(outcome: str, reason: str, budget: float, model: dict | None = None) -> RerankReply:
+    status, template = NOTICES[outcome]
+    return RerankReply(status=status, model=model, notice=template.format(reason=reason, budget=budget))
+
+
+def _call(query: str, groups: list[list[str]], budget: float, language: str | None, lane: str) -> RerankReply:
     try:
         result = app.send_task(
             RERANK_TASK,
-            args=[query, groups, time.time(), language],
+            args=[query, groups, time.time(), language, lane],
             queue=settings.RERANK_QUEUE,
             # Work nobody waits for any more is dropped, never done late (see DESIGN).
             expires=budget,
             retry=False,
         )
     except UNREACHABLE as error:
-        return RerankReply(
-            status="unavailable",
-            notice=f"Reranking is unavailable: the task queue cannot be reached ({_reason(error)}).",
-        )
+        return _notice("unreachable", f"the task queue cannot be reached ({_reason(error)})", budget)
     try:
         payload = result.get(timeout=budget, propagate=False, interval=0.005)
     except CeleryTimeout:
         _forget(result)
-        return RerankReply(
-            status="timeout", notice=f"The reranker did not answer within {budget:g} s ({timeout_reason()})."
-        )
+        return _notice("timeout", timeout_reason(), budget)
     except UNREACHABLE as error:
-        return RerankReply(
-            status="unavailable",
-            notice=f"Reranking is unavailable: the result store cannot be reached ({_reason(error)}).",
-        )
+        return _notice("unreachable", f"the result store cannot be reached ({_reason(error)})", budget)
     _forget(result)
     if isinstance(payload, TaskRevokedError):
         # The worker drops a task whose expiry (the budget) passed before it could start it.
-        return RerankReply(
-            status="timeout",
-            notice=f"The reranker did not answer within {budget:g} s (the task expired before a worker took it; "
-            f"{timeout_reason()}).",
-        )
-    if result.failed() or not isinstance(payload, dict):
-        return RerankReply(status="error", notice=f"The reranker failed on this query ({type(payload).__name__}).")
-    if payload.get("skipped"):
-        return RerankReply(
-            status="skipped",
-            model=payload.get("model"),
-            notice=f"Not reranked: {payload['skipped']}. A reranker for that language (e.g. "
-            "BAAI/bge-reranker-v2-m3, multilingual) would serve it.",
-        )
-    if payload.get("timeout"):
-        # The worker took the task but its budget ran out while it waited for the model.
-        return RerankReply(
-            status="timeout", notice=f"The reranker did not answer within {budget:g} s ({payload['timeout']})."
-        )
-    if payload.get("busy"):
-        # The worker's bounded queue turned this search away at once (RERANKER_MAX_QUEUED_PAIRS).
-        return RerankReply(status="busy", notice=f"The reranker is busy with other searches ({payload['busy']}).")
-    if payload.get("error"):
-        return RerankReply(status="error", notice=f"The reranker reported an error: {payload['error']}")
+        return _notice("timeout", f"the task expired before a worker took it; {timeout_reason()}", budget)
+    if result.failed():
+        return _notice("failed", type(payload).__name__, budget)
+    try:
+        reply = WorkerReply.from_message(payload)
+    except ValueError:
+        return _notice("failed", f"unexpected reply: {type(payload).__name__}", budget)
+    if reply.status != protocol.OK:
+        # skipped: a language the model does not serve; timeout: the task's budget ran out in the
+        # worker's queue; busy: the worker's bounded queue turned it away at once.
+        return _notice(reply.status, reply.reason, budget, model=reply.model if reply.status == "skipped" else None)
     return RerankReply(
-        scores=payload["scores"],
-        best=payload["best"],
-        model=payload["model"],
-        queue_ms=payload.get("queue_ms"),
-        model_ms=payload.get("model_ms"),
-        unscored=list(payload.get("unscored") or []),
-        vectors=payload.get("vectors"),
+        scores=reply.scores,
+        best=reply.best,
+        model=reply.model,
+        queue_ms=reply.queue_ms,
+        model_ms=reply.model_ms,
+        unscored=list(reply.unscored),
+        vectors=reply.vectors,
     )
 
 

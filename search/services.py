@@ -18,6 +18,7 @@ from search.backends import CandidatesUnavailable, find_candidates, get_backend
 from search.highlight import query_terms, snippet
 from search.passages import attach_passages, rerank_text
 from search.query import parse
+from worker import protocol
 
 logger = logging.getLogger(__name__)
 
@@ -108,12 +109,14 @@ def search_run(
     collection: str = LIBRARY,
     page: int | None = None,
     language: str | None = None,
+    lane: str = protocol.API,
 ) -> SearchOutcome:
     """Return both orderings of one page of results for `query` (SQL: the backend's two statements
     and one for the chunks; network: one rerank round trip, cached for the other pages).
 
     All k_initial candidates are reranked, so every page of the reranked order is right; `page`
     picks which k of each ordering are shown. `language` ("zh", "en") keeps documents in it.
+    `lane` "page" is for a result page a person waits for: the worker serves it before API work.
     """
     started = time.perf_counter()
     query, notices = clean_query(query)
@@ -159,7 +162,7 @@ def search_run(
     if rows:
         groups = [[rerank_text(c.title, text) for text in c.chunks] or [c.title] for c in found.candidates]
         versions = [f"{c.document_id}:{c.content_hash}" for c in found.candidates]
-        reply = rerank_client.rerank(query, groups, language=detect_language(query), versions=versions)
+        reply = rerank_client.rerank(query, groups, language=detect_language(query), versions=versions, lane=lane)
         outcome.rerank_status = reply.status
         outcome.reranker = reply.model
         outcome.timings.update(

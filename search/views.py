@@ -18,6 +18,7 @@ from search.api import WHOLE_NUMBER, SearchInputSerializer
 from search.highlight import count_matches, highlight, query_terms
 from search.services import SearchUnavailable, search_run
 from search.throttling import ClientRateThrottle, DocumentPageThrottle, SearchPageThrottle
+from worker import protocol
 
 # The parameters of a result page, which its links and a document's "back to results" keep.
 RESULT_PARAMETERS = ("q", "page", "lang", "k", "k_initial")
@@ -63,7 +64,12 @@ def search_page(request: HttpRequest) -> HttpResponse:
     data = params.validated_data
     try:
         outcome = search_run(
-            query=raw, k=data.get("k"), k_initial=data.get("k_initial"), page=data.get("page"), language=data["lang"]
+            query=raw,
+            k=data.get("k"),
+            k_initial=data.get("k_initial"),
+            page=data.get("page"),
+            language=data["lang"],
+            lane=protocol.PAGE,
         )
     except SearchUnavailable:
         return render(request, "search/unavailable.html", {"query": raw}, status=503)

@@ -179,6 +179,11 @@ RERANKER_BATCH_TOKENS = env_int("RERANKER_BATCH_TOKENS", 0, minimum=0)
 # Pairs waiting in the worker at most; beyond it a search is answered at once with the full-text
 # order instead of queueing past its budget (16 searches of 50 documents x 8 chunks fit).
 RERANKER_MAX_QUEUED_PAIRS = env_int("RERANKER_MAX_QUEUED_PAIRS", 8192, minimum=1)
+# API reranks (the search API and the texts rerank API) one worker holds at once, queued or being
+# scored; more are answered at once as busy (503 with Retry-After on the rerank API), so most of
+# the worker's task threads stay free for result pages, which the batching thread also serves
+# first (worker.batching). Keep it below the worker's thread count (-c 16).
+RERANKER_MAX_API_REQUESTS = env_int("RERANKER_MAX_API_REQUESTS", 4, minimum=1)
 # Milliseconds the idle batching thread waits for searches sent together to share a pass.
 RERANKER_GATHER_MS = env_float("RERANKER_GATHER_MS", 2.0, minimum=0.0)
 # CPU only: float32 (exact) or bfloat16 (about 3x faster on CPUs with AMX; see docs/benchmarks.md).

@@ -21,6 +21,14 @@ stream of work. Scores are those of `Reranker.score` (sigmoid of the logit, in f
 A bi-encoder with stored chunk vectors (worker.vectors) is scored one search at a time from
 those vectors (one query embedding plus dot products); while no search waits, this thread embeds
 the texts the index hook queued, a few at a time.
+
+Two lanes (worker.protocol): a result page's search ("page") is taken before API work ("api"),
+and between two forward passes (or two on-the-spot embedding steps) of API work the thread runs
+any page search that arrived meanwhile, so an API caller sending the largest requests it may
+delays a page search by one pass, never by its whole request. API requests held at once are
+capped (`max_api_requests`): past it they are turned away as busy, which keeps the worker's task
+threads free for page searches. When the thread falls idle after work, it hands freed memory back
+to the system (worker.memory), so a burst does not leave the worker's footprint raised.
 """
 
 from __future__ import annotations
@@ -30,8 +38,10 @@ import copy
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from worker import memory, protocol
 from worker.reranker import Reranker, best_per_group
 from worker.vectors import ChunkVectors
 
@@ -45,6 +55,14 @@ DEFAULT_WINDOW_PAIRS = 256
 # What one more forward pass costs beyond its tokens, counted in tokens: the cuts between passes
 # trade this against padding.
 PASS_OVERHEAD_TOKENS = 64
+# A bi-encoder without stored vectors scores a request in steps of this many texts, looking for
+# page searches (and at the deadline) between two steps.
+ALONE_STEP_TEXTS = 16
+# API requests held at once (queued or being scored) when the caller does not say.
+DEFAULT_MAX_API_REQUESTS = 4
+# Seconds without work after which the thread hands freed memory back (a trim costs some ms, so
+# not after every search, only once traffic pauses).
+TRIM_AFTER_IDLE_SECONDS = 1.0
 
 
 class Overloaded(Exception):
@@ -71,6 +89,8 @@ class BatchStats:
     padded_tokens: int = 0  # rows x longest row, summed over passes (includes real tokens)
     halved: int = 0  # passes the model failed, split in two and run again
     failed: int = 0  # requests answered with an error because the model failed on them
+    preempted: int = 0  # times API work paused between two passes for page searches that arrived
+    trims: int = 0  # times the idle thread handed freed memory back to the system
 
     @property
     def padding_share(self) -> float:
@@ -83,6 +103,7 @@ class _Request:
     texts: list[str]
     features: list[dict[str, list[int]]]  # one tokenized pair per text (empty for bi-encoders)
     deadline: float  # time.monotonic() after which nobody waits for the answer
+    lane: str = protocol.PAGE
     submitted: float = field(default_factory=time.perf_counter)
     scores: list[float | None] = field(default_factory=list)
     remaining: int = 0
@@ -126,6 +147,7 @@ class BatchingReranker:
         gather_ms: float = DEFAULT_GATHER_MS,
         window_pairs: int = DEFAULT_WINDOW_PAIRS,
         vectors: ChunkVectors | None = None,
+        max_api_requests: int = DEFAULT_MAX_API_REQUESTS,
     ) -> None:
         self.reranker = reranker
         self.vectors = vectors
@@ -137,9 +159,12 @@ class BatchingReranker:
         self.max_queued_pairs = max_queued_pairs
         self.gather_seconds = gather_ms / 1000
         self.window_pairs = window_pairs
+        self.max_api_requests = max_api_requests
         self.stats = BatchStats()
         self._queue: collections.deque[_Request] = collections.deque()
         self._queued_pairs = 0
+        self._api_requests = 0  # API requests submitted and not yet answered
+        self._worked = False  # work done since memory was last handed back
         self._ready = threading.Condition()
         self._tokenizers = threading.local()
         self._thread = threading.Thread(target=self._loop, name="rerank-batcher", daemon=True)
@@ -150,24 +175,36 @@ class BatchingReranker:
     def serves(self, language: str | None) -> bool:
         return self.reranker.serves(language)
 
-    def score_groups(self, query: str, groups: list[list[str]], *, deadline: float) -> BatchedScores:
+    def score_groups(
+        self, query: str, groups: list[list[str]], *, deadline: float, lane: str = protocol.PAGE
+    ) -> BatchedScores:
         """Return each group's best score and its index; waits at most until `deadline` (monotonic).
 
-        Raises Overloaded when the queue is full, CallerGone when the deadline passes first and
-        ModelFailed when the model raises on these pairs (after halving their pass).
+        Raises Overloaded when the queue is full (or, for `lane` "api", when the API's share is
+        held already), CallerGone when the deadline passes first and ModelFailed when the model
+        raises on these pairs (after halving their pass).
         """
         texts = [text for group in groups for text in group]
-        request = _Request(query=query, texts=texts, features=self._tokenize(query, texts), deadline=deadline)
-        request.first_of_group = [i == 0 for group in groups for i in range(len(group))]
-        request.scores = [None] * len(texts)
-        request.remaining = len(texts)
-        if texts:
-            self._submit(request)
-            if not request.done.wait(timeout=max(0.0, deadline - time.monotonic())):
-                request.gone = True  # the batching thread drops what is left of it
-                raise CallerGone("the rerank deadline passed before the model reached this search")
-            if request.error:
-                raise (CallerGone if request.gone else ModelFailed)(request.error)
+        if texts and lane == protocol.API:
+            self._hold_api_place()
+        try:
+            request = _Request(
+                query=query, texts=texts, features=self._tokenize(query, texts), deadline=deadline, lane=lane
+            )
+            request.first_of_group = [i == 0 for group in groups for i in range(len(group))]
+            request.scores = [None] * len(texts)
+            request.remaining = len(texts)
+            if texts:
+                self._submit(request)
+                if not request.done.wait(timeout=max(0.0, deadline - time.monotonic())):
+                    request.gone = True  # the batching thread drops what is left of it
+                    raise CallerGone("the rerank deadline passed before the model reached this search")
+                if request.error:
+                    raise (CallerGone if request.gone else ModelFailed)(request.error)
+        finally:
+            if texts and lane == protocol.API:
+                with self._ready:
+                    self._api_requests -= 1
         flat = [float("-inf") if s is None else float(s) for s in request.scores]
         scores, best = best_per_group(groups, flat)
         # A group none of whose texts got a score is reported, never given a made-up one.
@@ -187,6 +224,15 @@ class BatchingReranker:
             embedded=request.embedded,
             missing=sum(1 for s in request.scores if s is None),
         )
+
+    def _hold_api_place(self) -> None:
+        with self._ready:
+            if self._api_requests >= self.max_api_requests:
+                raise Overloaded(
+                    f"{self._api_requests} API reranks are being served already; the rest of the worker is kept for "
+                    f"result pages (RERANKER_MAX_API_REQUESTS={self.max_api_requests})"
+                )
+            self._api_requests += 1
 
     def queued_pairs(self) -> int:
         """Return the pairs waiting for the batching thread now."""
@@ -234,9 +280,13 @@ class BatchingReranker:
     def _loop(self) -> None:
         while True:
             window = self._take_window()
+            if window is None:
+                self._hand_memory_back()
+                continue
             if not window:
                 self._background_step()
                 continue
+            self._worked = True
             try:
                 self._run_window(window)
             except Exception as error:  # a model error fails this window, never the thread
@@ -246,26 +296,55 @@ class BatchingReranker:
                         request.error = f"{type(error).__name__}: {error}"
                         request.done.set()
 
-    def _take_window(self) -> list[_Request]:
-        """Return the requests of the next window: FIFO, at least one, about `window_pairs` pairs."""
+    def _hand_memory_back(self) -> None:
+        """Idle after work: collect garbage and return the freed heap (and GPU cache) to the system."""
+        self._worked = False
+        self.reranker.release_cached_memory()
+        memory.hand_back()
+        self.stats.trims += 1
+
+    def _take_window(self) -> list[_Request] | None:
+        """Return the requests of the next window: pages first, at least one, about `window_pairs` pairs.
+
+        [] when pending texts wait to be embedded and no search does; None after an idle spell
+        that followed work (time to hand memory back).
+        """
         with self._ready:
             idle = not self._queue
             while not self._queue:
                 if self._background_due:
                     self._background_due = False
                     return []  # nothing to score: embed a few pending texts, then look again
-                self._ready.wait()
+                if not self._worked:
+                    self._ready.wait()
+                elif not self._ready.wait(timeout=TRIM_AFTER_IDLE_SECONDS) and not self._queue:
+                    return None  # idle a while after work: hand memory back, then look again
         if idle and self.gather_seconds:
             time.sleep(self.gather_seconds)  # let searches sent together arrive together
         window: list[_Request] = []
         pairs = 0
         with self._ready:
-            while self._queue and (not window or pairs + len(self._queue[0].texts) <= self.window_pairs):
-                request = self._queue.popleft()
-                self._queued_pairs -= len(request.texts)
+            # Page searches first, each lane in arrival order.
+            for request in sorted(self._queue, key=lambda r: r.lane != protocol.PAGE):
+                if window and pairs + len(request.texts) > self.window_pairs:
+                    break
                 window.append(request)
                 pairs += len(request.texts)
+            for request in window:
+                self._queue.remove(request)
+                self._queued_pairs -= len(request.texts)
         return window
+
+    def _serve_waiting_pages(self) -> None:
+        """Between two steps of API work: score the page searches that arrived meanwhile, now."""
+        with self._ready:
+            pages = [request for request in self._queue if request.lane == protocol.PAGE]
+            for request in pages:
+                self._queue.remove(request)
+                self._queued_pairs -= len(request.texts)
+        if pages:
+            self.stats.preempted += 1
+            self._run_window(pages)
 
     def _run_window(self, window: list[_Request]) -> None:
         now = time.monotonic()
@@ -277,21 +356,27 @@ class BatchingReranker:
                 live.append(request)
         for request in live:
             request.window_requests = len(live)
+        # Page searches first; then earliest deadline first.
+        live.sort(key=lambda r: (r.lane != protocol.PAGE, r.deadline))
         if self.info.kind != "cross-encoder":
             for request in live:
                 self._run_alone(request)
             return
-        # Earliest deadline first, each search's pairs shortest first: searches finish one after
-        # another (under load some still make their budget), and the cuts between passes still
-        # let a short search share a pass with its neighbours.
+        # Each search's pairs shortest first: searches finish one after another (under load some
+        # still make their budget), and the cuts between passes still let a short search share a
+        # pass with its neighbours.
         items = []
-        for request in sorted(live, key=lambda r: r.deadline):
+        for request in live:
             own = [(len(request.features[i]["input_ids"]), request, i) for i in range(len(request.texts))]
             items.extend(sorted(own, key=lambda item: item[0]))
         # Each pass is launched before the previous one is read: on a GPU the next pass's inputs
         # are built while the last one runs, so the GPU does not wait for Python in between.
         pending = None
         for batch in self._passes(items):
+            if any(item[1].lane == protocol.API for item in batch) and self._page_waiting():
+                self._finish(pending)
+                pending = None
+                self._serve_waiting_pages()
             now = time.monotonic()
             batch = [item for item in batch if not item[1].done.is_set() and not item[1].expired(now)]
             if not batch:
@@ -309,6 +394,18 @@ class BatchingReranker:
         for request in live:
             if not request.done.is_set():
                 self._drop(request)
+
+    def _page_waiting(self) -> bool:
+        with self._ready:
+            return any(request.lane == protocol.PAGE for request in self._queue)
+
+    def _yield_to_pages(self) -> None:
+        if self._page_waiting():
+            self._serve_waiting_pages()
+
+    def _between_api_steps(self, request: _Request) -> Callable[[], None] | None:
+        """Return what to run between two steps of `request`'s work: waiting pages, for API work."""
+        return self._yield_to_pages if request.lane == protocol.API else None
 
     def _passes(self, items: list[tuple[int, _Request, int]]) -> list[list[tuple[int, _Request, int]]]:
         """Return the items, in order, cut into passes: rows x longest <= the token budget.
@@ -401,6 +498,7 @@ class BatchingReranker:
 
     def _background_step(self) -> None:
         """Embed a few pending texts (searches wait at most this long); a failure is logged, retried later."""
+        self._worked = True
         try:
             more = self.vectors.embed_pending()
         except Exception:
@@ -414,7 +512,11 @@ class BatchingReranker:
         request.started = time.perf_counter()
         try:
             scored = self.vectors.score(
-                request.query, request.texts, deadline=request.deadline, first_of_group=request.first_of_group
+                request.query,
+                request.texts,
+                deadline=request.deadline,
+                first_of_group=request.first_of_group,
+                between_steps=self._between_api_steps(request),
             )
         except Exception as error:
             self._fail([request], error)
@@ -431,34 +533,43 @@ class BatchingReranker:
         request.done.set()
 
     def _run_alone(self, request: _Request) -> None:
-        """Score one request by itself (bi-encoders); if the model raises, score each half once more."""
+        """Score one request by itself (bi-encoders), in steps; a step the model fails is halved once."""
         if self.vectors is not None:
             self._run_with_vectors(request)
             return
         request.started = time.perf_counter()
-        try:
-            request.scores = self.reranker.score(request.query, request.texts)
-        except Exception as error:
-            if len(request.texts) == 1:
-                self._fail([request], error)
+        between = self._between_api_steps(request)
+        scores: list[float] = []
+        for start in range(0, len(request.texts), ALONE_STEP_TEXTS):
+            if between is not None and start:
+                between()
+            if request.expired(time.monotonic()):
+                self._drop(request)
                 return
-            logger.warning("reranker: %d texts failed (%s); retrying them in two halves", len(request.texts), error)
-            self.stats.halved += 1
-            self.reranker.release_cached_memory()
-            middle = len(request.texts) // 2
             try:
-                request.scores = [
-                    *self.reranker.score(request.query, request.texts[:middle]),
-                    *self.reranker.score(request.query, request.texts[middle:]),
-                ]
+                scores.extend(self._score_halving(request.query, request.texts[start : start + ALONE_STEP_TEXTS]))
             except Exception as error:
                 self._fail([request], error)
                 return
+        request.scores = scores
         request.finished = time.perf_counter()
         request.remaining = 0
         self.stats.passes += 1
         self.stats.pairs += len(request.texts)
         request.done.set()
+
+    def _score_halving(self, query: str, texts: list[str]) -> list[float]:
+        """Return the model's scores of `texts`; if it raises, score each half once more (raises again)."""
+        try:
+            return self.reranker.score(query, texts)
+        except Exception as error:
+            if len(texts) == 1:
+                raise
+            logger.warning("reranker: %d texts failed (%s); retrying them in two halves", len(texts), error)
+            self.stats.halved += 1
+            self.reranker.release_cached_memory()
+            middle = len(texts) // 2
+            return [*self.reranker.score(query, texts[:middle]), *self.reranker.score(query, texts[middle:])]
 
     def _drop(self, request: _Request) -> None:
         self.stats.dropped += 1

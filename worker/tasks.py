@@ -24,7 +24,9 @@ from celery.signals import worker_init, worker_process_init
 from django.conf import settings
 from django.core.cache import cache
 
+from worker import protocol
 from worker.batching import BatchingReranker, CallerGone, ModelFailed, Overloaded
+from worker.protocol import WorkerReply
 from worker.reranker import load_configured
 from worker.vectors import ChunkVectors
 
@@ -101,6 +103,7 @@ def load_reranker(**kwargs: object) -> None:
             max_queued_pairs=settings.RERANKER_MAX_QUEUED_PAIRS,
             gather_ms=settings.RERANKER_GATHER_MS,
             vectors=vectors,
+            max_api_requests=settings.RERANKER_MAX_API_REQUESTS,
         )
     _State.reranker, _State.vectors, _State.problem = reranker, vectors, problem
     _beat()  # at once: the web must not read "still loading" for 2 s after the model is ready
@@ -121,48 +124,55 @@ def load_reranker(**kwargs: object) -> None:
 
 @shared_task(name="worker.tasks.rerank", bind=True)
 def rerank(
-    self, query: str, groups: list[list[str]], sent_at: float | None = None, language: str | None = None
+    self,
+    query: str,
+    groups: list[list[str]],
+    sent_at: float | None = None,
+    language: str | None = None,
+    lane: str = protocol.PAGE,
 ) -> dict:
     """Return scores for each group of texts (max over the group) and the winning text's index.
 
-    A query in a language the model does not serve is not scored: {"skipped": reason}. Waits
-    for the batching thread at most until the task's expiry (the caller's budget). Logs one line.
+    The result is a worker.protocol.WorkerReply as JSON. A query in a language the model does not
+    serve is not scored (status "skipped"). Waits for the batching thread at most until the
+    task's expiry (the caller's budget); `lane` "page" (a result page, and callers that do not
+    say) is served before "api" (search.rerank_client names it for every call). Logs one line.
     """
     started = time.perf_counter()
-    result = _rerank(self.request.expires, query, groups, sent_at, language)
-    _log_rerank(query, groups, result, (time.perf_counter() - started) * 1000)
-    return result
+    reply = _rerank(self.request.expires, query, groups, sent_at, language, lane)
+    _log_rerank(query, groups, reply, lane, (time.perf_counter() - started) * 1000)
+    return reply.as_message()
 
 
 # Outcomes worth an operator's attention (the others are routine, at INFO).
-WARNING_OUTCOMES = ("error", "busy", "timeout")
+WARNING_OUTCOMES = (protocol.ERROR, protocol.BUSY, protocol.TIMEOUT)
 # Characters of an error's text in the per-rerank line (the full text is in the start-up log).
 LOG_REASON_CHARS = 160
 
 
-def _log_rerank(query: str, groups: list[list[str]], result: dict, total_ms: float) -> None:
+def _log_rerank(query: str, groups: list[list[str]], reply: WorkerReply, lane: str, total_ms: float) -> None:
     """Log one line per rerank: sizes, outcome, timings, model; never the query or the texts.
 
     Celery's own task lines (which would print the whole reply, scores and model details with
     any model-hub error among them) are turned off in settings.LOGGING.
     """
-    outcome = next((key for key in ("error", "skipped", "busy", "timeout") if key in result), "ok")
     reason = ""
-    if outcome != "ok":
-        text = NO_MODEL_REASON if _State.reranker is None else str(result[outcome])
+    if reply.status != protocol.OK:
+        text = NO_MODEL_REASON if _State.reranker is None else reply.reason
         reason = f' reason="{text[:LOG_REASON_CHARS]}"'
-    model = (result.get("model") or {}).get("model") or (_State.reranker.info.model if _State.reranker else "-")
+    model = (reply.model or {}).get("model") or (_State.reranker.info.model if _State.reranker else "-")
     logger.log(
-        logging.WARNING if outcome in WARNING_OUTCOMES else logging.INFO,
-        "rerank: status=%s query_chars=%d groups=%d pairs=%d queue_ms=%s model_ms=%s batched_with=%s "
+        logging.WARNING if reply.status in WARNING_OUTCOMES else logging.INFO,
+        "rerank: status=%s query_chars=%d groups=%d pairs=%d queue_ms=%s model_ms=%s batched_with=%s lane=%s "
         "total_ms=%.1f model=%s%s",
-        outcome,
+        reply.status,
         len(query),
         len(groups),
         sum(len(group) for group in groups),
-        result.get("queue_ms", "-"),
-        result.get("model_ms", "-"),
-        result.get("batched_with", "-"),
+        "-" if reply.queue_ms is None else reply.queue_ms,
+        "-" if reply.model_ms is None else reply.model_ms,
+        "-" if reply.batched_with is None else reply.batched_with,
+        lane,
         total_ms,
         model,
         reason,
@@ -172,43 +182,46 @@ def _log_rerank(query: str, groups: list[list[str]], result: dict, total_ms: flo
 NO_MODEL_REASON = "no model loaded (the worker's start-up log says why)"
 
 
-def _rerank(expires: object, query: str, groups: list[list[str]], sent_at: float | None, language: str | None) -> dict:
+def _rerank(
+    expires: object, query: str, groups: list[list[str]], sent_at: float | None, language: str | None, lane: str
+) -> WorkerReply:
     received = time.time()
     if _State.reranker is None:
-        return {"error": f"the reranker has no model: {_State.problem}"}
+        return WorkerReply(protocol.ERROR, f"the reranker has no model: {_State.problem}")
     info = _State.reranker.info
     if not _State.reranker.serves(language):
         served = ", ".join(info.languages or [])
-        return {
-            "skipped": f"{info.model} reranks only queries in: {served}; this query is {language}",
-            "model": info.as_dict(),
-        }
+        reason = f"{info.model} reranks only queries in: {served}; this query is {language}"
+        return WorkerReply(protocol.SKIPPED, reason, model=info.as_dict())
     try:
-        scored = _State.reranker.score_groups(query, groups, deadline=_deadline(expires, received))
+        scored = _State.reranker.score_groups(
+            query, groups, deadline=_deadline(expires, received), lane=lane if lane in protocol.LANES else protocol.PAGE
+        )
     except Overloaded as error:
         # Turned away at once, so the search answers now instead of after its whole budget.
-        return {"busy": str(error)}
+        return WorkerReply(protocol.BUSY, str(error))
     except CallerGone as error:
-        return {"timeout": str(error)}
+        return WorkerReply(protocol.TIMEOUT, str(error))
     except ModelFailed as error:
-        return {"error": str(error)}
+        return WorkerReply(protocol.ERROR, str(error))
     broker_ms = (received - sent_at) * 1000 if sent_at else 0.0
     unscored = set(scored.unscored)
-    return {
+    return WorkerReply(
+        protocol.OK,
         # A group that got no score in time (no chunk vector yet) is None, and listed in "unscored".
-        "scores": [None if i in unscored else score for i, score in enumerate(scored.scores)],
-        "unscored": sorted(unscored),
-        "vectors": {"stored": scored.stored, "embedded": scored.embedded, "missing": scored.missing}
+        scores=[None if i in unscored else score for i, score in enumerate(scored.scores)],
+        unscored=sorted(unscored),
+        vectors={"stored": scored.stored, "embedded": scored.embedded, "missing": scored.missing}
         if _State.vectors is not None
         else None,
-        "best": scored.best,
-        "model": info.as_dict(),
+        best=scored.best,
+        model=info.as_dict(),
         # Waiting before the model started on it: in Redis, then in the batching queue.
-        "queue_ms": round(broker_ms + scored.queue_ms, 2) if sent_at else scored.queue_ms,
-        "model_ms": scored.model_ms,
-        "pairs": sum(len(group) for group in groups),
-        "batched_with": scored.window_requests - 1,
-    }
+        queue_ms=round(broker_ms + scored.queue_ms, 2) if sent_at else scored.queue_ms,
+        model_ms=scored.model_ms,
+        pairs=sum(len(group) for group in groups),
+        batched_with=scored.window_requests - 1,
+    )
 
 
 def default_batch_tokens(device: str) -> int:

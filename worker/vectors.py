@@ -19,6 +19,7 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -202,11 +203,18 @@ class ChunkVectors:
     # --- search time ------------------------------------------------------------------------
 
     def score(
-        self, query: str, texts: list[str], *, deadline: float, first_of_group: list[bool] | None = None
+        self,
+        query: str,
+        texts: list[str],
+        *,
+        deadline: float,
+        first_of_group: list[bool] | None = None,
+        between_steps: Callable[[], None] | None = None,
     ) -> VectorScores:
         """Return each text's cosine with the query: stored vectors, else embedded now while
         `deadline` (monotonic) allows; texts marked `first_of_group` are embedded first, so each
-        document gets a score before any gets a second chunk.
+        document gets a score before any gets a second chunk. `between_steps` runs before each
+        on-the-spot step after the first (the batching thread serves waiting page searches there).
         """
         keys = [text_key(text) for text in texts]
         found = self.lookup(keys)
@@ -225,6 +233,8 @@ class ChunkVectors:
         position = 0
         while position < min(len(order), self.on_the_spot_texts):
             step = order[position : min(position + ON_THE_SPOT_STEP_TEXTS, self.on_the_spot_texts)]
+            if between_steps is not None and position:
+                between_steps()
             if time.monotonic() + self.seconds_per_text * len(step) + DEADLINE_MARGIN_SECONDS > deadline:
                 break
             vectors = self._embed_and_store([keys[i] for i in step], [texts[i] for i in step])

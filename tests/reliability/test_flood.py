@@ -61,6 +61,8 @@ def flood_stack(tiny_model_dir: Path, artifacts_dir: Path, django_db_setup):
             "RERANKER_FALLBACK_MODEL": "",
             "RERANKER_MAX_QUEUED_PAIRS": MAX_QUEUED_PAIRS,
             "RERANKER_GATHER_MS": GATHER_MS,
+            # The flood comes through the search API: let all of it reach the queue's bound.
+            "RERANKER_MAX_API_REQUESTS": str(CONCURRENT_SEARCHES),
         },
     )
     site, base = start_site(env, artifacts_dir / f"web-{queue}.log")

@@ -124,7 +124,8 @@ def test_it_answers_the_failed_search_with_an_error_and_serves_the_next(broken_w
     ]
     failed, scored = (result.get(timeout=GENEROUS_SECONDS) for result in both)
 
-    assert failed == {"error": failed["error"]} and "the model failed on this search's texts" in failed["error"]
+    assert failed["status"] == "error" and failed["scores"] == []
+    assert "the model failed on this search's texts" in failed["reason"]
     assert scored["scores"] == pytest.approx(tiny.score_groups(QUERY, SHORT)[0], abs=1e-5)
     assert scored["batched_with"] == 1, "the two searches must have shared a pass"
     assert "retrying it in two halves" in broken_worker.log()
