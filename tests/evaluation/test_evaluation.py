@@ -5,7 +5,13 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 import random
+import re
+import signal
+import subprocess
+import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -27,6 +33,9 @@ from evaluation.runner import (
     reciprocal_rank,
 )
 from search.services import search_run
+from searchsite.processes import STOP_GRACE_SECONDS, pid_alive
+from tests.support.processes import ROOT, WORKER_READY_SECONDS
+from tests.support.session import child_env
 
 TINY_CORPUS = [
     {
@@ -268,3 +277,36 @@ def test_it_refuses_to_run_without_a_worker(tmp_path: Path):
 def test_it_wants_a_model_for_languages(tmp_path: Path):
     with pytest.raises(CommandError, match="give --model too"):
         run_evaluate(str(tmp_path), "--languages", "en,zh")
+
+
+@pytest.mark.worker
+def test_a_terminated_evaluation_stops_its_private_worker(tmp_path: Path, tiny_model_dir: Path, django_db_setup):
+    folder = write_dataset(tmp_path / "tiny")
+    log_path = tmp_path / "evaluate.log"
+    command = [sys.executable, "manage.py", "evaluate", str(folder), "--model", str(tiny_model_dir)]
+    command += ["--output", str(tmp_path / "out")]
+    with log_path.open("ab") as log:
+        evaluation = subprocess.Popen(command, cwd=ROOT, env=child_env(), stdout=log, stderr=subprocess.STDOUT)
+    worker_pid = None
+    try:
+        started = None
+        give_up = time.monotonic() + WORKER_READY_SECONDS
+        while started is None and time.monotonic() < give_up and evaluation.poll() is None:
+            started = re.search(r"started a rerank worker \(pid (\d+)", log_path.read_text(errors="replace"))
+            time.sleep(0.05)
+        assert started, log_path.read_text(errors="replace")[-3000:]
+        worker_pid = int(started.group(1))
+        assert pid_alive(worker_pid)
+
+        evaluation.send_signal(signal.SIGTERM)
+        assert evaluation.wait(timeout=STOP_GRACE_SECONDS * 6) == 128 + signal.SIGTERM
+        give_up = time.monotonic() + STOP_GRACE_SECONDS * 3
+        while pid_alive(worker_pid) and time.monotonic() < give_up:
+            time.sleep(0.1)
+        assert not pid_alive(worker_pid), "the private worker outlived its evaluation"
+    finally:
+        if evaluation.poll() is None:
+            evaluation.kill()
+            evaluation.wait()
+        if worker_pid is not None and pid_alive(worker_pid):
+            os.killpg(worker_pid, signal.SIGKILL)  # the worker this test's evaluation started, leaked

@@ -20,6 +20,7 @@ from evaluation.runner import METRIC_LABELS, METRICS, DatasetError, QueryResult,
 from evaluation.runs import chart_png, evaluation_run_store
 from search import rerank_client
 from search.services import SearchUnavailable
+from searchsite.processes import sigterm_as_exit
 
 # Offline evaluation never wants the page's short budget: a timeout would score the full-text
 # order as the reranked one. Generous, and every fallback that still happens is counted.
@@ -232,12 +233,19 @@ class Command(BaseCommand):
         if options["no_rerank"]:
             results = self._queries(dataset, collection, k_initial, ids, aliases, rerank=False)
             return results, {"status": NO_RERANKER, "ids": ids}
+        with sigterm_as_exit():  # a SIGTERM still stops the private worker (the `finally` below)
+            return self._run_reranked(dataset, collection, k_initial, corpus, options)
+
+    def _run_reranked(
+        self, dataset, collection: str, k_initial: int, corpus: dict, options: dict
+    ) -> tuple[list[QueryResult], dict]:
+        ids, aliases = corpus["ids"], corpus["aliases"]
         worker = None
         if options["model"]:
             worker = runner.worker_start(model=options["model"], languages=options["languages"])
-            self.stderr.write(f"started a rerank worker (pid {worker.process.pid}, log {worker.log_path})")
         try:
             if worker is not None:
+                self.stderr.write(f"started a rerank worker (pid {worker.process.pid}, log {worker.log_path})")
                 try:
                     status = worker.wait_ready()
                 except WorkerNotReady as error:
