@@ -3,8 +3,8 @@
 Starts the site the `make run` way (bench.load_search.start_site: the configured services, the
 worker with its default configuration, the development server) once per configuration: the
 rerank API's per-client budget at its defaults, and lifted (as before it existed). In each, FLOOD
-threads post the largest request the API accepts (200 documents of 20,000 characters) to
-/api/v1/rerank as fast as they are answered (with --polite, waiting out each Retry-After, so the
+threads post the largest request the API accepts (200 documents of 20,000 characters, every one
+new) to /api/v1/rerank as fast as they are answered (with --polite, waiting out each Retry-After, so the
 flood's own CPU does not crowd the machine), for --seconds; meanwhile one result-page search
 every PAGE_EVERY_SECONDS records whether it was reranked. The worker's resident memory is sampled
 before, during and after the flood. The site is stopped after each configuration.
@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
+import os
+import subprocess
 import sys
 import threading
 import time
@@ -42,6 +45,8 @@ DOCUMENTS, CHARS = 200, 20_000
 PAGE_EVERY_SECONDS = 8.0
 PAGE_QUERIES = ["apple nutrition facts", "python snake diet", "jaguar speed in the wild", "mercury toxicity"]
 AFTER_SECONDS = 60.0
+# Seconds to wait for the worker to embed the library's chunks before the flood starts.
+VECTORS_WAIT_SECONDS = 1200
 RSS_EVERY_SECONDS = 5.0
 REQUEST_TIMEOUT_SECONDS = 60.0
 # The anonymous request rate stays at its default (the flood of the issue kept under it).
@@ -82,8 +87,16 @@ def page_search(base: str, query: str) -> str:
 
 
 def run_flood(base: str, seconds: float, worker, *, polite: bool) -> dict:
-    words = ("apple orchard harvest nutrition fibre vitamin " * (CHARS // 40))[:CHARS]
-    body = json.dumps({"query": "apple nutrition", "documents": [words] * DOCUMENTS}).encode()
+    words = ("apple orchard harvest nutrition fibre vitamin " * (CHARS // 40))[: CHARS - 16]
+    sent = itertools.count()
+
+    def body() -> bytes:
+        # Every document of every request is new: a worker that keeps vectors (packaged-e5) has
+        # none for them and embeds each one, as it would for a real client's texts.
+        request = next(sent)
+        documents = [f"r{request}d{i} {words}" for i in range(DOCUMENTS)]
+        return json.dumps({"query": "apple nutrition", "documents": documents}).encode()
+
     statuses: Counter[int] = Counter()
     pages: list[str] = []
     rss: list[dict] = []
@@ -93,7 +106,7 @@ def run_flood(base: str, seconds: float, worker, *, polite: bool) -> dict:
 
     def flood() -> None:
         while time.monotonic() < stop_at:
-            status, retry_after = post(f"{base}/api/v1/rerank", body)
+            status, retry_after = post(f"{base}/api/v1/rerank", body())
             with lock:
                 statuses[status] += 1
             if polite and retry_after:
@@ -155,6 +168,13 @@ def main() -> None:
         site = start_site(port, Path(args.log), extra_env=env)
         try:
             first = wait_until_reranking(base, site)
+            # Page searches are measured on a library whose chunk vectors are all there.
+            subprocess.run(
+                [sys.executable, "manage.py", "vectors_progress", "--timeout", str(VECTORS_WAIT_SECONDS)],
+                cwd=ROOT,
+                env={**os.environ, "RERANK_QUEUE": f"rerank-load-{os.getpid()}"},
+                check=True,
+            )
             worker = site_processes(site)["worker"]
             results[name] = run_flood(base, args.seconds, worker, polite=args.polite)
             results[name]["reranker"] = first.get("reranker")

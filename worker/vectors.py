@@ -31,8 +31,11 @@ logger = logging.getLogger(__name__)
 # at most. The step takes as many pending texts as the measured cost per text allows (at least 1).
 BACKGROUND_STEP_SECONDS = 0.25
 BACKGROUND_STEP_MAX_TEXTS = 16
-# Texts embedded together on the spot, between two looks at the deadline.
+# Texts embedded together on the spot, between two looks at the deadline (and, for API work, at
+# waiting page searches): at most this many, and fewer when they are long (about the characters of
+# two full 512-token passages), so a step stays well under a page search's budget.
 ON_THE_SPOT_STEP_TEXTS = 4
+ON_THE_SPOT_STEP_CHARS = 4_000
 # First guess of the seconds one passage takes, until the worker has measured its own.
 INITIAL_SECONDS_PER_TEXT = 0.15
 # Kept free before the caller's deadline for the reply's trip back.
@@ -46,6 +49,18 @@ SQL_KEYS_PER_STATEMENT = 500
 def text_key(text: str) -> str:
     """Return the key of a text's vector: sha256 of its UTF-8 bytes (hex)."""
     return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
+
+
+def on_the_spot_step(order: list[int], texts: list[str]) -> list[int]:
+    """Return the next step of `order`: at least one text, at most ON_THE_SPOT_STEP_TEXTS and
+    (past the first) ON_THE_SPOT_STEP_CHARS characters."""
+    step, chars = [], 0
+    for i in order[:ON_THE_SPOT_STEP_TEXTS]:
+        if step and chars + len(texts[i]) > ON_THE_SPOT_STEP_CHARS:
+            break
+        step.append(i)
+        chars += len(texts[i])
+    return step
 
 
 @dataclass
@@ -232,7 +247,7 @@ class ChunkVectors:
         embedded = 0
         position = 0
         while position < min(len(order), self.on_the_spot_texts):
-            step = order[position : min(position + ON_THE_SPOT_STEP_TEXTS, self.on_the_spot_texts)]
+            step = on_the_spot_step(order[position : self.on_the_spot_texts], texts)
             if between_steps is not None and position:
                 between_steps()
             if time.monotonic() + self.seconds_per_text * len(step) + DEADLINE_MARGIN_SECONDS > deadline:

@@ -44,3 +44,14 @@ def test_it_reranks_an_english_query(e5):
         ["Pythons swallow rodents and birds whole after constricting them.", "Python lists support slicing."],
     )
     assert scores[0] > scores[1]
+
+
+def test_it_reads_a_long_text_up_to_its_max_length_in_one_window(e5):
+    long = "Apples are a fruit rich in fibre and vitamin C. " * 400  # about 19,000 characters
+    engine = e5.model
+    read = engine._within_limit(long)
+    assert engine._model.token_count(long, is_query=False) > e5.info.max_length
+    assert 0 < len(read) < len(long) and long.startswith(read)
+    assert engine._model.token_count(read, is_query=False) <= e5.info.max_length
+    assert (engine.passages([long]) @ engine.passages([read]).T)[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert e5.info.vectors.endswith(f":first-{e5.info.max_length}")
