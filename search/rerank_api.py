@@ -25,6 +25,7 @@ from search.reranking import (
     MAX_RERANK_TEXT_CHARS,
     RerankedTexts,
     RerankRefused,
+    budget_refusal,
     texts_rerank,
 )
 from search.throttling import SearchThrottle
@@ -176,6 +177,8 @@ class CohereRerankApi(APIView):
 
     @extend_schema(request=CohereRerankInputSerializer, responses=CohereRerankOutputSerializer)
     def post(self, request: Request) -> Response:
+        if (refusal := budget_refusal(request)) is not None:  # before the body is read
+            return refusal_response(refusal)
         params = CohereRerankInputSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data
@@ -284,6 +287,8 @@ class TeiRerankApi(TeiApiView):
 
     @extend_schema(request=TeiRerankInputSerializer, responses=TeiRankSerializer(many=True))
     def post(self, request: Request) -> Response:
+        if (refusal := budget_refusal(request)) is not None:  # before the body is read
+            return refusal_response(refusal, error_type=TEI_ERROR_TYPES[refusal.reason])
         params = TeiRerankInputSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         data = params.validated_data

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 from documents.textsearch import detect_language
 from search import rerank_client
-from search.throttling import RerankCharge, rerank_budget_charge
+from search.throttling import RerankCharge, rerank_budget_charge, rerank_budget_spent
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,19 @@ def texts_rerank(*, request: HttpRequest, query: str, texts: list[str], top_n: i
         raise
     _log_rerank(query, texts, "ok", started, reranked.model)
     return reranked
+
+
+def budget_refusal(request: HttpRequest) -> RerankRefused | None:
+    """Return the refusal for a client whose rerank budget is used up already (Redis: one read).
+
+    The views ask before they read the request's body: a client past its budget is answered 429
+    without the server decoding the megabytes of JSON it sent.
+    """
+    decision = rerank_budget_spent(request)
+    if decision.allowed:
+        return None
+    _log_rerank("", [], "throttled", time.perf_counter(), {})  # the body was not read: no sizes
+    return RerankRefused(decision.message, reason="throttled", retry_after=decision.retry_after)
 
 
 def _log_rerank(query: str, texts: list[str], status: str, started: float, model: dict) -> None:

@@ -163,36 +163,90 @@ def rerank_budget_charge(request: HttpRequest, charge: RerankCharge, *, now: flo
     )
 
 
-def _charge(owner: str, budget: RerankCharge, charge: RerankCharge, now: float) -> int:
-    """Count `charge` and return 0, or refund it and return the seconds until it would fit."""
+def rerank_budget_spent(request: HttpRequest, *, now: float | None = None) -> BudgetDecision:
+    """Return whether the client's budget has room for any request at all (Redis: one read).
+
+    Read before the request's body is parsed, so a client past its budget is turned away without
+    the server decoding megabytes of JSON first. Counts nothing; fails open like the charge.
+    """
+    if is_staff(request):
+        return BudgetDecision(allowed=True)
+    signed_in, owner = throttle_owner(request)
+    budget = rerank_budget(signed_in)
+    smallest = RerankCharge(pairs=1, chars=1)
+    now = time.time() if now is None else now
+    try:
+        keys, elapsed, older_weight = _window_keys(owner, now)
+        counts = cache.get_many([key for pair in keys.values() for key in pair])
+    except (RedisError, OSError):
+        return BudgetDecision(allowed=True)
+    current = {kind: int(counts.get(keys[kind][0]) or 0) for kind in keys}
+    previous = {kind: int(counts.get(keys[kind][1]) or 0) for kind in keys}
+    waits = _waits(smallest, budget, current, previous, elapsed, older_weight)
+    if not waits:
+        return BudgetDecision(allowed=True)
+    return BudgetDecision(
+        allowed=False,
+        retry_after=max(1, math.ceil(max(waits))),
+        message=(
+            f"Rerank budget used up: a client may have {budget.pairs:,} pairs and {budget.chars:,} characters "
+            "scored per minute."
+        ),
+    )
+
+
+def _window_keys(owner: str, now: float) -> tuple[dict[str, tuple[str, str]], float, float]:
+    """Return each kind's (this minute's, the minute before's) key, seconds into this minute, and
+    the weight of the minute before (the share of it still inside the sliding window)."""
     window = BUDGET_WINDOW_SECONDS
     bucket = int(now // window)
     elapsed = now - bucket * window
-    older_weight = 1 - elapsed / window
-    kinds = {"pairs": (charge.pairs, budget.pairs), "chars": (charge.chars, budget.chars)}
-    keys = {kind: (_budget_key(kind, owner, bucket), _budget_key(kind, owner, bucket - 1)) for kind in kinds}
-    older = cache.get_many([previous for _, previous in keys.values()])
-    counted: dict[str, int] = {}
-    for kind, (amount, _) in kinds.items():
-        current_key = keys[kind][0]
-        cache.add(current_key, 0, timeout=BUDGET_KEY_SECONDS)
-        counted[kind] = cache.incr(current_key, amount)
+    keys = {
+        kind: (_budget_key(kind, owner, bucket), _budget_key(kind, owner, bucket - 1)) for kind in ("pairs", "chars")
+    }
+    return keys, elapsed, 1 - elapsed / window
+
+
+def _waits(
+    charge: RerankCharge,
+    budget: RerankCharge,
+    current: dict[str, int],
+    previous: dict[str, int],
+    elapsed: float,
+    older_weight: float,
+) -> list[float]:
+    """Return, for each kind `charge` does not fit in now, the seconds until it would (none: it fits)."""
+    window = BUDGET_WINDOW_SECONDS
     waits: list[float] = []
-    for kind, (amount, limit) in kinds.items():
-        previous = int(older.get(keys[kind][1]) or 0)
-        current = counted[kind] - amount  # what was counted before this request
-        if previous * older_weight + current + amount <= limit:
+    for kind in ("pairs", "chars"):
+        amount, limit = getattr(charge, kind), getattr(budget, kind)
+        if previous[kind] * older_weight + current[kind] + amount <= limit:
             continue
-        if current + amount <= limit:
+        if current[kind] + amount <= limit:
             # The older minute's share has to fade: previous * (1 - t / window) <= limit - current - amount.
-            waits.append(window * (1 - (limit - current - amount) / previous) - elapsed)
+            waits.append(window * (1 - (limit - current[kind] - amount) / previous[kind]) - elapsed)
         else:
             # This minute alone is too full: wait into the next one, until this one's share fades.
-            waits.append((window - elapsed) + window * (1 - (limit - amount) / current))
+            waits.append((window - elapsed) + window * (1 - (limit - amount) / current[kind]))
+    return waits
+
+
+def _charge(owner: str, budget: RerankCharge, charge: RerankCharge, now: float) -> int:
+    """Count `charge` and return 0, or refund it and return the seconds until it would fit."""
+    keys, elapsed, older_weight = _window_keys(owner, now)
+    older = cache.get_many([previous for _, previous in keys.values()])
+    counted: dict[str, int] = {}
+    for kind in keys:
+        cache.add(keys[kind][0], 0, timeout=BUDGET_KEY_SECONDS)
+        counted[kind] = cache.incr(keys[kind][0], getattr(charge, kind))
+    # What was counted before this request, this minute and the one before.
+    current = {kind: counted[kind] - getattr(charge, kind) for kind in keys}
+    previous = {kind: int(older.get(keys[kind][1]) or 0) for kind in keys}
+    waits = _waits(charge, budget, current, previous, elapsed, older_weight)
     if not waits:
         return 0
-    for kind, (amount, _) in kinds.items():
-        cache.decr(keys[kind][0], amount)
+    for kind in keys:
+        cache.decr(keys[kind][0], getattr(charge, kind))
     return max(1, math.ceil(max(waits)))
 
 

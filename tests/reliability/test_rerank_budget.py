@@ -128,3 +128,19 @@ def test_it_lets_concurrent_requests_of_one_client_through_only_as_far_as_the_bu
     request = factory.post(URL, REMOTE_ADDR=address)
     request.user = AnonymousUser()
     assert not rerank_budget_charge(request, RerankCharge(pairs=PAIRS, chars=1)).allowed
+
+
+def test_it_turns_a_client_past_its_budget_away_before_reading_the_body(client, rerank_worker, small_budget):
+    address = unique_address()
+    small_budget.append(address)
+    assert post(client, ["Apples are fruit."] * PAIRS, REMOTE_ADDR=address).status_code == 200
+
+    # The budget is spent: the next request is answered from the counters alone. A body that is
+    # not even JSON gets the 429, not the 400 that reading it would give.
+    for url in (URL, "/api/v2/rerank", "/api/tei/rerank"):
+        refused = client.post(url, "{not json", content_type="application/json", REMOTE_ADDR=address)
+        assert refused.status_code == 429, (url, refused.content)
+        assert refused.json()["error"].startswith("Rerank budget used up")
+        assert 1 <= int(refused["Retry-After"]) <= 2 * BUDGET_WINDOW_SECONDS
+    fresh = client.post(URL, "{not json", content_type="application/json", REMOTE_ADDR=unique_address())
+    assert fresh.status_code == 400  # a client with budget left has its body read, and refused
