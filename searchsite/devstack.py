@@ -264,6 +264,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # reused, only piled up (see DATABASE_CONN_MAX_AGE in settings).
         env.setdefault("DATABASE_CONN_MAX_AGE", "0")
         children: list[tuple[str, subprocess.Popen]] = []
+        catch_up = None
         stopping = False
 
         def request_stop(signum: int, frame: object) -> None:
@@ -278,6 +279,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             web_command = [python(), str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"]
             web = start_group(web_command, env=env)
             children.append(("web", web))
+            # Once the worker reports in: queue the library's chunks it has no vector for (a first
+            # start, or a model whose vectors it never made); it embeds them in the background.
+            catch_up = start_group([python(), str(ROOT / "manage.py"), "embed_library", "--wait", "600"], env=env)
             log(f"site is starting on http://127.0.0.1:{port}/  (Ctrl-C stops everything)")
             while not stopping:
                 for name, child in children:
@@ -287,6 +291,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                 time.sleep(0.3)
         finally:
             log("stopping web and worker")
+            if catch_up is not None and catch_up.poll() is None:
+                stop_process(catch_up, "embed_library")
             for name, child in reversed(children):
                 stop_process(child, name)
     log("stopped; data kept in .data/ for the next start")

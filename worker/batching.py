@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 
 from worker import memory, protocol
 from worker.reranker import Reranker, best_per_group
-from worker.vectors import ChunkVectors
+from worker.vectors import API_TEXTS, LIBRARY, ChunkVectors
 
 logger = logging.getLogger(__name__)
 
@@ -517,6 +517,9 @@ class BatchingReranker:
                 deadline=request.deadline,
                 first_of_group=request.first_of_group,
                 between_steps=self._between_api_steps(request),
+                # API texts are embedded after the library's, and only so many wait. (A library chunk
+                # that the search API meets is queued by the index hook already, as the library's.)
+                source=API_TEXTS if request.lane == protocol.API else LIBRARY,
             )
         except Exception as error:
             self._fail([request], error)

