@@ -158,6 +158,8 @@ def main() -> None:
     parser.add_argument("--output", help="also write the result (JSON) here")
     parser.add_argument("--log", default=str(ROOT / "test-artifacts" / "flood-site.log"))
     args = parser.parse_args()
+    if not (os.environ.get("DATABASE_URL") and os.environ.get("REDIS_URL")):
+        raise SystemExit("set DATABASE_URL and REDIS_URL: the flood runs against configured services, as load_search")
     Path(args.log).parent.mkdir(exist_ok=True)
     results = {}
     for name, env in CONFIGURATIONS.items():
