@@ -106,7 +106,10 @@ def site_processes(site: subprocess.Popen) -> dict[str, psutil.Process]:
     """Return the web server and the rerank worker among the devstack's children."""
     found = {}
     for child in psutil.Process(site.pid).children(recursive=True):
-        command = " ".join(child.cmdline())
+        try:
+            command = " ".join(child.cmdline())
+        except psutil.Error:  # a child that has just exited (make run's one-off embed_library)
+            continue
         if "runserver" in command:
             found["web"] = child
         elif "celery" in command and " worker" in command:

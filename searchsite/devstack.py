@@ -284,6 +284,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             catch_up = start_group([python(), str(ROOT / "manage.py"), "embed_library", "--wait", "600"], env=env)
             log(f"site is starting on http://127.0.0.1:{port}/  (Ctrl-C stops everything)")
             while not stopping:
+                if catch_up is not None and catch_up.poll() is not None:
+                    catch_up = None  # it has done its part (poll reaped it)
                 for name, child in children:
                     if child.poll() is not None:
                         log(f"{name} exited with {child.returncode}; stopping")
