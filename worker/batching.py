@@ -63,6 +63,8 @@ DEFAULT_MAX_API_REQUESTS = 4
 # Seconds without work after which the thread hands freed memory back (a trim costs some ms, so
 # not after every search, only once traffic pauses).
 TRIM_AFTER_IDLE_SECONDS = 1.0
+# While pending texts are embedded in the background, memory is handed back at most this often.
+MIN_SECONDS_BETWEEN_TRIMS = 10.0
 
 
 class Overloaded(Exception):
@@ -165,6 +167,8 @@ class BatchingReranker:
         self._queued_pairs = 0
         self._api_requests = 0  # API requests submitted and not yet answered
         self._worked = False  # work done since memory was last handed back
+        self._last_window_at = 0.0  # monotonic end of the last window of searches
+        self._trimmed_at = float("-inf")
         self._ready = threading.Condition()
         self._tokenizers = threading.local()
         self._thread = threading.Thread(target=self._loop, name="rerank-batcher", daemon=True)
@@ -295,10 +299,12 @@ class BatchingReranker:
                     if not request.done.is_set():
                         request.error = f"{type(error).__name__}: {error}"
                         request.done.set()
+            self._last_window_at = time.monotonic()
 
     def _hand_memory_back(self) -> None:
         """Idle after work: collect garbage and return the freed heap (and GPU cache) to the system."""
         self._worked = False
+        self._trimmed_at = time.monotonic()
         self.reranker.release_cached_memory()
         memory.hand_back()
         self.stats.trims += 1
@@ -312,13 +318,18 @@ class BatchingReranker:
         with self._ready:
             idle = not self._queue
             while not self._queue:
+                trim_at = max(
+                    self._last_window_at + TRIM_AFTER_IDLE_SECONDS, self._trimmed_at + MIN_SECONDS_BETWEEN_TRIMS
+                )
+                if self._worked and time.monotonic() >= trim_at:
+                    return None  # no search for a while after work: hand memory back, then look again
                 if self._background_due:
                     self._background_due = False
                     return []  # nothing to score: embed a few pending texts, then look again
-                if not self._worked:
+                if self._worked:
+                    self._ready.wait(timeout=max(0.01, trim_at - time.monotonic()))
+                else:
                     self._ready.wait()
-                elif not self._ready.wait(timeout=TRIM_AFTER_IDLE_SECONDS) and not self._queue:
-                    return None  # idle a while after work: hand memory back, then look again
         if idle and self.gather_seconds:
             time.sleep(self.gather_seconds)  # let searches sent together arrive together
         window: list[_Request] = []

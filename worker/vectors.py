@@ -40,10 +40,10 @@ ON_THE_SPOT_STEP_CHARS = 4_000
 INITIAL_SECONDS_PER_TEXT = 0.15
 # Kept free before the caller's deadline for the reply's trip back.
 DEADLINE_MARGIN_SECONDS = 0.15
-# Texts the API lane (search.reranking's rerank APIs) may leave pending at most: its texts are
-# embedded in the background only after the library's, and a client that floods the API with new
-# texts cannot grow the queue without bound.
-MAX_PENDING_API_TEXTS = 2_000
+# Texts the API lane (search.reranking's rerank APIs) may leave pending at most (one request's
+# worth): its texts are embedded in the background only after the library's, and a client that
+# floods the API with new texts leaves the worker minutes of work after it, never hours.
+MAX_PENDING_API_TEXTS = 200
 # Where a pending text came from: the library's chunks come first.
 LIBRARY, API_TEXTS = 0, 1
 # Seconds between two progress lines in the worker log while pending texts are embedded.
