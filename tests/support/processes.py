@@ -16,8 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchsite.devstack import worker_command
 from searchsite.processes import ROOT, ChildExited, start_group, stop_group, wait_until_ready
+from searchsite.worker_command import worker_command
 
 WORKER_READY_SECONDS = 120.0
 # Seconds the web server gets to listen on its port.
