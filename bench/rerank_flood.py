@@ -28,7 +28,6 @@ from pathlib import Path
 
 from bench.common import ROOT, machine, write_json
 from bench.load_search import (
-    free_port,
     rerank_status,
     rss_mb,
     site_processes,
@@ -36,6 +35,7 @@ from bench.load_search import (
     stop,
     wait_until_reranking,
 )
+from searchsite.processes import free_port
 
 FLOOD = 3
 DOCUMENTS, CHARS = 200, 20_000

@@ -16,7 +16,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchsite.processes import ROOT, ChildExited, start_group, stop_group, wait_until_ready
+from searchsite.processes import ROOT, ChildExited, free_port, start_group, stop_group, wait_until_ready
 from searchsite.worker_command import worker_command
 
 WORKER_READY_SECONDS = 120.0
@@ -24,12 +24,6 @@ WORKER_READY_SECONDS = 120.0
 WEB_READY_SECONDS = 60.0
 
 __all__ = ["ROOT", "Started", "free_port", "start_gunicorn", "start_site", "start_web", "start_worker"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
