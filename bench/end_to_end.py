@@ -1,6 +1,6 @@
 """End to end: latency of /api/v1/search and of the result page under concurrent clients.
 
-Starts the site on loopback (gunicorn, threads) and a real rerank worker (the devstack command,
+Starts the site on loopback (gunicorn, threads) and a real rerank worker (searchsite.worker_command,
 or `--pool solo` for the one-search-at-a-time worker of before) with the tiny CrossEncoder, on
 the embedded PostgreSQL (the sample library) and Redis. Each client thread sends different
 sample queries, alternating API and page, for a bounded number of requests and seconds per
@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.common import ROOT, TINY_MODEL, django_stack, machine, sample_queries, summary, write_json
+from searchsite.processes import ChildExited, free_port, start_group, stop_group, wait_until_ready
 
 # Gunicorn as in docker-compose.yml, scaled to this machine: processes x threads.
 WEB_WORKERS = 2
@@ -35,25 +36,30 @@ READY_SECONDS = 120.0
 
 
 def start_web(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen:
+    """Start gunicorn in a process group of its own; return it once /healthz answers."""
     command = [
         sys.executable, "-m", "gunicorn", "searchsite.wsgi:application",
         "--bind", f"127.0.0.1:{port}", "--workers", str(WEB_WORKERS), "--threads", str(WEB_THREADS),
         "--timeout", "60",
     ]  # fmt: skip
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2).read()
-            return process
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"the web server exited; see {log_path}") from None
-            time.sleep(0.2)
-    raise RuntimeError(f"the web server did not answer; see {log_path}")
+    process = start_group(command, env=env, cwd=ROOT, log_path=log_path)
+    try:
+        answered = wait_until_ready(process, lambda: healthy(port), timeout=READY_SECONDS, interval=0.2)
+    except ChildExited:
+        raise RuntimeError(f"the web server exited; see {log_path}") from None
+    if not answered:
+        stop_group(process)
+        raise RuntimeError(f"the web server did not answer; see {log_path}")
+    return process
+
+
+def healthy(port: int) -> bool:
+    """Return whether the web server on `port` answers its health check."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
 
 
 def server_timing(header: str) -> dict[str, float]:
@@ -172,7 +178,6 @@ def main() -> None:
         from django.core.management import call_command
 
         from bench.worker_process import running_worker
-        from tests.support.processes import free_port
 
         call_command("migrate", "--noinput", verbosity=0)
         call_command("load_sample_library", "--if-empty")
@@ -213,9 +218,7 @@ def main() -> None:
                         levels.append(level)
                         print(json.dumps(level), flush=True)
             finally:
-                from searchsite.devstack import stop_process
-
-                stop_process(web, "bench web")
+                stop_group(web, on_kill=lambda: print("bench web did not stop; killing it", flush=True))
     write_json(
         args.output,
         {

@@ -20,8 +20,6 @@ import argparse
 import contextlib
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -35,6 +33,7 @@ from pathlib import Path
 import psutil
 
 from bench.common import ROOT, machine, sample_queries, summary, write_json
+from searchsite.processes import ChildExited, free_port, start_group, stop_group, wait_until_ready
 
 READY_SECONDS = 600.0  # first start: migrate, load the sample library, load the model
 REQUEST_TIMEOUT_SECONDS = 30.0
@@ -48,12 +47,6 @@ PAGE_STATUSES = {
     "Reranking is unavailable": "unavailable",
     "The reranker reported an error": "error",
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def get(url: str) -> tuple[int, bytes]:
@@ -75,31 +68,28 @@ def start_site(port: int, log_path: Path, extra_env: dict[str, str] | None = Non
         PYTHONUNBUFFERED="1",
     )
     env.update(extra_env or {})
-    with log_path.open("ab") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "searchsite.devstack", "run"],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return start_group([sys.executable, "-m", "searchsite.devstack", "run"], env=env, cwd=ROOT, log_path=log_path)
 
 
 def wait_until_reranking(base: str, site: subprocess.Popen) -> dict:
     """Return the first search's answer once the worker reranks (or says why it does not)."""
-    deadline = time.monotonic() + READY_SECONDS
-    while time.monotonic() < deadline:
-        if site.poll() is not None:
-            raise SystemExit(f"the site exited with {site.returncode}; see its log")
+
+    def answer() -> dict | None:
         with contextlib.suppress(OSError):
             status, body = get(f"{base}/api/v1/search?q=apple+nutrition+facts")
             if status == 200:
-                answer = json.loads(body)
-                if answer["rerank_status"] != "timeout":
-                    return answer
-        time.sleep(2)
-    raise SystemExit(f"the site did not rerank within {READY_SECONDS:.0f} s")
+                found = json.loads(body)
+                if found["rerank_status"] != "timeout":
+                    return found
+        return None
+
+    try:
+        first = wait_until_ready(site, answer, timeout=READY_SECONDS, interval=2)
+    except ChildExited:
+        raise SystemExit(f"the site exited with {site.returncode}; see its log") from None
+    if first is None:
+        raise SystemExit(f"the site did not rerank within {READY_SECONDS:.0f} s")
+    return first
 
 
 def site_processes(site: subprocess.Popen) -> dict[str, psutil.Process]:
@@ -180,15 +170,9 @@ def rerank_status(kind: str, status: int, body: bytes) -> str:
 
 
 def stop(site: subprocess.Popen) -> None:
-    """Stop the devstack process we started; it stops the web and worker it started."""
-    if site.poll() is not None:
-        return
-    os.kill(site.pid, signal.SIGTERM)
-    try:
-        site.wait(timeout=STOP_SECONDS)
-    except subprocess.TimeoutExpired:
-        os.killpg(site.pid, signal.SIGKILL)
-        site.wait()
+    """Stop the devstack process we started (its group); it stops the web and worker it started,
+    each in a group of its own, in order."""
+    stop_group(site, grace=STOP_SECONDS)
 
 
 def rss_growth(samples: list[dict], name: str) -> dict:

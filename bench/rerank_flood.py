@@ -31,7 +31,6 @@ from pathlib import Path
 
 from bench.common import ROOT, machine, write_json
 from bench.load_search import (
-    free_port,
     rerank_status,
     rss_mb,
     site_processes,
@@ -39,6 +38,7 @@ from bench.load_search import (
     stop,
     wait_until_reranking,
 )
+from searchsite.processes import free_port
 
 FLOOD = 3
 DOCUMENTS, CHARS = 200, 20_000

@@ -1,4 +1,5 @@
-"""Start a real rerank worker for a benchmark: the devstack's command, a queue of its own."""
+"""Start a real rerank worker for a benchmark: the product's command line (searchsite.worker_command),
+a queue of its own, started, waited for and stopped through searchsite.processes."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ READY_SECONDS = 180.0
 def running_worker(
     model: str, log_path: Path, extra_env: dict[str, str] | None = None, *, pool: str = "threads"
 ) -> Iterator[str]:
-    """Yield the queue of a worker started with searchsite.devstack.worker_command; stop it after.
+    """Yield the queue of a worker started with searchsite.worker_command; stop it after.
 
     `pool="solo"` runs the one-search-at-a-time worker of before, for comparisons.
 
@@ -27,8 +28,8 @@ def running_worker(
     from django.conf import settings
 
     from search.rerank_client import worker_status
-    from searchsite.devstack import stop_process, worker_command
-    from searchsite.processes import ChildExited, start_group, wait_until_ready
+    from searchsite.processes import ChildExited, start_group, stop_group, wait_until_ready
+    from searchsite.worker_command import worker_command
 
     queue = f"rerank-bench-{uuid.uuid4().hex[:8]}"
     env = {
@@ -39,11 +40,7 @@ def running_worker(
         "PYTHONUNBUFFERED": "1",
         **(extra_env or {}),
     }
-    command = worker_command(queue)
-    if pool != "threads":
-        at = command.index("-P")
-        command[at : at + 4] = ["-P", pool, "-c", "1"]
-    process = start_group(command, env=env, cwd=ROOT, log_path=log_path)
+    process = start_group(worker_command(queue, pool=pool), env=env, cwd=ROOT, log_path=log_path)
     previous = settings.RERANK_QUEUE
     settings.RERANK_QUEUE = queue
     try:
@@ -56,4 +53,4 @@ def running_worker(
         yield queue
     finally:
         settings.RERANK_QUEUE = previous
-        stop_process(process, "bench worker")
+        stop_group(process, on_kill=lambda: print("bench worker did not stop; killing it", flush=True))

@@ -1,3 +1,5 @@
+"""The judgments REST API's URLs, under /api/v1/ (searchsite/urls.py)."""
+
 from django.urls import path
 
 from evaluation import api

@@ -36,8 +36,8 @@ from evaluation.judgments import JudgedSet
 from search import rerank_client
 from search.backends import find_candidates
 from search.services import search_run
-from searchsite.devstack import worker_command
 from searchsite.processes import ChildExited, start_group, stop_group, wait_until_ready
+from searchsite.worker_command import worker_command
 
 # The metrics reported for both orderings, in table order.
 METRICS = ("mrr@5", "recall@3", "top1", "ndcg@10", "recall@k_initial")

@@ -74,6 +74,25 @@ def json_exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
+class DocumentUrlField(serializers.CharField):
+    """The document page's absolute URL, on the host the request came to (needs the request in the context)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(source="document_id", **kwargs)
+
+    def to_representation(self, document_id: int) -> str:
+        return self.context["request"].build_absolute_uri(f"/documents/{document_id}")
+
+
+class ServedModelField(serializers.DictField):
+    """What served the search (model, kind, device, ...), from the worker's reply; null when none."""
+
+    def to_representation(self, model: dict) -> dict | None:
+        return _reranker_json(model)
+
+
+# `rank` and `snippet` are those of the ordering a result is listed in: the full-text rank and
+# snippet, or with `ordering="reranked"` the rerank rank and the chunk that won.
 class SearchResultSerializer(serializers.Serializer):
     """One result of either ordering (module level: the output serializer nests it)."""
 
@@ -81,7 +100,7 @@ class SearchResultSerializer(serializers.Serializer):
     title = serializers.CharField()
     snippet = serializers.CharField(help_text="HTML: the text escaped, query terms in <mark>")
     language = serializers.CharField()
-    rank = serializers.IntegerField()
+    rank = serializers.IntegerField(source="fulltext_rank")
     fulltext_rank = serializers.IntegerField()
     fulltext_score = serializers.FloatField()
     rerank_rank = serializers.IntegerField(allow_null=True)
@@ -89,7 +108,18 @@ class SearchResultSerializer(serializers.Serializer):
     best_chunk = serializers.IntegerField(allow_null=True)
     movement = serializers.IntegerField(allow_null=True, help_text="fulltext_rank - rerank_rank")
     new_in_top = serializers.BooleanField()
-    url = serializers.CharField()
+    url = DocumentUrlField()
+
+    def __init__(self, *args: object, ordering: str = "fulltext", **kwargs: object) -> None:
+        self.ordering = ordering
+        super().__init__(*args, **kwargs)
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        if self.ordering == "reranked":
+            fields["rank"].source = "rerank_rank"
+            fields["snippet"].source = "reranked_snippet"
+        return fields
 
 
 class SearchApi(APIView):
@@ -100,21 +130,23 @@ class SearchApi(APIView):
 
     SearchInputSerializer = SearchInputSerializer
 
+    # The response, read from search_run's SearchOutcome (with the request in the context, for URLs).
+    # Serializer docstrings become the schema's descriptions: comments here keep the schema as it is.
     class SearchOutputSerializer(serializers.Serializer):
         query = serializers.CharField()
         k = serializers.IntegerField()
         k_initial = serializers.IntegerField()
         candidate_count = serializers.IntegerField()
         fulltext = SearchResultSerializer(many=True)
-        reranked = SearchResultSerializer(many=True)
-        reranked_applied = serializers.BooleanField()
+        reranked = SearchResultSerializer(many=True, ordering="reranked")
+        reranked_applied = serializers.BooleanField(source="is_reranked")
         rerank_status = serializers.CharField()
-        reranker = serializers.DictField(allow_null=True)
+        reranker = ServedModelField(allow_null=True)
         timings = serializers.DictField()
         notice = serializers.CharField(allow_blank=True)
         page = serializers.IntegerField(help_text="this page of both orderings, 1-based")
         pages = serializers.IntegerField(help_text="pages the candidates fill, k per page")
-        language = serializers.CharField(help_text="the language filter: all, zh or en")
+        language = serializers.CharField(source="language_filter", help_text="the language filter: all, zh or en")
         suggestion = serializers.CharField(allow_null=True, help_text="did you mean: a corrected query, or null")
 
     @extend_schema(
@@ -147,45 +179,11 @@ class SearchApi(APIView):
             page=data.get("page"),
             language=data["lang"],
         )
-
-        def row_json(row, rank: int | None, snippet: str) -> dict:
-            return {
-                "document_id": row.document_id,
-                "title": row.title,
-                "snippet": snippet,
-                "language": row.language,
-                "rank": rank,
-                "fulltext_rank": row.fulltext_rank,
-                "fulltext_score": row.fulltext_score,
-                "rerank_rank": row.rerank_rank,
-                "rerank_score": row.rerank_score,
-                "best_chunk": row.best_chunk,
-                "movement": row.movement,
-                "new_in_top": row.new_in_top,
-                "url": request.build_absolute_uri(f"/documents/{row.document_id}"),
-            }
-
-        body = {
-            "query": outcome.query,
-            "k": outcome.k,
-            "k_initial": outcome.k_initial,
-            "candidate_count": outcome.candidate_count,
-            "fulltext": [row_json(r, r.fulltext_rank, str(r.snippet)) for r in outcome.fulltext],
-            "reranked": [row_json(r, r.rerank_rank, str(r.best_snippet or r.snippet)) for r in outcome.reranked],
-            "reranked_applied": outcome.is_reranked,
-            "rerank_status": outcome.rerank_status,
-            "reranker": _reranker_json(outcome.reranker),
-            "timings": outcome.timings,
-            "notice": " ".join(outcome.notices),
-            "page": outcome.page,
-            "pages": outcome.pages,
-            "language": outcome.language or "all",
-            "suggestion": outcome.suggestion,
-        }
-        return Response(body)
+        return Response(self.SearchOutputSerializer(outcome, context={"request": request}).data)
 
 
 def _reranker_json(model: dict | None) -> dict | None:
+    """Return what the API says of the model that served (the worker's reply), None when none did."""
     if not model:
         return None
     return {

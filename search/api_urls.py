@@ -1,16 +1,15 @@
+"""The search and rerank REST API's URLs (v1, Cohere v2, TEI) with the schema and its docs
+(searchsite/urls.py mounts them)."""
+
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from documents import api as documents_api
 from search import api, rerank_api
 
 urlpatterns = [
     path("search", api.SearchApi.as_view(), name="api-search"),
     path("rerank", rerank_api.CohereRerankApi.as_view(), name="api-rerank"),
     path("status", rerank_api.StatusApi.as_view(), name="api-status"),
-    path("documents", documents_api.DocumentListApi.as_view(), name="api-documents"),
-    path("documents/upload", documents_api.DocumentUploadApi.as_view(), name="api-documents-upload"),
-    path("documents/<int:pk>", documents_api.DocumentDetailApi.as_view(), name="api-document"),
     path("schema", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
 ]

@@ -1,7 +1,8 @@
 """The rerank APIs in the shapes clients already speak: Cohere v1 and v2, and TEI's /rerank.
 
 Each view reads its shape, calls search.reranking.texts_rerank (the same limits, budget and
-language rule for all), and writes its shape through an output serializer.
+language rule for all; it orders the texts and cuts them to top_n), and writes its shape through
+an output serializer.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from search import rerank_client
 from search.api import WholeNumberField, json_exception_handler
 from search.reranking import (
     MAX_RERANK_DOCUMENTS,
-    MAX_RERANK_QUERY_CHARS,
     MAX_RERANK_TEXT_CHARS,
     RerankedTexts,
     RerankRefused,
     budget_refusal,
     texts_rerank,
+    texts_truncate,
 )
 from search.throttling import SearchThrottle
 
@@ -296,9 +297,9 @@ class TeiRerankApi(TeiApiView):
             return Response({"error": "`texts` cannot be empty", "error_type": "empty"}, status=400)
         query, texts = data["query"], data["texts"]
         if data["truncate"]:
-            keep_left = data["truncation_direction"].lower() == "right"  # cut on the right: keep the start
-            query = query[:MAX_RERANK_QUERY_CHARS]
-            texts = [text[:MAX_RERANK_TEXT_CHARS] if keep_left else text[-MAX_RERANK_TEXT_CHARS:] for text in texts]
+            # TEI's direction names the side that is cut: "Right" keeps the start.
+            keep_start = data["truncation_direction"].lower() == "right"
+            query, texts = texts_truncate(query, texts, keep_start=keep_start)
         try:
             reranked = texts_rerank(request=request, query=query, texts=texts)
         except RerankRefused as refusal:

@@ -113,6 +113,15 @@ def budget_refusal(request: HttpRequest) -> RerankRefused | None:
     return RerankRefused(decision.message, reason="throttled", retry_after=decision.retry_after)
 
 
+def texts_truncate(query: str, texts: list[str], *, keep_start: bool = True) -> tuple[str, list[str]]:
+    """Return `query` and `texts` cut to the limits instead of refused (TEI's `truncate`): the query
+    keeps its start, each text its start, or with `keep_start=False` its end."""
+    query = query[:MAX_RERANK_QUERY_CHARS]
+    if keep_start:
+        return query, [text[:MAX_RERANK_TEXT_CHARS] for text in texts]
+    return query, [text[-MAX_RERANK_TEXT_CHARS:] for text in texts]
+
+
 def _log_rerank(query: str, texts: list[str], status: str, started: float, model: dict) -> None:
     """Log one line per rerank API call: sizes, outcome, time, model; never the query or texts."""
     logger.info(

@@ -48,6 +48,12 @@ class ResultRow:
     movement: int | None = None  # fulltext_rank - rerank_rank (positive: moved up)
     new_in_top: bool = False  # in the reranked top k but not in the full-text top k
 
+    @property
+    def reranked_snippet(self) -> SafeString | str:
+        """Return what the reranked order shows of this result: the chunk that won, highlighted, or
+        the document's snippet when no chunk won."""
+        return self.best_snippet or self.snippet
+
 
 @dataclass
 class SearchOutcome:
@@ -81,6 +87,16 @@ class SearchOutcome:
     @property
     def first_rank(self) -> int:
         return (self.page - 1) * self.k + 1
+
+    @property
+    def notice(self) -> str:
+        """Return the notices as one line (the API's `notice`)."""
+        return " ".join(self.notices)
+
+    @property
+    def language_filter(self) -> str:
+        """Return the language filter as the page and the API name it: "zh", "en" or "all"."""
+        return self.language or "all"
 
 
 def clean_query(raw: str) -> tuple[str, list[str]]:
@@ -208,7 +224,7 @@ def _log_search(outcome: SearchOutcome) -> None:
         len(outcome.query),
         outcome.candidate_count,
         outcome.page,
-        outcome.language or "all",
+        outcome.language_filter,
         outcome.rerank_status if outcome.candidate_count else "no-candidates",
         timings.get("rerank_cached", "-"),
         timings.get("fulltext_ms"),

@@ -96,7 +96,7 @@ def _result_state(request: HttpRequest, outcome) -> dict:
     """Return the links of a result page that keep its query and filters: pages, languages, back."""
     kept = {name: request.GET[name] for name in ("k", "k_initial") if request.GET.get(name)}
     base = {"q": outcome.query, **kept}
-    language = outcome.language or "all"
+    language = outcome.language_filter
 
     def link(**changes: object) -> str:
         params = {**base, "lang": language, "page": outcome.page, **changes}

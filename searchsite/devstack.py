@@ -31,6 +31,7 @@ from searchsite.processes import (
     stop_group,
     wait_until_ready,
 )
+from searchsite.worker_command import worker_command
 
 DATA_DIR = Path(os.environ.get("SEARCHSITE_DATA_DIR", ROOT / ".data"))
 # Unix socket paths are limited to ~107 bytes; deep checkouts fall back to a short /tmp path.
@@ -231,23 +232,6 @@ def ensure_database(env: dict[str, str]) -> None:
         code = manage(env, *command)
         if code != 0:
             raise SystemExit(code)
-
-
-# Searches a rerank worker takes at once: its task threads wait while one batching thread runs
-# their pairs through the model together (worker/batching.py).
-WORKER_THREADS = 16
-
-
-def worker_command(queue: str, *, name: str | None = None) -> list[str]:
-    """Return the command line of a rerank worker: threads pool, safe with CUDA (no fork).
-
-    `name` is the worker's node name (default `rerank-<our pid>@%h`).
-    """
-    return [
-        python(), "-m", "celery", "-A", "searchsite", "worker",
-        "-Q", queue, "-P", "threads", "-c", str(WORKER_THREADS), "--loglevel", "INFO",
-        "--without-gossip", "--without-mingle", "-n", name or f"rerank-{os.getpid()}@%h",
-    ]  # fmt: skip
 
 
 # --- commands ---------------------------------------------------------------------------------

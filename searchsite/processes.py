@@ -1,7 +1,8 @@
 """Child processes in a process group of their own: start one, wait until it is ready, stop the group.
 
 devstack (`make run`), the tests and the benchmarks start their workers, web servers and Redis
-this way, and stop only what they started, by its process id. Imports neither Django nor torch.
+this way, and stop only what they started, by its process id; a free loopback port for a web
+server they start comes from here too. Imports neither Django nor torch.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -121,3 +123,10 @@ def sigterm_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def free_port() -> int:
+    """Return a loopback TCP port that nothing listens on now (for a web server we start)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/v2/", include(api_urls.v2_urlpatterns)),
     path("api/tei/", include(api_urls.tei_urlpatterns)),
     path("api/v1/", include("evaluation.api_urls")),
+    path("api/v1/", include("documents.api_urls")),
     # Before the admin's own URLs: its login, with a limit on wrong passwords.
     path("admin/login/", admin_login.login, name="admin-login"),
     path("admin/", admin.site.urls),

@@ -1,6 +1,7 @@
 """Shared fixtures: the real PostgreSQL test database with the sample library, a real Celery
-rerank worker running a real (small, locally built) CrossEncoder, the live site, and users with
-logged-in clients. Helpers that tests import live in tests/support/, never here."""
+rerank worker running a real (small, locally built) CrossEncoder, the live site, users with
+logged-in clients, and an anonymous client address of each test's own. Helpers that tests import
+live in tests/support/, never here."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from tests.support.clients import unique_address
 from tests.support.processes import ROOT, Started, free_port, start_web, start_worker
 from tests.support.session import (
     ARTIFACTS,
@@ -85,6 +87,12 @@ def live_site(rerank_worker: Started, artifacts_dir: Path, django_db_setup) -> s
     )
     yield f"http://127.0.0.1:{port}"
     web.stop()
+
+
+@pytest.fixture(autouse=True)
+def _own_client_address(client):
+    """Each test's `client` is an anonymous client of its own: no throttle history shared with others."""
+    client.defaults["REMOTE_ADDR"] = unique_address()
 
 
 @pytest.fixture

@@ -85,6 +85,8 @@ def test_it_shows_the_evaluation_page_to_staff_only(committed, browser, live_sit
     page.wait_for_url("**/evaluation/")
     page.click("text=browser test run")
     page.wait_for_selector("img.chart")
+    # The element comes before its PNG: the page's load event waits for the image (the page timeout).
+    page.wait_for_load_state("load")
     assert page.evaluate("document.querySelector('img.chart').naturalWidth") > 300  # the PNG loaded
     tables = page.locator("table.metrics")
     assert tables.count() == 3  # all queries, en, zh

@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 
 from documents.models import Document
-from tests.documents.files import text_pdf, upload, word_document
+from tests.support.files import text_pdf, upload, word_document
 
 pytestmark = pytest.mark.django_db
 

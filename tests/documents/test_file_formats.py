@@ -8,7 +8,7 @@ import json
 import pytest
 
 from documents.parsers import ParseError, parse_file, parse_file_lenient
-from tests.documents.files import encrypted_pdf, text_pdf, word_document
+from tests.support.files import encrypted_pdf, text_pdf, word_document
 
 
 def only(name: str, data: bytes):

@@ -10,7 +10,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from documents.models import Document
-from tests.documents.files import text_pdf, word_document
+from tests.support.files import text_pdf, word_document
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,7 @@ from documents import services
 from documents.chunking import ChunkSpan
 from documents.ingest import ingest_bytes
 from documents.models import Document
-from tests.documents.files import rows_in
+from tests.support.files import rows_in
 
 pytestmark = pytest.mark.django_db
 

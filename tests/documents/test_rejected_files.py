@@ -10,7 +10,7 @@ import pytest
 
 from documents.models import Chunk, Document
 from documents.parsers import limits
-from tests.documents.files import (
+from tests.support.files import (
     blank_pdf,
     encrypted_pdf,
     rows_in,

@@ -7,7 +7,7 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from documents.models import LIBRARY, Document
-from tests.documents.files import text_pdf, upload
+from tests.support.files import text_pdf, upload
 
 pytestmark = pytest.mark.django_db
 

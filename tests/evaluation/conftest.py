@@ -9,7 +9,7 @@ from rest_framework.test import APIClient
 
 from documents.models import LIBRARY, Document
 from evaluation.judgments import JudgmentThrottle
-from tests.support.clients import _own_client_address, unique_address  # noqa: F401  (autouse fixture)
+from tests.support.clients import unique_address
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
 
 from searchsite.api_schema import RERANK_PATHS
-from tests.reliability.fuzz_counts import record_count
 from tests.support.clients import lift_limits
+from tests.support.fuzz_counts import record_count
 
 # Generated cases per API operation, for each kind of client.
 MAX_EXAMPLES = 40

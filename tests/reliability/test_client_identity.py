@@ -18,9 +18,9 @@ import pytest
 from django.core.cache import cache
 
 from search.throttling import SearchThrottle
-from tests.search.test_fallbacks import OwnRedis, start_gunicorn
 from tests.support.clients import unique_address
-from tests.support.processes import free_port
+from tests.support.own_services import OwnRedis
+from tests.support.processes import free_port, start_gunicorn
 from tests.support.session import child_env
 
 # Anonymous requests per minute in the test's own site: small, so the tests go past it quickly.

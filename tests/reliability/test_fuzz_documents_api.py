@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from documents.models import Document
-from tests.reliability.fuzz_counts import report
+from tests.support.fuzz_counts import report
 
 pytestmark = pytest.mark.django_db
 

@@ -2,7 +2,7 @@
 rerank APIs: arbitrary unicode, control characters and NUL bytes, very long strings, unbalanced
 quotes and query operators. Never a 500, never a database error reaching the visitor.
 
-Each test prints how many cases it ran (tests/reliability/fuzz_counts.py).
+Each test prints how many cases it ran (tests/support/fuzz_counts.py).
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from documents.models import LIBRARY, Document
-from tests.reliability.fuzz_counts import report
 from tests.support.clients import lift_limits
+from tests.support.fuzz_counts import report
 
 pytestmark = pytest.mark.django_db
 

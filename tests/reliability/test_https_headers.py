@@ -12,10 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.reliability.own_services import http
-from tests.search.test_fallbacks import start_gunicorn
-from tests.site.test_settings import production_env
-from tests.support.processes import free_port
+from tests.support.own_services import http
+from tests.support.processes import free_port, start_gunicorn
+from tests.support.production import production_env
 from tests.support.session import session_database_url
 
 HOST = "search.example.com"

@@ -15,7 +15,7 @@ import pytest
 from documents.models import Document
 from documents.parsers import limits
 from searchsite.json_limits import MAX_JSON_DEPTH
-from tests.documents.files import upload
+from tests.support.files import upload
 
 pytestmark = pytest.mark.django_db
 

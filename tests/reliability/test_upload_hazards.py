@@ -15,7 +15,7 @@ from django.urls import Resolver404, resolve
 
 from documents.models import LIBRARY, Chunk, Document
 from documents.parsers.limits import MAX_HTML_TAGS, MAX_PDF_CONTENT_BYTES, MAX_PDF_PAGE_CONTENT_BYTES
-from tests.documents.files import serialize_pdf, text_pdf, upload
+from tests.support.files import serialize_pdf, text_pdf, upload
 from tests.support.processes import ROOT
 
 pytestmark = pytest.mark.django_db

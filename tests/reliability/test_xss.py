@@ -11,7 +11,7 @@ from bs4 import BeautifulSoup
 
 from documents.models import LIBRARY, Document
 from documents.services import DocumentInput, document_create
-from tests.documents.files import upload
+from tests.support.files import upload
 
 pytestmark = pytest.mark.django_db
 

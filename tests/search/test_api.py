@@ -16,7 +16,7 @@ from django.core.management import call_command
 
 from search import rerank_client
 from search.throttling import SearchThrottle
-from tests.support.clients import _own_client_address, unique_address  # noqa: F401 - autouse fixture
+from tests.support.clients import unique_address
 from tests.support.processes import ROOT
 
 QUERY = "苹果营养价值"

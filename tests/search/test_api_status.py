@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from tests.search.test_fallbacks import own_queue  # noqa: F401 - fixture
-from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
-
 pytestmark = pytest.mark.django_db
 
 
@@ -29,7 +26,7 @@ def test_it_names_the_model_and_kind_that_serve(client, rerank_worker, tiny_mode
     assert "reranked by a cross-encoder" not in description  # the old, fixed claim
 
 
-def test_it_says_when_nothing_reranks(client, own_queue):  # noqa: F811 - a queue no worker serves
+def test_it_says_when_nothing_reranks(client, own_queue):  # a queue no worker serves
     body = client.get("/api/v1/status").json()
 
     assert body == {"ready": False, "problem": "no rerank worker answered within 2 s"}

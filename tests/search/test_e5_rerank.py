@@ -20,7 +20,6 @@ from documents.services import DocumentInput, document_create, document_update
 from search import rerank_client
 from search.passages import rerank_text
 from search.services import search_run
-from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
 from tests.support.processes import start_worker
 from tests.support.session import child_env, wait_for_worker
 from worker.reranker import PACKAGED_E5, cpu_has_avx2, load_packaged_e5

@@ -8,7 +8,6 @@ from django.db.models import Q
 from documents.models import LIBRARY, Document
 from search.backends import find_candidates
 from search.services import search_run
-from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,6 @@ import pytest
 
 from search import rerank_client
 from search.services import search_run
-from tests.search.test_fallbacks import own_queue  # noqa: F401 - fixture
-from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
 from tests.support.processes import start_worker
 from tests.support.session import child_env, wait_for_worker
 
@@ -43,7 +41,7 @@ def test_it_logs_one_line_per_search_without_the_query(caplog, rerank_worker, se
 
 
 @pytest.mark.django_db
-def test_it_logs_a_fallback_once_with_its_status(caplog, own_queue, settings):  # noqa: F811
+def test_it_logs_a_fallback_once_with_its_status(caplog, own_queue, settings):
     settings.RERANK_TIMEOUT = NO_WORKER_SECONDS
     caplog.set_level(logging.DEBUG, logger="search")
 
@@ -74,7 +72,7 @@ def test_it_logs_one_line_per_rerank_api_call(client, caplog, rerank_worker, set
 
 @pytest.mark.django_db
 def test_it_explains_a_missing_model_once_and_logs_one_short_line_per_rerank(
-    own_queue,  # noqa: F811
+    own_queue,
     artifacts_dir: Path,
     tmp_path: Path,
     settings,

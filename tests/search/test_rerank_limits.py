@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 
 from search.reranking import MAX_RERANK_DOCUMENTS, MAX_RERANK_QUERY_CHARS, MAX_RERANK_TEXT_CHARS
-from tests.search.test_fallbacks import own_queue, start_own_worker  # noqa: F401 - fixture
-from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
-from tests.support.session import wait_for_worker
+from tests.support.session import start_own_worker, wait_for_worker
 
 pytestmark = pytest.mark.django_db
 
@@ -81,7 +79,7 @@ def test_it_refuses_an_empty_tei_batch_as_tei_does(client):
 
 
 @pytest.fixture
-def english_only_worker(own_queue, tiny_model_dir: Path, artifacts_dir: Path, monkeypatch):  # noqa: F811
+def english_only_worker(own_queue, tiny_model_dir: Path, artifacts_dir: Path, monkeypatch):
     """A worker of this test's own that reranks English queries only (RERANKER_LANGUAGES=en)."""
     monkeypatch.setenv("RERANKER_LANGUAGES", "en")
     worker = start_own_worker(own_queue, str(tiny_model_dir), artifacts_dir)

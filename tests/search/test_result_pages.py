@@ -9,7 +9,6 @@ import pytest
 
 from documents.models import LIBRARY, Document
 from search.services import search_run
-from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
 
 pytestmark = pytest.mark.django_db
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 from search import rerank_client
 from search.services import search_run
-from searchsite.celery import app
-from tests.support.processes import start_worker
-from tests.support.session import child_env, wait_for_worker
+from tests.support.session import start_own_worker, wait_for_worker
 
 pytestmark = [pytest.mark.django_db, pytest.mark.faults]
 
@@ -22,23 +19,14 @@ TINY_BUDGET_SECONDS = 0.001
 STALE_WAIT_SECONDS = 60.0
 
 
-@pytest.fixture
-def own_queue(settings):
-    settings.RERANK_QUEUE = f"rerank-notice-{uuid.uuid4().hex[:8]}"
+@pytest.fixture(autouse=True)
+def _no_rerank_cache(settings):
+    """Every search here must reach the worker (or fail to): no scores from the rerank cache."""
     settings.RERANK_CACHE_SECONDS = 0
-    yield settings.RERANK_QUEUE
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge(settings.RERANK_QUEUE)
 
 
 def test_it_tells_a_slow_worker_from_a_missing_one(settings, own_queue, tiny_model_dir: Path, artifacts_dir: Path):
-    worker = start_worker(
-        child_env(),
-        artifacts_dir / f"worker-{own_queue}.log",
-        queue=own_queue,
-        model=str(tiny_model_dir),
-        extra_env={"RERANKER_FALLBACK_MODEL": ""},
-    )
+    worker = start_own_worker(own_queue, str(tiny_model_dir), artifacts_dir)
     try:
         assert wait_for_worker(worker).get("ready")
         settings.RERANK_TIMEOUT = TINY_BUDGET_SECONDS

@@ -5,8 +5,6 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from tests.support.clients import _own_client_address  # noqa: F401 - autouse fixture
-
 pytestmark = pytest.mark.django_db
 
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import ast
 import copy
+import json
 import re
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import yaml
+
+from searchsite.worker_command import worker_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -259,6 +262,15 @@ def test_worker_command(services: dict) -> None:
     # The healthcheck pings exactly this worker by its node name ($$: compose's escape for $).
     node = re.search(r"-n (\S+)@%h", command).group(1)
     assert f"-d {node}@$$HOSTNAME" in services["worker"]["healthcheck"]["test"][1]
+
+
+def test_the_images_run_the_worker_command_that_make_run_runs(services: dict) -> None:
+    # One worker command line (searchsite.worker_command): compose and the image spell it out.
+    node = re.search(r"-n (\S+)", " ".join(services["worker"]["command"])).group(1)
+    expected = ["celery", *worker_arguments("rerank", name=node)]
+    assert services["worker"]["command"] == expected
+    image_command = re.search(r"^CMD (\[.*\])$", dockerfile_stages()["worker"], re.MULTILINE).group(1)
+    assert json.loads(image_command) == expected
 
 
 def test_worker_reserves_an_nvidia_gpu(services: dict) -> None:

@@ -12,23 +12,18 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchsite.devstack import worker_command
-from searchsite.processes import ROOT, ChildExited, start_group, stop_group, wait_until_ready
+from searchsite.processes import ROOT, ChildExited, free_port, start_group, stop_group, wait_until_ready
+from searchsite.worker_command import worker_command
 
 WORKER_READY_SECONDS = 120.0
 # Seconds the web server gets to listen on its port.
 WEB_READY_SECONDS = 60.0
 
-__all__ = ["ROOT", "Started", "free_port", "start_web", "start_worker"]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+__all__ = ["ROOT", "Started", "free_port", "start_gunicorn", "start_site", "start_web", "start_worker"]
 
 
 @dataclass
@@ -75,6 +70,38 @@ def start_web(env: dict[str, str], log_path: Path, port: int) -> Started:
     if listening is None:
         raise RuntimeError(f"web server did not start listening within {WEB_READY_SECONDS:.0f} s")
     return Started(process=process, log_path=log_path)
+
+
+def start_site(env: dict[str, str], log_path: Path) -> tuple[Started, str]:
+    """Start the web site (runserver, threaded) on a free port; return it and its base URL."""
+    port = free_port()
+    # As `make run` does: runserver's thread-per-request never reuses a kept connection.
+    env = {"DATABASE_CONN_MAX_AGE": "0", **env}
+    return start_web(env, log_path, port), f"http://127.0.0.1:{port}"
+
+
+def start_gunicorn(env: dict[str, str], log_path: Path, port: int) -> Started:
+    """Start the site as in production (gunicorn), one sync worker: every request reuses the
+    same thread, hence the same cached Celery connections a real Redis outage breaks."""
+    command = [
+        sys.executable, "-m", "gunicorn", "searchsite.wsgi:application",
+        "--bind", f"127.0.0.1:{port}", "--workers", "1", "--timeout", "60",
+    ]  # fmt: skip
+    site = Started(process=start_group(command, env=env, log_path=log_path), log_path=log_path)
+    try:
+        healthy = wait_until_ready(site.process, lambda: _healthy(port), timeout=WEB_READY_SECONDS, interval=0.2)
+    except ChildExited:
+        raise RuntimeError(f"gunicorn exited early:\n{site.log()[-4000:]}") from None
+    if not healthy:
+        site.stop()
+        raise RuntimeError(f"gunicorn did not answer within {WEB_READY_SECONDS:.0f} s:\n{site.log()[-4000:]}")
+    return site
+
+
+def _healthy(port: int) -> bool:
+    with contextlib.suppress(OSError), urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as answer:
+        return answer.status == 200
+    return False
 
 
 def _listening(port: int) -> bool:

@@ -1,17 +1,19 @@
 """What the whole test session shares: its queue, its folders, the environment of the child
-processes it starts, and waiting for a rerank worker to be ready. Fixtures live in conftest.py."""
+processes it starts, and starting a rerank worker on its services and waiting for it to be ready.
+Fixtures live in conftest.py."""
 
 from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from django.conf import settings
 
 from searchsite.processes import ChildExited, wait_until_ready
-from tests.support.processes import ROOT, WORKER_READY_SECONDS, Started
+from tests.support.processes import ROOT, WORKER_READY_SECONDS, Started, start_worker
 
 ARTIFACTS = ROOT / "test-artifacts"
 MODELS = ROOT / ".data" / "test-models"
@@ -34,6 +36,18 @@ def session_database_url() -> str:
     """Return DATABASE_URL with the test database's name in place of the site's."""
     parts = urlsplit(os.environ["DATABASE_URL"])
     return urlunsplit(parts._replace(path="/" + settings.DATABASES["default"]["NAME"]))
+
+
+def start_own_worker(queue: str, model: str, artifacts_dir: Path) -> Started:
+    """Start a rerank worker on the session's Redis and database serving `model` on `queue`,
+    with no fallback model (its log: artifacts_dir/worker-<queue>.log)."""
+    return start_worker(
+        child_env(),
+        artifacts_dir / f"worker-{queue}.log",
+        queue=queue,
+        model=model,
+        extra_env={"RERANKER_FALLBACK_MODEL": ""},
+    )
 
 
 def wait_for_worker(worker: Started, timeout: float = WORKER_READY_SECONDS) -> dict:
