@@ -34,6 +34,8 @@ STATUS_TASK = "worker.tasks.status"
 # The worker's heartbeat (worker.tasks): written every 2 s; older than this, nobody is there.
 HEARTBEAT_PREFIX = "rerank:worker:"
 HEARTBEAT_FRESH_SECONDS = 6.0
+# Seconds between two looks at the result channel while a search waits for its scores.
+RESULT_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -154,7 +156,7 @@ def _call(query: str, groups: list[list[str]], budget: float, language: str | No
     except UNREACHABLE as error:
         return _notice("unreachable", f"the task queue cannot be reached ({_reason(error)})", budget)
     try:
-        payload = result.get(timeout=budget, propagate=False, interval=0.005)
+        payload = _wait(result, budget)
     except CeleryTimeout:
         _forget(result)
         return _notice("timeout", timeout_reason(), budget)
@@ -183,6 +185,27 @@ def _call(query: str, groups: list[list[str]], budget: float, language: str | No
         unscored=list(reply.unscored),
         vectors=reply.vectors,
     )
+
+
+def _wait(result: object, budget: float) -> object:
+    """Return the task's result, waiting at most `budget` seconds (raises Celery's TimeoutError).
+
+    Celery's `result.get(timeout=...)` waits on the result channel in steps of a second whatever
+    its timeout (its result consumer's drainer is not handed the interval), so a 3 s budget could
+    last 4 s and a 0.2 s one a second. The drainer is asked directly, in short steps; a backend
+    without one (not Redis) falls back to `get`.
+    """
+    backend = result.backend
+    drainer = getattr(getattr(backend, "result_consumer", None), "drainer", None)
+    if drainer is None or not hasattr(backend, "add_pending_result"):
+        return result.get(timeout=budget, propagate=False, interval=RESULT_POLL_SECONDS)
+    backend.add_pending_result(result)
+    try:
+        for _ in drainer.drain_events_until(result.on_ready, timeout=budget, interval=min(RESULT_POLL_SECONDS, budget)):
+            pass
+    except TimeoutError as error:  # socket.timeout, raised by the drainer
+        raise CeleryTimeout(f"no result within {budget:g} s") from error
+    return result.maybe_throw(propagate=False)
 
 
 def worker_heartbeat(queue: str | None = None) -> dict | None:
