@@ -40,6 +40,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from worker import memory, protocol
 from worker.reranker import Reranker, best_per_group
@@ -121,6 +122,14 @@ class _Request:
 
     def expired(self, now: float) -> bool:
         return self.gone or now > self.deadline
+
+
+class _Pair(NamedTuple):
+    """One (query, text) pair of a request, as the batching thread orders and cuts them into passes."""
+
+    tokens: int  # its length in tokens, unpadded
+    request: _Request
+    index: int  # which of the request's texts
 
 
 @dataclass
@@ -378,18 +387,18 @@ class BatchingReranker:
         # pass with its neighbours.
         items = []
         for request in live:
-            own = [(len(request.features[i]["input_ids"]), request, i) for i in range(len(request.texts))]
-            items.extend(sorted(own, key=lambda item: item[0]))
+            own = [_Pair(len(request.features[i]["input_ids"]), request, i) for i in range(len(request.texts))]
+            items.extend(sorted(own, key=lambda pair: pair.tokens))
         # Each pass is launched before the previous one is read: on a GPU the next pass's inputs
         # are built while the last one runs, so the GPU does not wait for Python in between.
         pending = None
         for batch in self._passes(items):
-            if any(item[1].lane == protocol.API for item in batch) and self._page_waiting():
+            if any(pair.request.lane == protocol.API for pair in batch) and self._page_waiting():
                 self._finish(pending)
                 pending = None
                 self._serve_waiting_pages()
             now = time.monotonic()
-            batch = [item for item in batch if not item[1].done.is_set() and not item[1].expired(now)]
+            batch = [pair for pair in batch if not pair.request.done.is_set() and not pair.request.expired(now)]
             if not batch:
                 continue
             try:
@@ -418,13 +427,13 @@ class BatchingReranker:
         """Return what to run between two steps of `request`'s work: waiting pages, for API work."""
         return self._yield_to_pages if request.lane == protocol.API else None
 
-    def _passes(self, items: list[tuple[int, _Request, int]]) -> list[list[tuple[int, _Request, int]]]:
+    def _passes(self, items: list[_Pair]) -> list[list[_Pair]]:
         """Return the items, in order, cut into passes: rows x longest <= the token budget.
 
         The cuts minimise the tokens computed (padding included) plus a fixed cost per pass, by
         dynamic programming over the lengths (n x max_batch_pairs steps).
         """
-        lengths = [item[0] for item in items]
+        lengths = [pair.tokens for pair in items]
         cost = [0.0] + [float("inf")] * len(items)
         cut = [0] * (len(items) + 1)
         for end in range(1, len(items) + 1):
@@ -444,7 +453,7 @@ class BatchingReranker:
             end = cut[end]
         return passes[::-1]
 
-    def _finish(self, pending: tuple[list[tuple[int, _Request, int]], object] | None) -> None:
+    def _finish(self, pending: tuple[list[_Pair], object] | None) -> None:
         """Read the scores of a launched pass; if the model raised on it, halve it (see `_halve`)."""
         if pending is None:
             return
@@ -454,7 +463,7 @@ class BatchingReranker:
         except Exception as error:
             self._halve(batch, error)
 
-    def _halve(self, batch: list[tuple[int, _Request, int]], error: Exception) -> None:
+    def _halve(self, batch: list[_Pair], error: Exception) -> None:
         """After the model raised on `batch`: run each half of it once more.
 
         A too-large pass (CUDA out of memory) fits as two; a pair the model cannot take fails its
@@ -468,7 +477,7 @@ class BatchingReranker:
         self.reranker.release_cached_memory()
         middle = len(batch) // 2
         for half in (batch[:middle], batch[middle:]):
-            half = [item for item in half if not item[1].done.is_set()]
+            half = [pair for pair in half if not pair.request.done.is_set()]
             if not half:
                 continue
             try:
@@ -485,14 +494,14 @@ class BatchingReranker:
                 request.error = f"the model failed on this search's texts ({type(error).__name__}: {error})"
                 request.done.set()
 
-    def _launch(self, batch: list[tuple[int, _Request, int]]) -> object:
+    def _launch(self, batch: list[_Pair]) -> object:
         started = time.perf_counter()
         for _, request, _ in batch:
             if request.started is None:
                 request.started = started
         return self.reranker.launch_features([request.features[i] for _, request, i in batch])
 
-    def _collect(self, batch: list[tuple[int, _Request, int]], launched: object) -> None:
+    def _collect(self, batch: list[_Pair], launched: object) -> None:
         values = launched.tolist()  # waits for the pass on a GPU
         finished = time.perf_counter()
         width = max(length for length, _, _ in batch)
