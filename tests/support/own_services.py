@@ -181,12 +181,13 @@ def redis_client(own_redis: OwnRedis) -> redis.Redis:
 
 
 def ask_own_worker(redis_url: str, queue: str, task: str, args: list, timeout: float) -> dict:
-    """Return a worker's answer on another Redis, asked through a Celery client of its own."""
+    """Return a worker's answer on another Redis, asked through a Celery client of its own;
+    {} when none came in time (no answer, or the task expired before a busy worker took it)."""
     url = celery_redis_url(redis_url)
     probe = Celery("probe", broker=url, backend=url)
     result = probe.send_task(task, args=args, queue=queue, expires=timeout)
     try:
-        return result.get(timeout=timeout)
+        answer = result.get(timeout=timeout, propagate=False)
     except CeleryTimeout:
         return {}
     finally:
@@ -194,6 +195,7 @@ def ask_own_worker(redis_url: str, queue: str, task: str, args: list, timeout: f
         # run after the test kills Redis, and retry for 20 s.
         result.backend.remove_pending_result(result)
         probe.close()
+    return answer if isinstance(answer, dict) else {}
 
 
 def start_ready_worker(env: dict[str, str], queue: str, model_dir: Path, artifacts_dir: Path) -> Started:
