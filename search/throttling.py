@@ -153,14 +153,7 @@ def rerank_budget_charge(request: HttpRequest, charge: RerankCharge, *, now: flo
         return BudgetDecision(allowed=True)
     if not retry_after:
         return BudgetDecision(allowed=True)
-    return BudgetDecision(
-        allowed=False,
-        retry_after=retry_after,
-        message=(
-            f"Rerank budget used up: a client may have {budget.pairs:,} pairs and {budget.chars:,} characters "
-            "scored per minute."
-        ),
-    )
+    return _used_up(budget, retry_after)
 
 
 def rerank_budget_spent(request: HttpRequest, *, now: float | None = None) -> BudgetDecision:
@@ -185,9 +178,13 @@ def rerank_budget_spent(request: HttpRequest, *, now: float | None = None) -> Bu
     waits = _waits(smallest, budget, current, previous, elapsed, older_weight)
     if not waits:
         return BudgetDecision(allowed=True)
+    return _used_up(budget, max(1, math.ceil(max(waits))))
+
+
+def _used_up(budget: RerankCharge, retry_after: int) -> BudgetDecision:
     return BudgetDecision(
         allowed=False,
-        retry_after=max(1, math.ceil(max(waits))),
+        retry_after=retry_after,
         message=(
             f"Rerank budget used up: a client may have {budget.pairs:,} pairs and {budget.chars:,} characters "
             "scored per minute."

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import uuid
 from io import StringIO
 
 import pytest
@@ -14,22 +13,12 @@ from django.core.management import call_command
 from search import rerank_client
 from search.backends import find_candidates
 from search.management.commands.keyword_trap import TITLE_WIDTH
-from searchsite.celery import app
 from tests.support.processes import ROOT
 
 # Seconds the tests let the real worker take (a fresh worker's first inference is slow).
 GENEROUS_SECONDS = 30.0
 DOCUMENT = "红富士苹果富含膳食纤维和维生素C。"
 FUJI_TITLE = "红富士的维生素、膳食纤维与营养价值"
-
-
-@pytest.fixture
-def unserved_queue(settings):
-    """A queue no worker consumes; what the test leaves in it is purged afterwards."""
-    settings.RERANK_QUEUE = f"rerank-unserved-{uuid.uuid4().hex[:8]}"
-    yield settings.RERANK_QUEUE
-    with app.connection_for_write() as connection:
-        connection.default_channel.queue_purge(settings.RERANK_QUEUE)
 
 
 def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess:
@@ -60,12 +49,12 @@ def test_it_prints_the_workers_score_with_the_model(rerank_worker, tiny_model_di
     assert score == pytest.approx(reply.scores[0], abs=1e-5)
 
 
-def test_it_fails_with_exit_code_1_when_no_worker_answers(unserved_queue):
-    completed = run_manage("score", "apple", "an apple a day", "--timeout", "0.5", RERANK_QUEUE=unserved_queue)
+def test_it_fails_with_exit_code_1_when_no_worker_answers(own_queue):
+    completed = run_manage("score", "apple", "an apple a day", "--timeout", "0.5", RERANK_QUEUE=own_queue)
 
     assert completed.returncode == 1
     assert "did not answer within 0.5 s" in completed.stderr
-    assert f"Is a rerank worker running on queue {unserved_queue!r}?" in completed.stderr
+    assert f"Is a rerank worker running on queue {own_queue!r}?" in completed.stderr
     assert "score:" not in completed.stdout
     assert "Traceback" not in completed.stderr
 
@@ -147,7 +136,7 @@ def test_it_says_when_nothing_matches(rerank_worker):
 
 
 @pytest.mark.django_db
-def test_it_shows_the_fulltext_order_and_the_notice_without_a_worker(unserved_queue, settings):
+def test_it_shows_the_fulltext_order_and_the_notice_without_a_worker(own_queue, settings):
     settings.RERANK_TIMEOUT = 0.2
     out = StringIO()
     call_command("keyword_trap", stdout=out)
