@@ -22,6 +22,8 @@ from searchsite.celery import app
 logger = logging.getLogger(__name__)
 
 EMBED_TASK = "worker.tasks.embed"
+KEEP_TASK = "worker.tasks.vectors_keep"
+PRUNE_TASK = "worker.tasks.vectors_prune"
 # Texts per embed task: a message of at most a few hundred kB (chunks are ~2 kB).
 TEXTS_PER_TASK = 200
 
@@ -43,6 +45,15 @@ def chunk_texts(document_ids: list[int]) -> list[str]:
     if missing:
         texts.extend(Document.objects.filter(pk__in=missing).values_list("title", flat=True))
     return texts
+
+
+def ask_worker(task: str, *args: object, timeout: float) -> dict:
+    """Send `task` to the rerank worker and return its answer (network: Redis; raises CeleryTimeout)."""
+    result = app.send_task(task, args=list(args), queue=settings.RERANK_QUEUE, retry=False, expires=timeout)
+    try:
+        return result.get(timeout=timeout, interval=0.05)
+    finally:
+        result.forget()
 
 
 def worker_keeps_vectors() -> bool | None:

@@ -7,6 +7,7 @@ process imports it without the worker's dependencies.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field, fields
 
 # Lanes, in the order the worker serves them: a search a person waits for on a result page
@@ -54,3 +55,11 @@ class WorkerReply:
         if reply.status == OK and len(reply.best) != len(reply.scores):
             raise ValueError("a rerank reply whose scores and best indexes differ in length")
         return reply
+
+
+def text_key(text: str) -> str:
+    """Return the key of a text's chunk vector: sha256 of its UTF-8 bytes (hex).
+
+    Here so that the web (`prune_vectors`) names a chunk's vector exactly as the worker stores it.
+    """
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()

@@ -4,9 +4,11 @@ The model is loaded once per worker process, never per task: at worker_init for 
 (`-P threads -c N`, the default: task threads submit to one batching thread that owns the model,
 so concurrent searches share forward passes), at worker_process_init for solo / prefork children.
 
-A model with stored chunk vectors (packaged-e5) also opens its vector store (worker.vectors) and
-takes `embed` tasks. Every worker writes a heartbeat to Redis every 2 s (what it serves, how much
-waits in it), so a search that times out can tell a slow worker from a missing one (search.rerank_client).
+A model with stored chunk vectors (packaged-e5-fp32, packaged-e5) also opens its vector store
+(worker.vectors) and takes `embed` tasks, and `vectors_keep` / `vectors_prune` from
+`manage.py prune_vectors`. Every worker writes a heartbeat to Redis every 2 s (what it serves,
+how much waits in it), so a search that times out can tell a slow worker from a missing one
+(search.rerank_client).
 """
 
 from __future__ import annotations
@@ -254,6 +256,26 @@ def embed(texts: list[str]) -> dict:
     if added:
         _State.reranker.notify_background()
     return {"queued": added}
+
+
+@shared_task(name="worker.tasks.vectors_keep")
+def vectors_keep(token: str, keys: list[str]) -> dict:
+    """Record chunk-vector keys as live for the prune pass `token` (`manage.py prune_vectors`).
+
+    Returns {"kept": n, "at": this worker's clock}: the pass's first call, with no keys, tells
+    the web when the pass began on the worker's own clock. {"skipped": why} without a store.
+    """
+    if _State.vectors is None:
+        return {"skipped": "this worker's model keeps no chunk vectors"}
+    return {"kept": _State.vectors.keep(str(token), [str(key) for key in keys]), "at": time.time()}
+
+
+@shared_task(name="worker.tasks.vectors_prune")
+def vectors_prune(token: str, since: float) -> dict:
+    """Delete the vectors pass `token` did not keep and that were stored before `since`."""
+    if _State.vectors is None:
+        return {"skipped": "this worker's model keeps no chunk vectors"}
+    return _State.vectors.prune(str(token), since=float(since))
 
 
 @shared_task(name="worker.tasks.status")

@@ -1,4 +1,4 @@
-"""Chunk vectors of a bi-encoder (packaged-e5), computed once and kept on the worker's disk.
+"""Chunk vectors of a bi-encoder (packaged-e5-fp32, packaged-e5), computed once and kept on the worker's disk.
 
 A vector is keyed by (model, sha256 of the exact text the model reads): an edited chunk, a new
 title or another model has another key, so a stale vector is never found. The store is one
@@ -10,11 +10,14 @@ the task only records them as pending (milliseconds, so searches queued behind i
 wait), and the batching thread embeds pending texts while no search is waiting, a few at a time.
 At search time `ChunkVectors.score` embeds the query once, reads the candidates' vectors, embeds
 on the spot the ones still missing while the caller's deadline allows, and reports the rest.
+
+A deleted or edited document's old vectors are never read again, but they stay until pruned:
+`manage.py prune_vectors` names every live chunk text's key (`keep`), then `prune` deletes this
+model's vectors and pending texts that were not named and were stored before the pass began.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import sqlite3
 import threading
@@ -24,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from worker.protocol import text_key
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +53,10 @@ MAX_PENDING_API_TEXTS = 200
 LIBRARY, API_TEXTS = 0, 1
 # Seconds between two progress lines in the worker log while pending texts are embedded.
 PROGRESS_LOG_SECONDS = 10.0
+# Seconds after which the keys of a prune pass that never finished are cleared.
+STALE_PASS_SECONDS = 86_400.0
 # SQLite caps bound parameters per statement; lookups go in slices of this many keys.
 SQL_KEYS_PER_STATEMENT = 500
-
-
-def text_key(text: str) -> str:
-    """Return the key of a text's vector: sha256 of its UTF-8 bytes (hex)."""
-    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()
 
 
 def on_the_spot_step(order: list[int], texts: list[str]) -> list[int]:
@@ -106,6 +108,14 @@ class ChunkVectors:
             columns = {row[1] for row in db.execute("PRAGMA table_info(pending)")}
             if "source" not in columns:  # a store made before pending texts had a source
                 db.execute("ALTER TABLE pending ADD COLUMN source INTEGER NOT NULL DEFAULT 0")
+            columns = {row[1] for row in db.execute("PRAGMA table_info(vectors)")}
+            if "stored" not in columns:  # a store made before vectors had a time: all prunable
+                db.execute("ALTER TABLE vectors ADD COLUMN stored REAL NOT NULL DEFAULT 0")
+            # The keys a prune pass keeps (`token`: one pass), with when the pass named them.
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS keep (token TEXT NOT NULL, key TEXT NOT NULL, at REAL NOT NULL, "
+                "PRIMARY KEY (token, key)) WITHOUT ROWID"
+            )
 
     def _db(self) -> sqlite3.Connection:
         """Return this thread's connection (SQLite connections are not shared between threads)."""
@@ -136,14 +146,15 @@ class ChunkVectors:
         return found
 
     def store(self, keys: list[str], vectors: np.ndarray) -> None:
+        now = time.time()
         rows = [
-            (self.model_id, key, np.ascontiguousarray(v, dtype=np.float32).tobytes())
+            (self.model_id, key, np.ascontiguousarray(v, dtype=np.float32).tobytes(), now)
             for key, v in zip(keys, vectors, strict=True)
         ]
         db = self._db()
         db.execute("BEGIN IMMEDIATE")
         try:
-            db.executemany("INSERT OR REPLACE INTO vectors (model, key, vector) VALUES (?, ?, ?)", rows)
+            db.executemany("INSERT OR REPLACE INTO vectors (model, key, vector, stored) VALUES (?, ?, ?, ?)", rows)
             db.executemany("DELETE FROM pending WHERE model = ? AND key = ?", [(self.model_id, key) for key in keys])
             db.execute("COMMIT")
         except BaseException:
@@ -156,6 +167,49 @@ class ChunkVectors:
         stored = db.execute("SELECT count(*) FROM vectors WHERE model = ?", [self.model_id]).fetchone()[0]
         pending = db.execute("SELECT count(*) FROM pending WHERE model = ?", [self.model_id]).fetchone()[0]
         return {"stored": stored, "pending": pending}
+
+    # --- pruning the vectors of texts no document has any more --------------------------------
+
+    def keep(self, token: str, keys: list[str]) -> int:
+        """Record `keys` as live for the prune pass `token`; return how many were recorded."""
+        now = time.time()
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # A pass that never finished (its command stopped) leaves rows: cleared after a day.
+            db.execute("DELETE FROM keep WHERE at < ? AND token != ?", [now - STALE_PASS_SECONDS, token])
+            rows = [(token, key, now) for key in keys]
+            db.executemany("INSERT OR IGNORE INTO keep (token, key, at) VALUES (?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return len(keys)
+
+    def prune(self, token: str, *, since: float) -> dict[str, int]:
+        """Delete this model's vectors and library texts pending that pass `token` did not keep and
+        that were stored (queued) before `since`, the pass's start: a document written during the
+        pass keeps its new vectors. Returns how many of each were removed and how many vectors are left.
+        """
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            vectors = db.execute(
+                "DELETE FROM vectors WHERE model = ? AND stored < ? "
+                "AND key NOT IN (SELECT key FROM keep WHERE token = ?)",
+                [self.model_id, since, token],
+            ).rowcount
+            pending = db.execute(
+                "DELETE FROM pending WHERE model = ? AND source = ? AND queued < ? "
+                "AND key NOT IN (SELECT key FROM keep WHERE token = ?)",
+                [self.model_id, LIBRARY, since, token],
+            ).rowcount
+            db.execute("DELETE FROM keep WHERE token = ?", [token])
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        return {"vectors_removed": vectors, "pending_removed": pending, **self.counts()}
 
     # --- pending texts (background) ---------------------------------------------------------
 
