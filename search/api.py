@@ -104,7 +104,12 @@ class SearchResultSerializer(serializers.Serializer):
     fulltext_rank = serializers.IntegerField()
     fulltext_score = serializers.FloatField()
     rerank_rank = serializers.IntegerField(allow_null=True)
-    rerank_score = serializers.FloatField(allow_null=True)
+    rerank_score = serializers.FloatField(
+        allow_null=True,
+        help_text="what the reranked order sorts by: model_score, or for a bi-encoder its blend with BM25 "
+        "(rerank_bm25_weight)",
+    )
+    model_score = serializers.FloatField(allow_null=True, help_text="the reranker's own score")
     best_chunk = serializers.IntegerField(allow_null=True)
     movement = serializers.IntegerField(allow_null=True, help_text="fulltext_rank - rerank_rank")
     new_in_top = serializers.BooleanField()
@@ -141,6 +146,10 @@ class SearchApi(APIView):
         reranked = SearchResultSerializer(many=True, ordering="reranked")
         reranked_applied = serializers.BooleanField(source="is_reranked")
         rerank_status = serializers.CharField()
+        rerank_bm25_weight = serializers.FloatField(
+            source="bm25_weight",
+            help_text="w in the reranked score w * minmax(BM25) + (1 - w) * minmax(model score); 0: the model's alone",
+        )
         reranker = ServedModelField(allow_null=True)
         timings = serializers.DictField()
         notice = serializers.CharField(allow_blank=True)

@@ -42,7 +42,8 @@ class ResultRow:
     fulltext_rank: int  # 1-based position in the full-text order of all candidates
     fulltext_score: float
     rerank_rank: int | None = None
-    rerank_score: float | None = None
+    rerank_score: float | None = None  # what the reranked order sorts by: model_score, or its blend with BM25
+    model_score: float | None = None  # the reranker's own score (a cross-encoder's sigmoid, a bi-encoder's cosine)
     best_chunk: int | None = None  # ordinal of the chunk that won the reranker's max
     best_snippet: SafeString | str = ""  # that chunk, highlighted
     movement: int | None = None  # fulltext_rank - rerank_rank (positive: moved up)
@@ -68,8 +69,19 @@ class SearchOutcome:
     candidate_count: int = 0
     reranker: dict | None = None
     rerank_status: str = "skipped"
+    bm25_weight: float = 0.0  # the share of BM25 in the reranked order's score (a bi-encoder's blend)
     notices: list[str] = field(default_factory=list)
     timings: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def blend_description(self) -> str:
+        """Return how the reranked order's score is made, in words, when it blends in BM25."""
+        if not self.bm25_weight:
+            return ""
+        return (
+            f"{self.bm25_weight:g} × BM25 + {1 - self.bm25_weight:g} × reranker score, each scaled to 0–1 "
+            "over this search's scored candidates"
+        )
 
     @property
     def moved_count(self) -> int:
@@ -241,14 +253,38 @@ def suggest_query(query: str, *, collection: str = LIBRARY) -> str | None:
     return get_backend().suggest(parse(query), collection=collection)
 
 
+def bm25_blend(bm25: dict[int, float], model: dict[int, float], *, weight: float) -> dict[int, float]:
+    """Return weight * minmax(bm25) + (1 - weight) * minmax(model) for each key of `model`.
+
+    Min-max over the query's scored candidates puts BM25 (unbounded) and the model's score (a
+    cosine in a narrow band) on one scale; a scale with no spread counts as 1 for all.
+    """
+
+    def minmax(values: dict[int, float]) -> dict[int, float]:
+        low, high = min(values.values()), max(values.values())
+        return {key: (value - low) / (high - low) if high - low > 1e-12 else 1.0 for key, value in values.items()}
+
+    lexical, semantic = minmax(bm25), minmax(model)
+    return {key: weight * lexical[key] + (1 - weight) * semantic[key] for key in model}
+
+
 def _apply_scores(outcome: SearchOutcome, rows: list[ResultRow], candidates: list, reply, terms, shown: slice) -> None:
-    for row, candidate, score, best in zip(rows, candidates, reply.scores, reply.best, strict=True):
+    scored: dict[int, float] = {}  # row position -> the model's score
+    for position, (row, candidate, score, best) in enumerate(
+        zip(rows, candidates, reply.scores, reply.best, strict=True)
+    ):
         if score is None:
             continue  # not scored in time (no chunk vector yet): kept, after the scored ones
-        row.rerank_score = round(score, 4)
+        scored[position] = score
+        row.model_score = row.rerank_score = round(score, 4)
         if 0 <= best < len(candidate.chunk_ordinals):
             row.best_chunk = candidate.chunk_ordinals[best]
             row.best_snippet = snippet(candidate.chunks[best], terms)
+    weight = settings.RERANK_BI_ENCODER_BM25_WEIGHT if (reply.model or {}).get("kind") == "bi-encoder" else 0.0
+    if weight and scored:
+        outcome.bm25_weight = weight
+        for position, blended in bm25_blend({i: rows[i].fulltext_score for i in scored}, scored, weight=weight).items():
+            rows[position].rerank_score = round(blended, 4)
     ordered = sorted(rows, key=lambda r: (r.rerank_score is None, -(r.rerank_score or 0.0), r.fulltext_rank))
     on_page = range(shown.start + 1, shown.stop + 1)
     for position, row in enumerate(ordered, start=1):

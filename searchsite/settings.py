@@ -207,6 +207,11 @@ RERANKER_VECTORS_PATH = env_str(
 RERANKER_ON_THE_SPOT_TEXTS = env_int("RERANKER_ON_THE_SPOT_TEXTS", 10_000, minimum=0)
 # Seconds a search waits for the worker before answering with the full-text order.
 RERANK_TIMEOUT = env_float("RERANK_TIMEOUT", 3.0, minimum=0.05)
+# A bi-encoder's reranked order blends in the BM25 score: w * minmax(BM25) + (1 - w) * minmax(model
+# score), over the query's scored candidates. 0.3 was chosen on the training splits of cmrc2018,
+# kuake-qtr and trec-dl-passage only (bench/e5_fusion.py, docs/evaluation.md): the e5 cosine alone
+# does not beat BM25 on Cranfield. A cross-encoder's order is its own score (not blended). 0: off.
+RERANK_BI_ENCODER_BM25_WEIGHT = env_float("RERANK_BI_ENCODER_BM25_WEIGHT", 0.3, minimum=0.0, maximum=1.0)
 # Seconds a rerank score stays cached in Redis, keyed by model, max_length, query and the
 # document's content version (search.rerank_cache); 0 turns the cache off.
 RERANK_CACHE_SECONDS = env_int("RERANK_CACHE_SECONDS", 3600, minimum=0)

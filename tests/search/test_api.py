@@ -32,6 +32,7 @@ RESULT_FIELDS = {
     "fulltext_score",
     "rerank_rank",
     "rerank_score",
+    "model_score",
     "best_chunk",
     "movement",
     "new_in_top",
@@ -65,6 +66,7 @@ def test_it_returns_both_orderings_in_the_documented_shape(client, rerank_worker
     assert (body["k"], body["k_initial"]) == (5, 20)
     assert body["reranked_applied"] is True and body["rerank_status"] == "ok"
     assert body["notice"] == ""
+    assert body["rerank_bm25_weight"] == 0.0
     assert body["reranker"]["model"] == str(tiny_model_dir)
     assert body["reranker"]["kind"] == "cross-encoder"
     assert body["reranker"]["device"] == "cpu"
@@ -76,6 +78,8 @@ def test_it_returns_both_orderings_in_the_documented_shape(client, rerank_worker
     for row in fulltext + reranked:
         assert set(row) == RESULT_FIELDS
         assert isinstance(row["rerank_score"], float)
+        # A cross-encoder's order is its own score: no BM25 blended in.
+        assert row["rerank_score"] == row["model_score"]
         assert row["movement"] == row["fulltext_rank"] - row["rerank_rank"]
         assert row["url"].endswith(f"/documents/{row['document_id']}")
     assert [row["rank"] for row in fulltext] == [1, 2, 3, 4, 5]

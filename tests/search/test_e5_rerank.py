@@ -113,6 +113,40 @@ def test_it_reranks_the_chinese_apple_trap_with_the_nutrition_document_above_the
     assert any(fulltext[title] < fulltext[NUTRITION_TITLE] for title in company if title in fulltext)
 
 
+def minmax(values: list[float]) -> list[float]:
+    low, high = min(values), max(values)
+    return [(value - low) / (high - low) for value in values]
+
+
+def test_it_orders_by_the_cosine_blended_with_bm25_as_configured(on_e5, settings):
+    query = "python snake diet"
+    blended = search_run(query=query, k=50)
+    assert blended.is_reranked, blended.notices
+    weight = settings.RERANK_BI_ENCODER_BM25_WEIGHT
+    assert blended.bm25_weight == weight > 0
+    rows = blended.reranked
+    assert len(rows) > 5 and all(row.model_score is not None for row in rows)
+    expected = [
+        weight * lexical + (1 - weight) * semantic
+        for lexical, semantic in zip(
+            minmax([row.fulltext_score for row in rows]), minmax([row.model_score for row in rows]), strict=True
+        )
+    ]
+    # The service blends the unrounded cosines; the rows carry them to 4 decimals.
+    assert [row.rerank_score for row in rows] == pytest.approx(expected, abs=2e-3)
+    assert [row.rerank_score for row in rows] == sorted((row.rerank_score for row in rows), reverse=True)
+
+    settings.RERANK_BI_ENCODER_BM25_WEIGHT = 0.0  # the cosine alone
+    alone = search_run(query=query, k=50)
+    assert alone.bm25_weight == 0.0
+    assert all(row.rerank_score == row.model_score for row in alone.reranked)
+    assert [row.model_score for row in alone.reranked] == sorted((r.model_score for r in alone.reranked), reverse=True)
+
+    settings.RERANK_BI_ENCODER_BM25_WEIGHT = 1.0  # BM25 alone: the full-text order again
+    lexical = search_run(query=query, k=50)
+    assert [row.document_id for row in lexical.reranked] == [row.document_id for row in lexical.fulltext]
+
+
 def test_it_reranks_a_mixed_query(on_e5):
     outcome = search_run(query="Java coffee 产地", k=3)
     assert outcome.is_reranked, outcome.notices
@@ -151,8 +185,8 @@ def test_it_never_scores_an_edited_document_with_its_old_vector(on_e5, e5_here):
     assert after.is_reranked, after.notices
     chunks = [rerank_text(f"苹果 {word}", chunk.text) for chunk in Chunk.objects.filter(document_id=document.pk)]
     expected = max(e5_here.score(f"苹果营养价值 {word}", chunks))
-    assert after.reranked[0].rerank_score == pytest.approx(expected, abs=2e-4)
-    assert after.reranked[0].rerank_score != pytest.approx(before.reranked[0].rerank_score, abs=1e-3)
+    assert after.reranked[0].model_score == pytest.approx(expected, abs=2e-4)
+    assert after.reranked[0].model_score != pytest.approx(before.reranked[0].model_score, abs=1e-3)
 
 
 def rerank_api(client, word: str) -> dict:

@@ -335,6 +335,8 @@ class Command(BaseCommand):
             },
             "per_query_depth": depth,
             "reranking": not options["no_rerank"],
+            # The share of BM25 in the reranked order's score (a bi-encoder's blend; 0: the model's alone).
+            "bm25_weight": settings.RERANK_BI_ENCODER_BM25_WEIGHT if served.get("kind") == "bi-encoder" else 0.0,
             "per_query": [
                 {
                     "query_id": r.query.id,
@@ -454,6 +456,14 @@ def render_markdown(report: dict, *, chart: str | None) -> list[str]:
         "",
         f"- Model served: **{info['model']}** ({info['kind']}, {info['device']}, languages: "
         f"{', '.join(info.get('languages') or ['all'])})",
+        *(
+            [
+                f"- Reranked order: {report['bm25_weight']:g} × BM25 + {1 - report['bm25_weight']:g} × the model's "
+                "score, each min-max scaled over the query's candidates (RERANK_BI_ENCODER_BM25_WEIGHT)"
+            ]
+            if report.get("bm25_weight")
+            else []
+        ),
         f"- Queries: {report['queries']} of {report['judged_queries_in_split']} judged ({report['query_selection']});"
         f" k_initial = {k}; relevant = grade ≥ {report['relevant_grade']}",
         f"- Date: {run['date']}; machine: {run['machine']}; {run['seconds']:.0f} s, mean rerank round trip "
