@@ -58,6 +58,10 @@ PROBE_COST = 30
 STOP_WORDS_NOTICE = (
     "Every word of your query is too common to search for (such as “the” or “of”); add a more specific word."
 )
+# Words PostgreSQL's parser reads as something else: text inside <angle brackets> is markup to it.
+NO_WORDS_NOTICE = "Nothing in your query can be searched for as words (text in <angle brackets> reads as markup)."
+# Whether a query's text holds words at all, stop words included (the `simple` configuration keeps them).
+HAS_WORDS_SQL = "SELECT numnode(plainto_tsquery('simple', %(text)s)) > 0"
 
 # Lexemes of each clause (by its position in `texts`) with their statistics in the collection.
 # A lexeme the collection lacks comes back with a NULL term; no row at all: no lexemes.
@@ -334,6 +338,10 @@ class PostgresBM25Backend:
         excluded = resolved[len(query.scored) :]
         if not any(item.lexemes for item in scored):
             if any(any(ch.isalnum() for ch in item.clause.text) for item in scored):
+                text = " ".join(segment_for_index(item.clause.text) for item in scored)
+                # Only markup hides words from the parser: a query without "<" needs no second look.
+                if "<" in text and not self._fetch(HAS_WORDS_SQL, {"text": text})[0][0]:
+                    return _Plan(notices=[NO_WORDS_NOTICE])
                 return _Plan(notices=[STOP_WORDS_NOTICE])
             return _Plan()
         terms = {term_id: df for item in scored for term_id, df in item.terms.items()}

@@ -94,6 +94,9 @@ def test_it_answers_a_query_of_stop_words_with_a_notice(collection):
     assert found.candidates == []
     assert found.notices and "too common to search for" in found.notices[0]
     assert find_candidates("🍎", k=10, collection=collection).notices == []
+    # Words PostgreSQL reads as markup are not called too common.
+    markup = find_candidates("<script>alert(1)</script>", k=10, collection=collection)
+    assert markup.candidates == [] and markup.notices and "angle brackets" in markup.notices[0]
 
 
 def test_it_segments_chinese_queries_the_way_documents_are_segmented(collection):
