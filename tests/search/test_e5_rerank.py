@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -145,6 +146,13 @@ def test_it_orders_by_the_cosine_blended_with_bm25_as_configured(on_e5, settings
     settings.RERANK_BI_ENCODER_BM25_WEIGHT = 1.0  # BM25 alone: the full-text order again
     lexical = search_run(query=query, k=50)
     assert [row.document_id for row in lexical.reranked] == [row.document_id for row in lexical.fulltext]
+
+
+def test_the_result_page_says_how_the_blended_score_is_made(on_e5, client):
+    page = client.get("/", {"q": "python snake diet"}).content.decode()
+    assert "Ordered by 0.3 × BM25 + 0.7 × reranker score" in page
+    # Each reranked result shows the blended score and the model's own.
+    assert re.search(r"score 0\.\d{4}</span> \(reranker 0\.\d{4}\)", page), page[:2000]
 
 
 def test_it_reranks_a_mixed_query(on_e5):
