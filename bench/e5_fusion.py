@@ -36,24 +36,18 @@ GRID = [round(0.05 * i, 2) for i in range(21)]
 DEPTH = 50
 
 
-def minmax(values: list[float]) -> list[float]:
-    low, high = min(values), max(values)
-    if high - low < 1e-12:
-        return [0.0 for _ in values]
-    return [(value - low) / (high - low) for value in values]
-
-
 def fused_order(rows: list[dict], weight: float) -> list[str]:
-    """Return the corpus ids ordered by the blend; candidates without a cosine follow, in BM25 order."""
-    scored = [row for row in rows if row["cosine"] is not None]
-    rest = [row for row in rows if row["cosine"] is None]
-    if not scored:
-        return [row["id"] for row in rows]
-    bm25 = minmax([row["bm25"] for row in scored])
-    cosine = minmax([row["cosine"] for row in scored])
-    blend = [weight * b + (1 - weight) * c for b, c in zip(bm25, cosine, strict=True)]
-    order = sorted(range(len(scored)), key=lambda i: (-blend[i], scored[i]["fulltext_rank"]))
-    return [scored[i]["id"] for i in order] + [row["id"] for row in rest]
+    """Return the corpus ids ordered as the site orders them (search.services.bm25_blend, the
+    same rounding and ties); candidates without a cosine follow, in BM25 order."""
+    from search.services import bm25_blend
+
+    scored = {i: row["cosine"] for i, row in enumerate(rows) if row["cosine"] is not None}
+    blended = bm25_blend({i: rows[i]["bm25"] for i in scored}, scored, weight=weight) if scored else {}
+    order = sorted(
+        range(len(rows)),
+        key=lambda i: (i not in blended, -round(blended.get(i, 0.0), 4), rows[i]["fulltext_rank"]),
+    )
+    return [rows[i]["id"] for i in order]
 
 
 def collect(folder: str, split: str, max_queries: int | None) -> dict:
@@ -69,7 +63,7 @@ def collect(folder: str, split: str, max_queries: int | None) -> dict:
     queries, not_reranked = [], 0
     for query in dataset.queries:
         outcome = search_run(query=query.text, k=DEPTH, k_initial=DEPTH, collection=collection)
-        cosine = {row.document_id: row.rerank_score for row in outcome.reranked} if outcome.is_reranked else {}
+        cosine = {row.document_id: row.model_score for row in outcome.reranked} if outcome.is_reranked else {}
         not_reranked += not outcome.is_reranked
         queries.append(
             {

@@ -256,6 +256,15 @@ def _forget(result: object) -> None:
         result.forget()
 
 
+def ask_worker(task: str, *args: object, timeout: float) -> dict:
+    """Send `task` to the rerank worker and return its answer (network: Redis; raises CeleryTimeout)."""
+    result = app.send_task(task, args=list(args), queue=settings.RERANK_QUEUE, retry=False, expires=timeout)
+    try:
+        return result.get(timeout=timeout, interval=0.05)
+    finally:
+        _forget(result)
+
+
 def worker_status(*, timeout: float = 2.0) -> dict:
     """Return the worker's model info, or {"ready": False, "problem": ...} (network: Redis)."""
     try:

@@ -47,15 +47,6 @@ def chunk_texts(document_ids: list[int]) -> list[str]:
     return texts
 
 
-def ask_worker(task: str, *args: object, timeout: float) -> dict:
-    """Send `task` to the rerank worker and return its answer (network: Redis; raises CeleryTimeout)."""
-    result = app.send_task(task, args=list(args), queue=settings.RERANK_QUEUE, retry=False, expires=timeout)
-    try:
-        return result.get(timeout=timeout, interval=0.05)
-    finally:
-        result.forget()
-
-
 def worker_keeps_vectors() -> bool | None:
     """Return whether the worker that reported in keeps chunk vectors; None when none reported."""
     beat = worker_heartbeat()
