@@ -8,10 +8,11 @@ very common and very rare terms. Chinese is generated as words, so the segmented
 known in Python, exactly as ingest stores it; COPY writes the rows, PostgreSQL computes the stored
 vector once per row and the BM25 triggers index each COPY as one statement.
 
-Each query is timed through the backend as the site runs it (bounded: rare terms whole, a pool
-of each common term), and once exhaustively (every matching document scored: exact BM25), and
-the two top-50s are compared. bm25s ranks the same documents (its own tokenizer over the same
-segmented text, the same k1 and b) for a second comparison.
+After loading, the common terms' postings are packed (`manage.py pack_postings`). Each query is
+timed through the backend as the site runs it (bounded: rare terms whole, a pool of one common
+term, several common terms from their packs), and once exhaustively in SQL (every matching
+document scored: exact BM25), and the two top-50s are compared. bm25s ranks the same documents
+(its own tokenizer over the same segmented text, the same k1 and b) for a second comparison.
 
     .venv/bin/python -m bench.fulltext_scale run --sizes 10000 100000 1000000 --output /tmp/ft.json
     .venv/bin/python -m bench.fulltext_scale drop      # delete the bench rows afterwards
@@ -337,6 +338,19 @@ def explain(query: str, k: int) -> str:
     return get_backend().explain(parse(query), k=k, collection=COLLECTION)
 
 
+def take_packs() -> dict:
+    """Pack the postings of the bench collection's common terms, as `manage.py pack_postings` does."""
+    from django.conf import settings
+
+    from search.backends import get_backend
+
+    started = time.perf_counter()
+    packed = get_backend().pack(collection=COLLECTION)
+    took = time.perf_counter() - started
+    print(f"  packed {packed[COLLECTION]} terms in {settings.SEARCH_PACK_MIN_DF}+ documents ({took:.0f}s)", flush=True)
+    return {"packed_terms": packed[COLLECTION], "pack_min_df": settings.SEARCH_PACK_MIN_DF, "pack_s": round(took, 1)}
+
+
 def table_sizes() -> dict[str, str]:
     from django.db import connection
 
@@ -344,7 +358,7 @@ def table_sizes() -> dict[str, str]:
         cursor.execute(
             "SELECT relname, pg_size_pretty(pg_total_relation_size(oid)) FROM pg_class "
             "WHERE relname IN ('documents_document', 'search_bm25_posting', 'search_bm25_term', "
-            "'search_bm25_document') ORDER BY relname"
+            "'search_bm25_document', 'search_bm25_pack') ORDER BY relname"
         )
         return dict(cursor.fetchall())
 
@@ -368,6 +382,7 @@ def cmd_run(args: argparse.Namespace) -> dict:
     for size in args.sizes:
         print(f"size {size}:", flush=True)
         loading = grow_to(size, vocabulary)
+        loading.update(take_packs())
         peer = Bm25sPeer(args.bm25s_title_repeat) if args.bm25s else None
         measured = measure(queries, k=args.k, repeats=args.repeats, exact_budget_s=args.exact_budget, peer=peer)
         report["sizes"].append(
@@ -390,11 +405,18 @@ def cmd_drop(args: argparse.Namespace) -> dict:
 
     started = time.perf_counter()
     with connection.cursor() as cursor:
+        # Packs first: without them, deleting logs no changes for them.
+        cursor.execute(
+            "DELETE FROM search_bm25_pack k USING search_bm25_collection c "
+            "WHERE k.collection_id = c.id AND c.name = %s",
+            [COLLECTION],
+        )
         cursor.execute("DELETE FROM documents_document WHERE collection = %s", [COLLECTION])
         deleted = cursor.rowcount
         # FULL rewrites the table and its indexes without the deleted rows, giving the disk back
         # (it locks the table for the seconds that takes).
-        for table in ("documents_document", "search_bm25_posting", "search_bm25_document", "search_bm25_term"):
+        tables = ("documents_document", "search_bm25_posting", "search_bm25_document", "search_bm25_term")
+        for table in (*tables, "search_bm25_pack", "search_bm25_change"):
             cursor.execute(f"VACUUM FULL ANALYZE {table}")
     return {"deleted": deleted, "seconds": round(time.perf_counter() - started, 1)}
 

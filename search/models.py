@@ -109,3 +109,52 @@ class Bm25Posting(models.Model):
 
     def __str__(self) -> str:
         return f"term {self.term_id} in document {self.document_id}"
+
+
+class Bm25Pack(models.Model):
+    """A very common term's postings packed into arrays, so a search reads them as a few values.
+
+    Scoring a query of several common terms exactly means reading every one of their postings: at a
+    million documents, two common terms hold some 350,000, and row by row that costs PostgreSQL
+    about 0.2 s (docs/benchmarks.md, section 4). Packed, they are five byte strings per term
+    (big-endian: int8 document ids in ascending order, int2 counts, int4 lengths), scored in numpy
+    (search.backends.packed). A pack is a snapshot, taken by `manage.py pack_postings` (and by
+    `reindex_documents`); every document written after it is listed in Bm25Change, and a search
+    reads those documents' postings live instead, so results stay exact between snapshots.
+    """
+
+    # The term's id (search_bm25_term.id); not a foreign key, so that rebuilding a collection's
+    # terms (search_bm25_rebuild) is not held up by packs, which the rebuild drops first.
+    term_id = models.BigIntegerField(primary_key=True)
+    collection = models.ForeignKey(Bm25Collection, on_delete=models.CASCADE, related_name="packs")
+    df = models.IntegerField()  # the documents packed (the term's df when the pack was taken)
+    documents = models.BinaryField()
+    tf_title = models.BinaryField()
+    tf_body = models.BinaryField()
+    title_tokens = models.BinaryField()
+    body_tokens = models.BinaryField()
+
+    class Meta:
+        db_table = "search_bm25_pack"
+
+    def __str__(self) -> str:
+        return f"pack of term {self.term_id} ({self.df} postings)"
+
+
+class Bm25Change(models.Model):
+    """A document written (inserted, updated or deleted) since its collection's packs were taken.
+
+    Appended by triggers (search/migrations/0003_packed_postings.py) in the writing statement, only
+    for collections that have packs; emptied when the packs are taken again.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    collection = models.ForeignKey(Bm25Collection, on_delete=models.CASCADE, related_name="changes")
+    document_id = models.BigIntegerField()
+
+    class Meta:
+        db_table = "search_bm25_change"
+        indexes = [models.Index(fields=["collection", "document_id"], name="bm25_change_collection_doc")]
+
+    def __str__(self) -> str:
+        return f"document {self.document_id} changed"

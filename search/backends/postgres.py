@@ -33,11 +33,12 @@ import re
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import DatabaseError, connection
+from django.db import DatabaseError, connection, transaction
 
 from documents.models import Document
 from documents.textsearch import CJK_RUN, TS_CONFIG, has_cjk, segment_for_index, segment_words
 from search import suggest
+from search.backends import packed
 from search.backends.base import Candidate, CandidateSet, CandidatesUnavailable
 from search.query import Clause, ParsedQuery
 
@@ -52,9 +53,16 @@ COMMON_TERMS_FACTOR = 20
 # lookups are primary-key probes, the cost that grows when common terms rarely meet.
 FILL_BATCH = 256
 FILL_LIMIT = 4096
+# Scored from packs, the best documents checked against the query's filters at most (phrases,
+# exclusions, a language), best first: beyond, the ranking is of those that passed.
+FILTER_LIMIT = 16384
 # What one such lookup costs, in postings read from the term index (measured at 100k documents,
 # docs/benchmarks.md section 4): it decides between pooling and reading every posting.
 PROBE_COST = 30
+# What scoring a posting from a pack costs, in the same unit (measured at 1M documents,
+# docs/benchmarks.md section 4): one common term is read from its pack rather than pooled when its
+# rare terms' documents would need more lookups than that.
+PACK_COST = 0.15
 STOP_WORDS_NOTICE = (
     "Every word of your query is too common to search for (such as “the” or “of”); add a more specific word."
 )
@@ -71,14 +79,24 @@ WITH lexemes AS (
     FROM unnest(%(texts)s::text[]) WITH ORDINALITY AS q(text, ord)
     CROSS JOIN LATERAL unnest(to_tsvector(%(config)s::regconfig, q.text)) AS v
 ), stats AS (
-    SELECT id, doc_count, title_tokens, body_tokens FROM search_bm25_collection WHERE name = %(collection)s
+    SELECT c.id, c.doc_count, c.title_tokens, c.body_tokens,
+           (SELECT count(*) FROM (SELECT 1 FROM search_bm25_change x WHERE x.collection_id = c.id
+                                  LIMIT %(changes)s + 1) logged) AS changes
+    FROM search_bm25_collection c WHERE c.name = %(collection)s
 )
-SELECT l.clause, l.lexeme, t.id, t.df, s.doc_count, s.title_tokens, s.body_tokens
+SELECT l.clause, l.lexeme, t.id, t.df, s.doc_count, s.title_tokens, s.body_tokens,
+       s.id, s.changes, k.term_id IS NOT NULL AS packed
 FROM lexemes l
 LEFT JOIN stats s ON true
 LEFT JOIN search_bm25_term t ON t.collection_id = s.id AND t.lexeme = l.lexeme AND t.df > 0
+LEFT JOIN search_bm25_pack k ON k.term_id = t.id
 ORDER BY l.clause, l.lexeme
 """
+# Take the packs of one collection afresh (search/migrations/0003_packed_postings.py).
+PACK_SQL = "SELECT search_bm25_pack(%(name)s, %(min_df)s)"
+DROP_PACKS_SQL = (
+    "DELETE FROM search_bm25_pack k USING search_bm25_collection c WHERE k.collection_id = c.id AND c.name = %(name)s"
+)
 
 WEIGHT = (
     "search_bm25_weight(p.tf_title, p.tf_body, p.title_tokens, p.body_tokens, "
@@ -183,6 +201,7 @@ class _Clause:
     clause: Clause
     lexemes: list[str] = field(default_factory=list)
     terms: dict[int, int] = field(default_factory=dict)  # term id -> df
+    packed: set[int] = field(default_factory=set)  # term ids with a pack (search.models.Bm25Pack)
 
 
 def _candidate(row: tuple, score: float) -> Candidate:
@@ -208,6 +227,7 @@ class _Plan:
     filters: list[str] = field(default_factory=list)  # conditions on `s` (and `d` when needs_row)
     needs_row: bool = False
     phrases: list[str] = field(default_factory=list)  # required phrases of common words (GIN pool)
+    packed: list[int] | None = None  # scored in numpy: the terms read from packs (search.backends.packed)
     unknown_terms: int = 0  # lexemes of the query the collection lacks
     known_terms: int = 0  # lexemes of the query the collection has
 
@@ -217,6 +237,16 @@ class _Statistics:
     documents: int = 0
     avg_title: float = 0.0
     avg_body: float = 0.0
+    collection_id: int | None = None
+    changes: int = 0  # documents written since the packs were taken (counted up to the limit + 1)
+
+
+def _pooled_cost(ordered: list[tuple[int, int]], exhaustive: list[bool]) -> float:
+    """Return what pooling costs, in postings read: the rare terms whole, a pool of each common
+    term, and a lookup of the common terms' weights in each rare term's document."""
+    rare = sum(df for (_, df), whole in zip(ordered, exhaustive, strict=True) if whole)
+    commons = exhaustive.count(False)
+    return rare + settings.SEARCH_COMMON_TERM_POOL * commons + PROBE_COST * min(FILL_LIMIT, rare)
 
 
 def idf(df: int, documents: int) -> float:
@@ -243,6 +273,13 @@ class PostgresBM25Backend:
         plan = self._plan(query, k=k, collection=collection, languages=languages)
         if plan.sql is None:
             return CandidateSet(notices=plan.notices, unknown_terms=plan.unknown_terms)
+        if plan.packed is not None:
+            try:
+                return self._from_packs(plan, k=k)
+            except packed.PackMissing as error:
+                # Packs taken again (or dropped) between the two statements: plan without them.
+                logger.info("full-text search without packs: %s", error)
+                plan = self._plan(query, k=k, collection=collection, languages=languages, use_packs=False)
         if plan.exhaustive:
             rows = self._fetch(plan.sql, plan.params)
             found = [_candidate(row[:5], row[5]) for row in rows]
@@ -256,6 +293,41 @@ class PostgresBM25Backend:
             pool_size *= POOL_GROWTH
         rows = {row[0]: row for row in self._fetch(ROWS, {"ids": list(scores)})} if scores else {}
         found = [_candidate(rows[pk], score) for pk, score in scores.items() if pk in rows]
+        return CandidateSet(
+            candidates=found, exact=exact, unknown_terms=plan.unknown_terms, known_terms=plan.known_terms
+        )
+
+    def _from_packs(self, plan: _Plan, *, k: int) -> CandidateSet:
+        """Return the exact top k from every posting of every term, scored in numpy.
+
+        SQL: the postings (one statement), the filters on the best documents when the query has
+        phrases, exclusions or a language (a statement per batch, best first), the rows.
+        """
+        postings = packed.read(connection, plan.params)
+        scored = packed.scored(postings, plan.params)
+        exact = True
+        if not plan.filters:
+            best = dict(zip(*packed.top(scored, k), strict=True))
+        else:
+            best, checked, wanted = {}, 0, 4 * k
+            sql = POOL_FILTER.format(
+                join_document="JOIN documents_document d ON d.id = s.document_id" if plan.needs_row else "",
+                filters=" AND ".join(plan.filters),
+            )
+            while len(best) < k:
+                if checked >= FILTER_LIMIT:
+                    exact = False  # the best FILTER_LIMIT all failed the filters: rank what passed
+                    break
+                ids, values = packed.top(scored, checked + wanted)
+                if len(ids) <= checked:
+                    break  # every document has been checked
+                batch = ids[checked:]
+                kept = {row[0] for row in self._fetch(sql, {**plan.params, "ids": batch})}
+                best.update((pk, score) for pk, score in zip(batch, values[checked:], strict=True) if pk in kept)
+                checked, wanted = len(ids), wanted * POOL_GROWTH
+            best = dict(list(best.items())[:k])
+        rows = {row[0]: row for row in self._fetch(ROWS, {"ids": list(best)})} if best else {}
+        found = [_candidate(rows[pk], score) for pk, score in best.items() if pk in rows]
         return CandidateSet(
             candidates=found, exact=exact, unknown_terms=plan.unknown_terms, known_terms=plan.known_terms
         )
@@ -330,7 +402,15 @@ class PostgresBM25Backend:
         rows = self._fetch("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + plan.sql, params)
         return "\n".join(row[0] for row in rows)
 
-    def _plan(self, query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None = None) -> _Plan:
+    def _plan(
+        self,
+        query: ParsedQuery,
+        *,
+        k: int,
+        collection: str,
+        languages: list[str] | None = None,
+        use_packs: bool = True,
+    ) -> _Plan:
         """Return the candidate statement for `query` with its parameters (SQL: TERMS_SQL)."""
         clauses = [*query.scored, *query.excluded]
         resolved, stats = self._resolve(clauses, collection)
@@ -366,7 +446,8 @@ class PostgresBM25Backend:
         for _, df in ordered:
             spent += df
             exhaustive.append(spent <= settings.SEARCH_EXHAUSTIVE_POSTINGS or df <= settings.SEARCH_COMMON_TERM_POOL)
-        if self._read_whole(ordered, exhaustive):
+        packs = self._usable_packs(scored, ordered, exhaustive, stats) if use_packs else None
+        if packs is None and self._read_whole(ordered, exhaustive):
             exhaustive = [True] * len(exhaustive)
         params.update(
             term_ids=[term_id for term_id, _ in ordered],
@@ -381,6 +462,22 @@ class PostgresBM25Backend:
             collection=collection,
             limit=k,
         )
+        if packs is not None:
+            params.update(
+                collection_id=stats.collection_id,
+                packed=packs,
+                unpacked=[term_id for term_id, _ in ordered if term_id not in packs],
+            )
+            return _Plan(
+                sql=packed.PACK_READ,
+                params=params,
+                exhaustive=False,
+                filters=filters,
+                needs_row=needs_row,
+                packed=packs,
+                unknown_terms=unknown,
+                known_terms=known,
+            )
         if all(exhaustive):
             sql = CANDIDATES.format(
                 query_terms=QUERY_TERMS,
@@ -404,6 +501,28 @@ class PostgresBM25Backend:
         )
 
     @staticmethod
+    def _usable_packs(
+        scored: list[_Clause], ordered: list[tuple[int, int]], exhaustive: list[bool], stats: _Statistics
+    ) -> list[int] | None:
+        """Return the query's packed terms when scoring from packs is the plan, else None.
+
+        Packs serve two or more common terms (where pooling cannot bound the work and every
+        posting must be scored), and one common term whose pool would need more lookups of
+        the rare terms' documents than reading its pack costs (PACK_COST), when every common
+        term has a pack and the documents written since the packs were taken are few enough to
+        read live (SEARCH_PACK_CHANGES).
+        """
+        commons = exhaustive.count(False)
+        if not commons or stats.changes > settings.SEARCH_PACK_CHANGES:
+            return None
+        packs = {term_id for item in scored for term_id in item.packed}
+        if any(term_id not in packs for (term_id, _), whole in zip(ordered, exhaustive, strict=True) if not whole):
+            return None
+        if commons == 1 and PACK_COST * sum(df for _, df in ordered) >= _pooled_cost(ordered, exhaustive):
+            return None  # one common term beside few rare documents: its pool is cheaper
+        return [term_id for term_id, _ in ordered if term_id in packs]
+
+    @staticmethod
     def _read_whole(ordered: list[tuple[int, int]], exhaustive: list[bool]) -> bool:
         """Return whether scoring every posting of every term beats pooling the common ones.
 
@@ -416,24 +535,31 @@ class PostgresBM25Backend:
         commons = exhaustive.count(False)
         if commons >= 2:
             return total <= settings.SEARCH_EXHAUSTIVE_POSTINGS * COMMON_TERMS_FACTOR
-        # One common term: the documents of the rare terms may lack its weight, and are looked up.
-        rare = sum(df for (_, df), whole in zip(ordered, exhaustive, strict=True) if whole)
-        pooled = rare + settings.SEARCH_COMMON_TERM_POOL * commons + PROBE_COST * min(FILL_LIMIT, rare)
-        return total <= pooled
+        return total <= _pooled_cost(ordered, exhaustive)
 
     def _resolve(self, clauses: list[Clause], collection: str) -> tuple[list[_Clause], _Statistics]:
         """Return each clause's lexemes and terms, and the collection's statistics (one statement)."""
         resolved = [_Clause(clause=clause) for clause in clauses]
         stats = _Statistics()
         texts = [segment_for_index(clause.text) for clause in clauses]
-        rows = self._fetch(TERMS_SQL, {"texts": texts, "config": TS_CONFIG, "collection": collection})
-        for position, lexeme, term_id, df, documents, title_tokens, body_tokens in rows:
+        params = {
+            "texts": texts,
+            "config": TS_CONFIG,
+            "collection": collection,
+            "changes": settings.SEARCH_PACK_CHANGES,
+        }
+        for row in self._fetch(TERMS_SQL, params):
+            position, lexeme, term_id, df, documents, title_tokens, body_tokens, collection_id, changes, packed = row
             item = resolved[position - 1]
             item.lexemes.append(lexeme)
             if term_id is not None:
                 item.terms[term_id] = df
+                if packed:
+                    item.packed.add(term_id)
             if documents:
-                stats = _Statistics(documents, title_tokens / documents, body_tokens / documents)
+                stats = _Statistics(
+                    documents, title_tokens / documents, body_tokens / documents, collection_id, changes
+                )
         return resolved, stats
 
     def _filters(self, groups: list[list[_Clause]], excluded: list[_Clause]) -> tuple[dict, list[str] | None, bool]:
@@ -578,17 +704,40 @@ class PostgresBM25Backend:
         Also stores the current SEARCH_BM25_* parameters as the collection's impact parameters.
         One transaction per collection (SQL: a few statements over every posting of it).
         """
-        names = [collection] if collection else list(Document.objects.values_list("collection", flat=True).distinct())
         total = 0
-        for name in sorted(set(names)):
-            rows = self._fetch(
-                "SELECT search_bm25_rebuild(%(name)s, %(k1)s, %(b)s, %(title_weight)s)",
-                {
-                    "name": name,
-                    "k1": settings.SEARCH_BM25_K1,
-                    "b": settings.SEARCH_BM25_B,
-                    "title_weight": settings.SEARCH_BM25_TITLE_WEIGHT,
-                },
-            )
+        for name in self._collections(collection):
+            with transaction.atomic():
+                # The rebuild gives the terms new ids: the packs of the old ones go first.
+                with connection.cursor() as cursor:
+                    cursor.execute(DROP_PACKS_SQL, {"name": name})
+                rows = self._fetch(
+                    "SELECT search_bm25_rebuild(%(name)s, %(k1)s, %(b)s, %(title_weight)s)",
+                    {
+                        "name": name,
+                        "k1": settings.SEARCH_BM25_K1,
+                        "b": settings.SEARCH_BM25_B,
+                        "title_weight": settings.SEARCH_BM25_TITLE_WEIGHT,
+                    },
+                )
             total += rows[0][0] or 0
+            self.pack(collection=name)
         return total
+
+    def pack(self, *, collection: str | None = None) -> dict[str, int]:
+        """Take the packs of one collection (or all) afresh; return the terms packed per collection.
+
+        One transaction per collection (SQL: every posting of its terms in at least
+        SEARCH_PACK_MIN_DF documents, read once). Writers are not held up meanwhile.
+        """
+        packed_terms = {}
+        for name in self._collections(collection):
+            with transaction.atomic():
+                rows = self._fetch(PACK_SQL, {"name": name, "min_df": settings.SEARCH_PACK_MIN_DF})
+            packed_terms[name] = rows[0][0] or 0
+        return packed_terms
+
+    @staticmethod
+    def _collections(collection: str | None) -> list[str]:
+        if collection:
+            return [collection]
+        return sorted(set(Document.objects.values_list("collection", flat=True).distinct()))
