@@ -22,6 +22,9 @@ import psycopg
 
 # One statement: the packs of the packed terms; the live postings of the terms without a pack and
 # of every changed document (a primary-key read per changed document); the changed documents.
+# Live postings come packed the same way, in no particular order (the aggregates of one group
+# all see its rows in the same order, so the five strings stay aligned; the sums per document do
+# not depend on it).
 PACK_READ = """
 WITH changed AS (
     SELECT DISTINCT document_id FROM search_bm25_change WHERE collection_id = %(collection_id)s
@@ -37,17 +40,12 @@ WITH changed AS (
 SELECT term_id, documents, tf_title, tf_body, title_tokens, body_tokens, false AS live
 FROM search_bm25_pack WHERE term_id = ANY(%(packed)s::bigint[]) AND collection_id = %(collection_id)s
 UNION ALL
-SELECT term_id,
-       string_agg(int8send(document_id), ''::bytea ORDER BY document_id),
-       string_agg(int2send(tf_title), ''::bytea ORDER BY document_id),
-       string_agg(int2send(tf_body), ''::bytea ORDER BY document_id),
-       string_agg(int4send(title_tokens), ''::bytea ORDER BY document_id),
-       string_agg(int4send(body_tokens), ''::bytea ORDER BY document_id),
-       true
+SELECT term_id, string_agg(int8send(document_id), ''::bytea), string_agg(int2send(tf_title), ''::bytea),
+       string_agg(int2send(tf_body), ''::bytea), string_agg(int4send(title_tokens), ''::bytea),
+       string_agg(int4send(body_tokens), ''::bytea), true
 FROM live GROUP BY term_id
 UNION ALL
-SELECT NULL, string_agg(int8send(document_id), ''::bytea ORDER BY document_id), NULL, NULL, NULL, NULL, true
-FROM changed
+SELECT NULL, string_agg(int8send(document_id), ''::bytea), NULL, NULL, NULL, NULL, true FROM changed
 """
 # Document ids below this many times the postings read (plus 2 million) are summed in a dense
 # array indexed by id (bincount: 16 MB at most); sparser ids are first mapped to their ranks.
@@ -60,7 +58,7 @@ class PackMissing(Exception):
 
 @dataclass
 class Postings:
-    """One term's postings as arrays, in ascending document order."""
+    """One term's postings as arrays, a document at most once (packs: in ascending document order)."""
 
     documents: np.ndarray
     tf_title: np.ndarray

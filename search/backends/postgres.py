@@ -19,6 +19,12 @@ the query's terms. A document outside the pool contains none of the rare terms, 
 term weighs at most its pool's last impact in it; when the k-th score found beats that sum of
 bounds, the top k is exactly BM25's (MaxScore's argument), otherwise the pool is widened once.
 
+Two or more common terms have no such bound (BM25 saturates: the best documents hold every term
+at ordinary counts, deep in each term's postings); one common term beside rare terms of many
+documents would need a lookup per rare document. Both are scored over every posting, from the
+common terms' packed postings (search.backends.packed: a few byte strings per term, scored
+in numpy, with the documents written since the packs read live), exactly.
+
 Scores: score(d) = sum over query terms t in d of idf(t) * weight(t, d), where
   idf(t) = ln(1 + (N - df + 0.5) / (df + 0.5))            (Lucene's BM25 idf, never negative)
   weight = search_bm25_weight(...)                        (BM25F over title and body; the SQL)
@@ -138,11 +144,18 @@ FROM q CROSS JOIN LATERAL (
 ) p
 """  # noqa: S608 (constants only; values are parameters)
 # The weights a pooled document's score still lacks: primary-key lookups of only those documents.
+# Per document (LATERAL, OFFSET 0): given both arrays at once, the planner reads every posting of
+# a common term from the term index and filters them by document (35 ms at 1M documents, for 24
+# documents; docs/benchmarks.md section 4).
 POOL_FILL = f"""
 WITH {QUERY_TERMS}
 SELECT p.document_id, q.term_id, q.idf * {WEIGHT}
-FROM search_bm25_posting p JOIN q ON q.term_id = p.term_id
-WHERE p.document_id = ANY(%(ids)s::bigint[]) AND p.term_id = ANY(%(term_ids)s::bigint[])
+FROM unnest(%(ids)s::bigint[]) AS i(document_id)
+CROSS JOIN LATERAL (
+    SELECT * FROM search_bm25_posting x
+    WHERE x.document_id = i.document_id AND x.term_id = ANY(%(term_ids)s::bigint[]) OFFSET 0
+) p
+JOIN q ON q.term_id = p.term_id
 """  # noqa: S608 (constants only; values are parameters)
 # A required phrase of common words: its documents join the pool from the GIN index, so they are
 # scored even when none of them is among its words' best postings.
@@ -732,6 +745,9 @@ class PostgresBM25Backend:
         packed_terms = {}
         for name in self._collections(collection):
             with transaction.atomic():
+                with connection.cursor() as cursor:
+                    # Maintenance, not a search: a minute at 1M documents, whatever limit searches have.
+                    cursor.execute("SET LOCAL statement_timeout = 0")
                 rows = self._fetch(PACK_SQL, {"name": name, "min_df": settings.SEARCH_PACK_MIN_DF})
             packed_terms[name] = rows[0][0] or 0
         return packed_terms

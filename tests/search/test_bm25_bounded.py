@@ -80,6 +80,38 @@ def postings_read(query: str, collection: str, settings) -> int:
     return _impact_rows(tree[0]["Plan"])
 
 
+def test_filling_a_pooled_documents_weights_reads_only_that_documents_postings(collection, settings):
+    """The lookups of a common term's weight in the rare term's documents are primary-key probes,
+    not a read of the common term's postings filtered by document."""
+    from django.db import connection
+
+    from search.backends.postgres import POOL_FILL
+
+    settings.SEARCH_EXHAUSTIVE_POSTINGS = 50
+    settings.SEARCH_COMMON_TERM_POOL = POOL
+    plan = get_backend()._plan(parse("common rare"), k=3, collection=collection)
+    assert plan.params["exhaustive"] == [True, False]  # rare read whole, common pooled
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT p.document_id FROM search_bm25_posting p WHERE p.term_id = %s", [plan.params["term_ids"][0]]
+        )
+        rare_documents = [row[0] for row in cursor.fetchall()]
+        cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + POOL_FILL, {**plan.params, "ids": rare_documents})
+        tree = cursor.fetchone()[0]
+    tree = json.loads(tree) if isinstance(tree, str) else tree
+    assert len(rare_documents) == 3
+    # Each of the 3 documents has both words: 6 postings, and nothing else read or filtered out.
+    assert _posting_rows(tree[0]["Plan"]) == 6
+
+
+def _posting_rows(node: dict) -> int:
+    """Rows a plan read from search_bm25_posting's indexes, those its filters then removed included."""
+    rows = 0
+    if node.get("Index Name", "").startswith(("bm25_posting", "search_bm25_posting")):
+        rows += (node["Actual Rows"] + node.get("Rows Removed by Filter", 0)) * node["Actual Loops"]
+    return rows + sum(_posting_rows(child) for child in node.get("Plans", []))
+
+
 def _impact_rows(node: dict) -> int:
     rows = 0
     if node.get("Index Name") == "bm25_posting_term_impact":

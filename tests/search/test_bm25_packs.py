@@ -24,6 +24,7 @@ QUERIES = [
     "apple river",
     "river stone lantern",
     "apple stone marble",  # marble: a rare word beside two common ones
+    "apple marble number7",  # one common word: its pack beats a lookup in each rare word's document
     "apple river -stone",
     '"apple river" stone',
     "apple OR lantern",
