@@ -235,11 +235,13 @@ SEARCH_BM25_TITLE_WEIGHT = env_float("SEARCH_BM25_TITLE_WEIGHT", 4.0, minimum=0.
 SEARCH_EXHAUSTIVE_POSTINGS = env_int("SEARCH_EXHAUSTIVE_POSTINGS", 20_000, minimum=100)
 SEARCH_COMMON_TERM_POOL = env_int("SEARCH_COMMON_TERM_POOL", 1000, minimum=10)
 # Several common terms are scored from packed postings (search.backends.packed): the packs of
-# terms in at least PACK_MIN_DF documents, taken by `manage.py pack_postings` and by
-# `reindex_documents`. Up to PACK_CHANGES documents written since are read live; beyond that
-# the packs are left unused until taken again (docs/benchmarks.md, section 4).
+# terms in at least PACK_MIN_DF documents, taken by `manage.py pack_postings`, by
+# `reindex_documents`, and again in the background once PACK_REFRESH documents were written
+# since (0: never by itself). Up to PACK_CHANGES documents written since are read live; beyond
+# that reading them costs more than the packs save, and the packs wait (docs/benchmarks.md, section 4).
 SEARCH_PACK_MIN_DF = env_int("SEARCH_PACK_MIN_DF", 20_000, minimum=1)
-SEARCH_PACK_CHANGES = env_int("SEARCH_PACK_CHANGES", 5000, minimum=0)
+SEARCH_PACK_REFRESH = env_int("SEARCH_PACK_REFRESH", 1000, minimum=0)
+SEARCH_PACK_CHANGES = env_int("SEARCH_PACK_CHANGES", 20_000, minimum=0)
 
 # --- Documents ------------------------------------------------------------------------------
 DOCUMENTS_MAX_UPLOAD_BYTES = env_int("DOCUMENTS_MAX_UPLOAD_BYTES", 20 * 1024 * 1024, minimum=1024)

@@ -36,6 +36,8 @@ from __future__ import annotations
 import logging
 import math
 import re
+import threading
+import time
 from dataclasses import dataclass, field
 
 from django.conf import settings
@@ -97,6 +99,18 @@ LEFT JOIN stats s ON true
 LEFT JOIN search_bm25_term t ON t.collection_id = s.id AND t.lexeme = l.lexeme AND t.df > 0
 LEFT JOIN search_bm25_pack k ON k.term_id = t.id
 ORDER BY l.clause, l.lexeme
+"""
+# Collections (this one, or any when None) whose packs have SEARCH_PACK_REFRESH writes logged since.
+PACKS_DUE_SQL = """
+SELECT c.name FROM search_bm25_collection c
+WHERE (%(name)s::text IS NULL OR c.name = %(name)s::text)
+  AND EXISTS (SELECT 1 FROM search_bm25_pack k WHERE k.collection_id = c.id)
+  AND (SELECT count(*) FROM (SELECT 1 FROM search_bm25_change x WHERE x.collection_id = c.id
+                             LIMIT %(refresh)s) logged) >= %(refresh)s
+"""
+# Whether no other session is taking this collection's packs (the lock search_bm25_pack takes).
+PACK_FREE_SQL = """
+SELECT pg_try_advisory_xact_lock(2512, c.id::integer) FROM search_bm25_collection c WHERE c.name = %(name)s
 """
 # Take the packs of one collection afresh (search/migrations/0003_packed_postings.py).
 PACK_SQL = "SELECT search_bm25_pack(%(name)s, %(min_df)s)"
@@ -252,6 +266,41 @@ class _Statistics:
     avg_body: float = 0.0
     collection_id: int | None = None
     changes: int = 0  # documents written since the packs were taken (counted up to the limit + 1)
+
+
+# Collections whose packs a thread of this process is taking again.
+_repacking: set[str] = set()
+_repacking_lock = threading.Lock()
+
+
+def _repack_in_background(backend: PostgresBM25Backend, name: str) -> None:
+    """Take one collection's packs again in a thread of this process (one at a time per collection;
+    across processes, the advisory lock lets one of them do it). Searches meanwhile read the
+    documents written since the old packs live, exactly as before."""
+    with _repacking_lock:
+        if name in _repacking:
+            return
+        _repacking.add(name)
+
+    def repack() -> None:
+        started = time.perf_counter()
+        try:
+            packed_terms = backend.pack(collection=name, unless_busy=True)
+            if name in packed_terms:
+                logger.info(
+                    "packs of %s taken again: %d terms in %.1f s",
+                    name,
+                    packed_terms[name],
+                    time.perf_counter() - started,
+                )
+        except Exception:  # a failed repack leaves the old packs, still exact: log it, never raise
+            logger.exception("packs of %s could not be taken again", name)
+        finally:
+            connection.close()  # this thread's own connection
+            with _repacking_lock:
+                _repacking.discard(name)
+
+    threading.Thread(target=repack, name=f"repack-{name}", daemon=True).start()
 
 
 def _pooled_cost(ordered: list[tuple[int, int]], exhaustive: list[bool]) -> float:
@@ -709,7 +758,16 @@ class PostgresBM25Backend:
         return {word.lower() for word in ENGLISH_WORD.findall(rows[0][0]) if english_stem(word) == stem}
 
     def index_documents(self, *, changed: list[int], deleted: list[int], collection: str | None) -> None:
-        """Nothing to do: the triggers updated the index in the statement that wrote the documents."""
+        """Take the packs again, in the background, of collections written to SEARCH_PACK_REFRESH
+        times since they were taken (the triggers already updated the index itself).
+
+        SQL: one statement, only for collections that have packs.
+        """
+        if not settings.SEARCH_PACK_REFRESH:
+            return
+        params = {"name": collection, "refresh": settings.SEARCH_PACK_REFRESH}
+        for (name,) in self._fetch(PACKS_DUE_SQL, params):
+            _repack_in_background(self, name)
 
     def rebuild(self, *, collection: str | None = None) -> int:
         """Return how many documents were indexed after rebuilding from their stored vectors.
@@ -736,15 +794,18 @@ class PostgresBM25Backend:
             self.pack(collection=name)
         return total
 
-    def pack(self, *, collection: str | None = None) -> dict[str, int]:
+    def pack(self, *, collection: str | None = None, unless_busy: bool = False) -> dict[str, int]:
         """Take the packs of one collection (or all) afresh; return the terms packed per collection.
 
         One transaction per collection (SQL: every posting of its terms in at least
-        SEARCH_PACK_MIN_DF documents, read once). Writers are not held up meanwhile.
+        SEARCH_PACK_MIN_DF documents, read once). Writers are not held up meanwhile. With
+        `unless_busy`, a collection another session is packing right now is left to it.
         """
         packed_terms = {}
         for name in self._collections(collection):
             with transaction.atomic():
+                if unless_busy and not all(row[0] for row in self._fetch(PACK_FREE_SQL, {"name": name})):
+                    continue
                 with connection.cursor() as cursor:
                     # Maintenance, not a search: a minute at 1M documents, whatever limit searches have.
                     cursor.execute("SET LOCAL statement_timeout = 0")
