@@ -118,9 +118,10 @@ class Bm25Pack(models.Model):
     million documents, two common terms hold some 350,000, and row by row that costs PostgreSQL
     about 0.2 s (docs/benchmarks.md, section 4). Packed, they are five byte strings per term
     (big-endian: int8 document ids in ascending order, int2 counts, int4 lengths), scored in numpy
-    (search.backends.packed). A pack is a snapshot, taken by `manage.py pack_postings` (and by
-    `reindex_documents`); every document written after it is listed in Bm25Change, and a search
-    reads those documents' postings live instead, so results stay exact between snapshots.
+    (search.backends.packed). A pack is a snapshot, taken by `manage.py pack_postings`, by
+    `reindex_documents`, and in the background after SEARCH_PACK_REFRESH writes; every document
+    written after it is listed in Bm25Change, and a search reads those documents' postings live
+    instead, so results stay exact between snapshots.
     """
 
     # The term's id (search_bm25_term.id); not a foreign key, so that rebuilding a collection's

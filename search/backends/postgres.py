@@ -88,12 +88,13 @@ WITH lexemes AS (
     CROSS JOIN LATERAL unnest(to_tsvector(%(config)s::regconfig, q.text)) AS v
 ), stats AS (
     SELECT c.id, c.doc_count, c.title_tokens, c.body_tokens,
+           (c.k1, c.b, c.title_weight) = (%(k1)s::float8, %(b)s::float8, %(title_weight)s::float8) AS impacts_current,
            (SELECT count(*) FROM (SELECT 1 FROM search_bm25_change x WHERE x.collection_id = c.id
                                   LIMIT %(changes)s + 1) logged) AS changes
     FROM search_bm25_collection c WHERE c.name = %(collection)s
 )
 SELECT l.clause, l.lexeme, t.id, t.df, s.doc_count, s.title_tokens, s.body_tokens,
-       s.id, s.changes, k.term_id IS NOT NULL AS packed
+       s.id, s.changes, s.impacts_current, k.term_id IS NOT NULL AS packed
 FROM lexemes l
 LEFT JOIN stats s ON true
 LEFT JOIN search_bm25_term t ON t.collection_id = s.id AND t.lexeme = l.lexeme AND t.df > 0
@@ -266,6 +267,7 @@ class _Statistics:
     avg_body: float = 0.0
     collection_id: int | None = None
     changes: int = 0  # documents written since the packs were taken (counted up to the limit + 1)
+    impacts_current: bool = True  # the postings' impacts were computed with the SEARCH_BM25_* settings
 
 
 # Collections whose packs a thread of this process is taking again.
@@ -509,7 +511,9 @@ class PostgresBM25Backend:
             spent += df
             exhaustive.append(spent <= settings.SEARCH_EXHAUSTIVE_POSTINGS or df <= settings.SEARCH_COMMON_TERM_POOL)
         packs = self._usable_packs(scored, ordered, exhaustive, stats) if use_packs else None
-        if packs is None and self._read_whole(ordered, exhaustive):
+        # Pools follow the postings' impacts; computed with other parameters than the settings'
+        # (changed since the last reindex_documents), they no longer bound what a pool leaves out.
+        if packs is None and (not stats.impacts_current or self._read_whole(ordered, exhaustive)):
             exhaustive = [True] * len(exhaustive)
         params.update(
             term_ids=[term_id for term_id, _ in ordered],
@@ -580,7 +584,8 @@ class PostgresBM25Backend:
         packs = {term_id for item in scored for term_id in item.packed}
         if any(term_id not in packs for (term_id, _), whole in zip(ordered, exhaustive, strict=True) if not whole):
             return None
-        if commons == 1 and PACK_COST * sum(df for _, df in ordered) >= _pooled_cost(ordered, exhaustive):
+        pool_cheaper = PACK_COST * sum(df for _, df in ordered) >= _pooled_cost(ordered, exhaustive)
+        if commons == 1 and stats.impacts_current and pool_cheaper:
             return None  # one common term beside few rare documents: its pool is cheaper
         return [term_id for term_id, _ in ordered if term_id in packs]
 
@@ -609,9 +614,13 @@ class PostgresBM25Backend:
             "config": TS_CONFIG,
             "collection": collection,
             "changes": settings.SEARCH_PACK_CHANGES,
+            "k1": settings.SEARCH_BM25_K1,
+            "b": settings.SEARCH_BM25_B,
+            "title_weight": settings.SEARCH_BM25_TITLE_WEIGHT,
         }
         for row in self._fetch(TERMS_SQL, params):
-            position, lexeme, term_id, df, documents, title_tokens, body_tokens, collection_id, changes, packed = row
+            position, lexeme, term_id, df, documents, title_tokens, body_tokens, collection_id, changes = row[:9]
+            impacts_current, packed = row[9:]
             item = resolved[position - 1]
             item.lexemes.append(lexeme)
             if term_id is not None:
@@ -619,9 +628,8 @@ class PostgresBM25Backend:
                 if packed:
                     item.packed.add(term_id)
             if documents:
-                stats = _Statistics(
-                    documents, title_tokens / documents, body_tokens / documents, collection_id, changes
-                )
+                averages = title_tokens / documents, body_tokens / documents
+                stats = _Statistics(documents, *averages, collection_id, changes, impacts_current)
         return resolved, stats
 
     def _filters(self, groups: list[list[_Clause]], excluded: list[_Clause]) -> tuple[dict, list[str] | None, bool]:

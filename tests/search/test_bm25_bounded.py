@@ -92,9 +92,8 @@ def test_filling_a_pooled_documents_weights_reads_only_that_documents_postings(c
     plan = get_backend()._plan(parse("common rare"), k=3, collection=collection)
     assert plan.params["exhaustive"] == [True, False]  # rare read whole, common pooled
     with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT DISTINCT p.document_id FROM search_bm25_posting p WHERE p.term_id = %s", [plan.params["term_ids"][0]]
-        )
+        rare_term = plan.params["term_ids"][0]
+        cursor.execute("SELECT DISTINCT p.document_id FROM search_bm25_posting p WHERE p.term_id = %s", [rare_term])
         rare_documents = [row[0] for row in cursor.fetchall()]
         cursor.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + POOL_FILL, {**plan.params, "ids": rare_documents})
         tree = cursor.fetchone()[0]
@@ -141,3 +140,18 @@ def test_it_finds_a_phrase_of_common_words_outside_their_best_postings(settings)
 
     assert sorted(c.title for c in found.candidates) == ["Long 0", "Long 1", "Long 2"]
     assert found.notices == []  # found as a phrase, not relaxed to its words
+
+
+def test_pools_are_not_trusted_when_the_settings_changed_since_the_impacts(collection, settings):
+    """A common term's pool follows the postings' impacts, computed with the parameters of the last
+    reindex; with other SEARCH_BM25_* settings the pool could leave out a document that now
+    scores higher, so every posting is scored instead."""
+    settings.SEARCH_EXHAUSTIVE_POSTINGS = 50
+    settings.SEARCH_COMMON_TERM_POOL = POOL
+    assert not get_backend()._plan(parse("common"), k=5, collection=collection).exhaustive
+    settings.SEARCH_BM25_B = 0.1  # the collection's impacts were computed with 0.8
+    assert get_backend()._plan(parse("common"), k=5, collection=collection).exhaustive
+    bounded, exact = ranked("common", collection)
+    settings.SEARCH_EXHAUSTIVE_POSTINGS = 1_000_000
+    assert exact
+    assert bounded == ranked("common", collection)[0]

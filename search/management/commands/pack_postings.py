@@ -1,9 +1,10 @@
 """Take the packed postings of very common terms afresh (search.models.Bm25Pack).
 
 Queries of several very common terms are scored from these packs (search.backends.packed).
-Documents written after the packs were taken are read live, up to SEARCH_PACK_CHANGES of them;
-run this after large imports (or from cron) so that the packs stay in use. `reindex_documents`
-takes them too.
+Documents written after the packs were taken are read live, up to SEARCH_PACK_CHANGES of them.
+The site takes the packs again by itself after SEARCH_PACK_REFRESH writes, and
+`reindex_documents` takes them too; this command takes them now (after an import that bypassed
+the document services, or with SEARCH_PACK_REFRESH=0).
 """
 
 from __future__ import annotations
