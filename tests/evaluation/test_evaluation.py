@@ -235,6 +235,9 @@ def test_it_evaluates_a_tiny_set_with_its_own_worker(tmp_path: Path, tiny_model_
     report = (output / "report.md").read_text()
     assert "| MRR@5 |" in report and "![both orderings per metric](chart.png)" in report
     assert "### zh (1 queries)" in report
+    # Which BM25 ranked the full-text order: the settings of this run.
+    assert results["fulltext_parameters"] == {"k1": 0.8, "b": 0.8, "title_weight": 4.0}
+    assert "- Full-text order: BM25F, k1 0.8, b 0.8, title weight 4 (SEARCH_BM25_*)" in report
     assert "| MRR@5 |" in printed
 
     # The corpus went into its own collection, once; the site's library is untouched.

@@ -337,6 +337,11 @@ class Command(BaseCommand):
             "reranking": not options["no_rerank"],
             # The share of BM25 in the reranked order's score (a bi-encoder's blend; 0: the model's alone).
             "bm25_weight": settings.RERANK_BI_ENCODER_BM25_WEIGHT if served.get("kind") == "bi-encoder" else 0.0,
+            "fulltext_parameters": {
+                "k1": settings.SEARCH_BM25_K1,
+                "b": settings.SEARCH_BM25_B,
+                "title_weight": settings.SEARCH_BM25_TITLE_WEIGHT,
+            },
             "per_query": [
                 {
                     "query_id": r.query.id,
@@ -462,6 +467,15 @@ def render_markdown(report: dict, *, chart: str | None) -> list[str]:
                 "score, each min-max scaled over the query's candidates (RERANK_BI_ENCODER_BM25_WEIGHT)"
             ]
             if report.get("bm25_weight")
+            else []
+        ),
+        *(
+            [
+                "- Full-text order: BM25F, k1 {k1:g}, b {b:g}, title weight {title_weight:g} (SEARCH_BM25_*)".format(
+                    **report["fulltext_parameters"]
+                )
+            ]
+            if report.get("fulltext_parameters")
             else []
         ),
         f"- Queries: {report['queries']} of {report['judged_queries_in_split']} judged ({report['query_selection']});"
