@@ -302,7 +302,9 @@ def _repack_in_background(backend: PostgresBM25Backend, name: str) -> None:
             with _repacking_lock:
                 _repacking.discard(name)
 
-    threading.Thread(target=repack, name=f"repack-{name}", daemon=True).start()
+    # Not a daemon: a command that imported documents (or a worker shutting down) waits for the
+    # packs rather than leaving them half taken and rolled back.
+    threading.Thread(target=repack, name=f"repack-{name}", daemon=False).start()
 
 
 def _pooled_cost(ordered: list[tuple[int, int]], exhaustive: list[bool]) -> float:
