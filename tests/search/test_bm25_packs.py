@@ -4,7 +4,6 @@ to the last bit of every score, before and after documents are written since the
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from io import StringIO
 
@@ -178,48 +177,3 @@ def changes(collection: str) -> int:
             [collection],
         )
         return cursor.fetchone()[0]
-
-
-@pytest.mark.django_db(transaction=True)
-def test_packs_are_taken_again_in_the_background_after_enough_writes(settings):
-    """Committed writes reach the index hook; after SEARCH_PACK_REFRESH of them the packs are taken
-    again by a thread of the web process, and searches go on exact throughout."""
-    settings.SEARCH_EXHAUSTIVE_POSTINGS = 60
-    settings.SEARCH_COMMON_TERM_POOL = 10
-    settings.SEARCH_PACK_MIN_DF = 40
-    settings.SEARCH_PACK_REFRESH = 5
-    name = f"repack-{uuid.uuid4().hex[:8]}"
-    rng = random.Random(3)
-    items = [
-        DocumentInput(title=rng.choice(COMMON), body=" ".join(rng.choice(COMMON) for _ in range(rng.randint(3, 40))))
-        for _ in range(120)
-    ]
-    documents_import(items=items, collection=name)
-    get_backend().pack(collection=name)
-    assert changes(name) == 0
-
-    for i in range(3):  # fewer writes than SEARCH_PACK_REFRESH: the packs stay as they are
-        document_create(item=DocumentInput(title="apple river", body=f"stone {i}"), collection=name)
-    assert changes(name) == 3
-    documents_import(items=[DocumentInput(title="apple river", body=f"lantern {i}") for i in range(4)], collection=name)
-    # 7 logged: the hook after this import starts a thread that takes the packs again.
-    deadline = time.monotonic() + 60
-    while changes(name) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert changes(name) == 0
-    assert uses_packs("apple river", name)
-    assert ranked("apple river", name) == exhaustive("apple river", name, settings)
-    # The new packs hold every document with "apple", the 7 written since the first packs included.
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT k.df FROM search_bm25_pack k JOIN search_bm25_term t ON t.id = k.term_id "
-            "JOIN search_bm25_collection c ON c.id = k.collection_id WHERE c.name = %s AND t.lexeme = 'appl'",
-            [name],
-        )
-        packed_df = cursor.fetchone()[0]
-        cursor.execute(
-            "SELECT count(*) FROM documents_document WHERE collection = %s AND search_vector @@ 'appl'::tsquery",
-            [name],
-        )
-        assert packed_df == cursor.fetchone()[0]
-    assert packed_df > 7
