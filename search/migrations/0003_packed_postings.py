@@ -16,7 +16,9 @@ $$;
 
 CREATE OR REPLACE FUNCTION search_bm25_log_insert() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM search_bm25_log(ARRAY(SELECT id FROM new_rows), ARRAY(SELECT collection FROM new_rows));
+    -- Ordered by id both times, so that each id meets its own collection.
+    PERFORM search_bm25_log(ARRAY(SELECT id FROM new_rows ORDER BY id),
+                            ARRAY(SELECT collection FROM new_rows ORDER BY id));
     RETURN NULL;
 END $$;
 
@@ -38,7 +40,9 @@ END $$;
 
 CREATE OR REPLACE FUNCTION search_bm25_log_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    PERFORM search_bm25_log(ARRAY(SELECT id FROM old_rows), ARRAY(SELECT collection FROM old_rows));
+    -- Ordered by id both times, so that each id meets its own collection.
+    PERFORM search_bm25_log(ARRAY(SELECT id FROM old_rows ORDER BY id),
+                            ARRAY(SELECT collection FROM old_rows ORDER BY id));
     RETURN NULL;
 END $$;
 
