@@ -183,6 +183,7 @@ LIMIT %(pool_size)s
 POOL_FILTER = """
 SELECT s.document_id FROM unnest(%(ids)s::bigint[]) AS s(document_id) {join_document} WHERE {filters}
 """
+JOIN_DOCUMENT = "JOIN documents_document d ON d.id = s.document_id"
 ROWS = "SELECT id, title, language, source, content_hash FROM documents_document WHERE id = ANY(%(ids)s::bigint[])"
 # Filters on a scored document (`s`), and on its row (`d`) when phrases must be checked.
 HAS_TERM = "EXISTS (SELECT 1 FROM search_bm25_posting x WHERE x.document_id = s.document_id AND x.term_id = ANY({}))"
@@ -258,6 +259,11 @@ class _Plan:
     packed: list[int] | None = None  # scored in numpy: the terms read from packs (search.backends.packed)
     unknown_terms: int = 0  # lexemes of the query the collection lacks
     known_terms: int = 0  # lexemes of the query the collection has
+
+    def filter_sql(self) -> str:
+        """Return the statement that keeps the scored documents (`ids`) passing the filters."""
+        join_document = JOIN_DOCUMENT if self.needs_row else ""
+        return POOL_FILTER.format(join_document=join_document, filters=" AND ".join(self.filters))
 
 
 @dataclass
@@ -376,10 +382,7 @@ class PostgresBM25Backend:
             best = dict(zip(*packed.top(scored, k), strict=True))
         else:
             best, checked, wanted = {}, 0, 4 * k
-            sql = POOL_FILTER.format(
-                join_document="JOIN documents_document d ON d.id = s.document_id" if plan.needs_row else "",
-                filters=" AND ".join(plan.filters),
-            )
+            sql = plan.filter_sql()
             while len(best) < k:
                 if checked >= FILTER_LIMIT:
                     exact = False  # the best FILTER_LIMIT all failed the filters: rank what passed
@@ -423,10 +426,7 @@ class PostgresBM25Backend:
             for (document_id,) in self._fetch(PHRASE_POOL, {**params, "phrase": text}):
                 known.setdefault(document_id, {})
         if plan.filters and known:
-            sql = POOL_FILTER.format(
-                join_document="JOIN documents_document d ON d.id = s.document_id" if plan.needs_row else "",
-                filters=" AND ".join(plan.filters),
-            )
+            sql = plan.filter_sql()
             kept = {row[0] for row in self._fetch(sql, {**params, "ids": list(known)})}
             known = {pk: weights for pk, weights in known.items() if pk in kept}
         commons = [t for t, whole in exhaustive.items() if not whole]
@@ -550,7 +550,7 @@ class PostgresBM25Backend:
             sql = CANDIDATES.format(
                 query_terms=QUERY_TERMS,
                 scoring=SCORE_EXHAUSTIVE,
-                join_document="JOIN documents_document d ON d.id = s.document_id" if needs_row else "",
+                join_document=JOIN_DOCUMENT if needs_row else "",
                 filters=" AND ".join(filters) or "true",
             )
             return _Plan(sql=sql, params=params, unknown_terms=unknown, known_terms=known)
