@@ -125,15 +125,19 @@ WEIGHT = (
 )
 QUERY_TERMS = """q AS (
     SELECT * FROM unnest(%(term_ids)s::bigint[], %(idfs)s::float8[], %(exhaustive)s::bool[])
-        AS q(term_id, idf, exhaustive)
+        WITH ORDINALITY AS q(term_id, idf, exhaustive, position)
 )"""
 # A term's postings, read from the term-impact index (index-only). The query's terms arrive as an
 # array the planner cannot see into; reading per term (OFFSET 0 keeps the subquery apart) is what
 # stops it from scanning every posting of every collection instead.
 TERM_POSTINGS = "CROSS JOIN LATERAL (SELECT * FROM search_bm25_posting x WHERE x.term_id = q.term_id OFFSET 0) p"
 # Every term rare enough to score exhaustively: the scores come straight from its postings.
+# A document's weights are summed in the order of the query's terms (ORDER BY q.position), as
+# packed.scored sums them: floating-point addition is not associative, and without the order the
+# sum followed the plan (a sorted aggregate meets a document's terms in any order), so the same
+# query could score a document one bit apart from one database to the next.
 SCORE_EXHAUSTIVE = f"""scored AS (
-    SELECT p.document_id, sum(q.idf * {WEIGHT}) AS score
+    SELECT p.document_id, sum(q.idf * {WEIGHT} ORDER BY q.position) AS score
     FROM q {TERM_POSTINGS}
     GROUP BY p.document_id
 )"""  # noqa: S608 (constants only; values are parameters)
@@ -434,7 +438,11 @@ class PostgresBM25Backend:
         def missing(pk: int) -> list[int]:
             return [t for t in commons if t not in known[pk]]
 
-        lower = {pk: sum(weights.values()) for pk, weights in known.items()}
+        def total(weights: dict[int, float]) -> float:
+            # Summed in the query's term order, as the exhaustive SQL and the packs sum them.
+            return sum(weights[t] for t in exhaustive if t in weights)
+
+        lower = {pk: total(weights) for pk, weights in known.items()}
         upper = {pk: lower[pk] + sum(ceiling.get(t, 0.0) for t in missing(pk)) for pk in known}
         # Highest upper bound first, a batch at a time: each batch raises the k-th exact score,
         # and the documents whose upper bound falls below it need no lookup at all (MaxScore).
@@ -449,7 +457,7 @@ class PostgresBM25Backend:
             for document_id, term_id, weight in self._fetch(POOL_FILL, {**params, "ids": batch}):
                 known[document_id][term_id] = weight
             for pk in batch:
-                lower[pk] = upper[pk] = sum(known[pk].values())
+                lower[pk] = upper[pk] = total(known[pk])
             looked_up += len(batch)
         best = sorted(lower.items(), key=lambda item: (-item[1], item[0]))[:k]
         outside = sum(ceiling.values())
