@@ -2,7 +2,7 @@
 
 A real worker (searchsite.worker_command: threads pool, batching thread) serves a queue of its own
 on the embedded Redis; the same small rerank (one query, a few short texts, so the model's time
-is small next to the hop) runs alternately through search.rerank_client and in-process through
+is small next to the hop) runs alternately through search.worker_client and in-process through
 the same batching code. Overhead = median(through the worker) - median(in-process).
 
     .venv/bin/python -m bench.celery_hop --calls 200
@@ -31,7 +31,7 @@ def main() -> None:
     with django_stack():
         from django.conf import settings
 
-        from search import rerank_client
+        from search import worker_client
         from worker.batching import BatchingReranker
         from worker.reranker import load_model
         from worker.tasks import default_batch_tokens
@@ -52,7 +52,7 @@ def main() -> None:
             for i in range(args.calls + 5):
                 query = f"apple nutrition {i % 7}"
                 started = time.perf_counter()
-                reply = rerank_client.rerank(query, TEXTS, timeout=10)
+                reply = worker_client.rerank(query, TEXTS, timeout=10)
                 hop_ms = (time.perf_counter() - started) * 1000
                 started = time.perf_counter()
                 engine.score_groups(query, TEXTS, deadline=time.monotonic() + 10)

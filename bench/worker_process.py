@@ -27,7 +27,7 @@ def running_worker(
     """
     from django.conf import settings
 
-    from search.rerank_client import worker_status
+    from search.worker_client import worker_status
     from searchsite.processes import ChildExited, start_group, stop_group, wait_until_ready
     from searchsite.worker_command import worker_command
 

@@ -33,7 +33,7 @@ from documents.models import LIBRARY, Document
 from documents.services import DocumentInput, IngestError, content_hash_of, documents_import
 from documents.textsearch import detect_language
 from evaluation.judgments import JudgedSet
-from search import rerank_client
+from search import worker_client
 from search.backends import find_candidates
 from search.services import search_run
 from searchsite.processes import ChildExited, start_group, stop_group, wait_until_ready
@@ -435,7 +435,7 @@ class PrivateWorker:
         last: dict = {}
 
         def ready() -> dict | None:
-            last.update(rerank_client.worker_status(timeout=2.0))
+            last.update(worker_client.worker_status(timeout=2.0))
             if not last.get("ready") and "no rerank worker" not in last.get("problem", "no rerank worker"):
                 raise WorkerNotReady(f"the worker serves no model: {last['problem']}\n{self.log_tail()}")
             return dict(last) if last.get("ready") else None
@@ -485,7 +485,7 @@ def rerank_settings(*, queue: str, timeout: float) -> Iterator[None]:
     for on the spot, within this budget, and keeps them for the next run. The
     client's warning for each query it does not rerank is muted: the run counts them instead.
     """
-    client_log = logging.getLogger(rerank_client.__name__)
+    client_log = logging.getLogger(worker_client.__name__)
     level = client_log.level
     client_log.setLevel(logging.ERROR)
     try:

@@ -18,7 +18,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from search import rerank_client
+from search import worker_client
 from search.api import WholeNumberField, json_exception_handler
 from search.reranking import (
     MAX_RERANK_DOCUMENTS,
@@ -346,7 +346,7 @@ class TeiInfoApi(TeiApiView):
 
     @extend_schema(responses=TeiInfoSerializer)
     def get(self, request: Request) -> Response:
-        status = rerank_client.worker_status()
+        status = worker_client.worker_status()
         if not status.get("ready"):
             problem = status.get("problem", "the reranker is not ready")
             return Response({"error": f"The reranker is not ready: {problem}.", "error_type": "unhealthy"}, status=503)
@@ -397,4 +397,4 @@ class StatusApi(APIView):
     @extend_schema(responses=StatusSerializer)
     def get(self, request: Request) -> Response:
         """Return the worker's status (network: one Celery round trip, at most 2 s)."""
-        return Response(StatusSerializer(rerank_client.worker_status()).data)
+        return Response(StatusSerializer(worker_client.worker_status()).data)

@@ -61,7 +61,7 @@ def served_key() -> str:
 
 def served_model() -> dict | None:
     """Return the model the worker serves now: its heartbeat's, else the last reply's (one round trip)."""
-    from search.rerank_client import HEARTBEAT_FRESH_SECONDS, HEARTBEAT_PREFIX
+    from search.worker_client import HEARTBEAT_FRESH_SECONDS, HEARTBEAT_PREFIX
 
     heartbeat = f"{HEARTBEAT_PREFIX}{settings.RERANK_QUEUE}"
     try:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from django.http import HttpRequest
 
 from documents.textsearch import detect_language
-from search import rerank_client
+from search import worker_client
 from search.throttling import RerankCharge, rerank_budget_charge, rerank_budget_spent
 
 logger = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ def _rerank(request: HttpRequest, query: str, texts: list[str], top_n: int | Non
         raise RerankRefused(decision.message, reason="too_large", field="documents")
     if not decision.allowed:
         raise RerankRefused(decision.message, reason="throttled", retry_after=decision.retry_after)
-    reply = rerank_client.rerank(query, [[text] for text in texts], language=detect_language(query))
+    reply = worker_client.rerank(query, [[text] for text in texts], language=detect_language(query))
     if reply.status == "skipped":
         raise RerankRefused(reply.notice, reason="language", field="query")
     if not reply.ok:

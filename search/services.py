@@ -13,7 +13,7 @@ from django.utils.safestring import SafeString
 from documents.inputs import clean_text
 from documents.models import LIBRARY
 from documents.textsearch import detect_language
-from search import rerank_client
+from search import worker_client
 from search.backends import CandidatesUnavailable, find_candidates, get_backend
 from search.highlight import query_terms, snippet
 from search.passages import attach_passages, rerank_text
@@ -190,7 +190,7 @@ def search_run(
     if rows:
         groups = [[rerank_text(c.title, text) for text in c.chunks] or [c.title] for c in found.candidates]
         versions = [f"{c.document_id}:{c.content_hash}" for c in found.candidates]
-        reply = rerank_client.rerank(query, groups, language=detect_language(query), versions=versions, lane=lane)
+        reply = worker_client.rerank(query, groups, language=detect_language(query), versions=versions, lane=lane)
         outcome.rerank_status = reply.status
         outcome.reranker = reply.model
         outcome.timings.update(

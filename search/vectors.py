@@ -16,7 +16,7 @@ from django.conf import settings
 
 from documents.models import Chunk, Document
 from search.passages import rerank_text
-from search.rerank_client import UNREACHABLE, worker_heartbeat
+from search.worker_client import UNREACHABLE, worker_heartbeat
 from searchsite.celery import app
 
 logger = logging.getLogger(__name__)

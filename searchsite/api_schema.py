@@ -115,7 +115,7 @@ def describe_serving_model(result: dict, generator: object, request: object, pub
     hook; network: one Celery round trip, only when the schema is served over HTTP)."""
     if request is None:
         return result
-    from search.rerank_client import worker_status
+    from search.worker_client import worker_status
 
     info = result.setdefault("info", {})
     info["description"] = (
@@ -125,7 +125,7 @@ def describe_serving_model(result: dict, generator: object, request: object, pub
 
 
 def serving_sentence(status: dict) -> str:
-    """Return one sentence on what reranks now, from the worker's status (search.rerank_client)."""
+    """Return one sentence on what reranks now, from the worker's status (search.worker_client)."""
     if not status.get("ready"):
         problem = status.get("problem", "no worker answered")
         return f"**Reranking now:** nothing ({problem}); results keep the full-text order."

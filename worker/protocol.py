@@ -1,6 +1,6 @@
 """What the web and the rerank worker send each other: the lanes of a rerank, and its typed reply.
 
-Shared by the worker's task (worker.tasks), the web's client (search.rerank_client) and, through
+Shared by the worker's task (worker.tasks), the web's client (search.worker_client) and, through
 that client, evaluation. Plain data: importing it loads neither torch nor Django, so the web
 process imports it without the worker's dependencies.
 """

@@ -8,7 +8,7 @@ A model with stored chunk vectors (packaged-e5-fp32, packaged-e5) also opens its
 (worker.vectors) and takes `embed` tasks, and `vectors_keep` / `vectors_prune` from
 `manage.py prune_vectors`. Every worker writes a heartbeat to Redis every 2 s (what it serves,
 how much waits in it), so a search that times out can tell a slow worker from a missing one
-(search.rerank_client).
+(search.worker_client).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ DEFAULT_WAIT_SECONDS = 60.0
 # The task gives up this long after its expiry, so the caller (which stops waiting at the expiry)
 # reports its own timeout rather than racing an error reply from here.
 EXPIRY_GRACE_SECONDS = 0.25
-# Seconds between two heartbeats; one older than search.rerank_client.HEARTBEAT_FRESH_SECONDS
+# Seconds between two heartbeats; one older than search.worker_client.HEARTBEAT_FRESH_SECONDS
 # (three beats missed) means no worker.
 HEARTBEAT_SECONDS = 2.0
 HEARTBEAT_KEEP_SECONDS = 60
@@ -138,7 +138,7 @@ def rerank(
     The result is a worker.protocol.WorkerReply as JSON. A query in a language the model does not
     serve is not scored (status "skipped"). Waits for the batching thread at most until the
     task's expiry (the caller's budget); `lane` "page" (a result page, and callers that do not
-    say) is served before "api" (search.rerank_client names it for every call). Logs one line.
+    say) is served before "api" (search.worker_client names it for every call). Logs one line.
     """
     started = time.perf_counter()
     reply = _rerank(self.request.expires, query, groups, sent_at, language, lane)

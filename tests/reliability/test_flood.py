@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from search import rerank_client
+from search import worker_client
 from searchsite.celery import app
 from tests.support.budgets import reply_limit_seconds, rerank_wait_limit_ms
 from tests.support.own_services import Reply, http, start_ready_worker, wait_for
@@ -84,7 +84,7 @@ def search(base: str, query: str) -> Reply:
 
 def queue_drained(queue: str, *, since: float) -> bool:
     """Return whether the worker's heartbeat, written after `since` (time.time()), reports no pairs waiting."""
-    beat = rerank_client.worker_heartbeat(queue)
+    beat = worker_client.worker_heartbeat(queue)
     return beat is not None and beat["at"] > since and beat["queued_pairs"] == 0
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from search import rerank_client
+from search import worker_client
 from searchsite.celery import app
 from tests.support.processes import start_worker
 from tests.support.session import MODELS, child_env, wait_for_worker
@@ -140,6 +140,6 @@ def test_it_answers_the_failed_search_with_an_error_and_serves_the_next(broken_w
     assert rerank.status_code == 503 and rerank.json()["status"] == "error"
 
     # The worker stayed up: the next search it can take is scored.
-    reply = rerank_client.rerank(QUERY, SHORT, timeout=GENEROUS_SECONDS)
+    reply = worker_client.rerank(QUERY, SHORT, timeout=GENEROUS_SECONDS)
     assert reply.ok, reply.notice
     assert broken_worker.alive()

@@ -14,7 +14,7 @@ from django.contrib.staticfiles import finders
 from django.core.cache import cache
 from django.core.management import call_command
 
-from search import rerank_client
+from search import worker_client
 from search.throttling import SearchThrottle
 from tests.support.clients import unique_address
 from tests.support.processes import ROOT
@@ -188,7 +188,7 @@ def test_it_rejects_a_bad_rerank_request_with_a_json_error(client, payload, fiel
 def test_it_scores_the_same_pair_the_same_way_through_every_path(rerank_worker, generous_budget):
     # The API above is compared with the score command; the command with the client itself.
     document = RERANK_DOCUMENTS[0]
-    reply = rerank_client.rerank("apple nutrition", [[document]])
+    reply = worker_client.rerank("apple nutrition", [[document]])
     assert reply.ok, reply.notice
     assert score_command("apple nutrition", document) == pytest.approx(reply.scores[0], abs=1e-5)
 

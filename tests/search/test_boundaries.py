@@ -17,7 +17,7 @@ MODEL_MODULES = ("torch", "sentence_transformers", "transformers")
 WEB_PROCESS = """
 import json, sys
 import searchsite.wsgi  # what gunicorn loads
-import search.views, search.api, search.rerank_client, searchsite.urls
+import search.views, search.api, search.worker_client, searchsite.urls
 from django.test import Client
 
 client = Client(REMOTE_ADDR=ADDRESS)  # no throttle history shared with other tests

@@ -6,7 +6,7 @@ import cohere
 import pytest
 from cohere.core.api_error import ApiError
 
-from search import rerank_client
+from search import worker_client
 
 QUERY = "apple nutrition"
 DOCUMENTS = [
@@ -22,7 +22,7 @@ SDK_TIMEOUT_SECONDS = 60
 @pytest.fixture(scope="module")
 def direct_scores(rerank_worker) -> list[float]:
     """Return the worker's scores for DOCUMENTS, asked without any API in between."""
-    reply = rerank_client.rerank(QUERY, [[text] for text in DOCUMENTS])
+    reply = worker_client.rerank(QUERY, [[text] for text in DOCUMENTS])
     assert reply.ok, reply.notice
     return reply.scores
 
@@ -68,7 +68,7 @@ def test_it_reranks_objects_and_returns_them_for_the_v1_client(v1, direct_scores
 
 def test_it_reads_the_rank_fields_in_order_for_the_v1_client(v1):
     documents = [{"title": "Apples", "body": text} for text in DOCUMENTS]
-    expected = rerank_client.rerank(QUERY, [[f"title: Apples\nbody: {text}"] for text in DOCUMENTS])
+    expected = worker_client.rerank(QUERY, [[f"title: Apples\nbody: {text}"] for text in DOCUMENTS])
     assert expected.ok, expected.notice
 
     response = v1.rerank(query=QUERY, documents=documents, rank_fields=["title", "body"])

@@ -10,7 +10,7 @@ from io import StringIO
 import pytest
 from django.core.management import call_command
 
-from search import rerank_client
+from search import worker_client
 from search.backends import find_candidates
 from search.management.commands.keyword_trap import TITLE_WIDTH
 from tests.support.processes import ROOT
@@ -44,7 +44,7 @@ def test_it_prints_the_workers_score_with_the_model(rerank_worker, tiny_model_di
     text = out.getvalue()
     score = float(re.search(r"^score: (0\.\d{6})$", text, re.M).group(1))
     assert f"model: {tiny_model_dir} (cross-encoder, cpu)" in text
-    reply = rerank_client.rerank("苹果营养价值", [[DOCUMENT]], timeout=GENEROUS_SECONDS)
+    reply = worker_client.rerank("苹果营养价值", [[DOCUMENT]], timeout=GENEROUS_SECONDS)
     assert reply.ok, reply.notice
     assert score == pytest.approx(reply.scores[0], abs=1e-5)
 

@@ -23,7 +23,7 @@ from django.core.management import call_command
 
 from documents.models import Chunk, Document
 from documents.services import DocumentInput, document_create, document_update
-from search import rerank_client
+from search import worker_client
 from search.passages import rerank_text
 from search.services import search_run
 from tests.support.processes import start_worker
@@ -91,7 +91,7 @@ def wait_for_no_pending(timeout: float = BACKGROUND_WAIT_SECONDS) -> dict:
     deadline = time.monotonic() + timeout
     status: dict = {}
     while time.monotonic() < deadline:
-        status = rerank_client.worker_status(timeout=5.0)
+        status = worker_client.worker_status(timeout=5.0)
         if status.get("ready") and status["vectors"]["pending"] == 0:
             return status
         time.sleep(0.5)
@@ -247,7 +247,7 @@ def test_it_embeds_documents_the_worker_never_saw_when_asked_to_catch_up(on_e5):
     collection = f"e5-{word}"
     for topic in ("苹果富含维生素C和膳食纤维。", "Apples are rich in fibre and vitamin C."):
         document_create(item=DocumentInput(title=f"{topic[:6]} {word}", body=f"{topic} {word}"), collection=collection)
-    before = rerank_client.worker_status(timeout=5.0)["vectors"]["stored"]
+    before = worker_client.worker_status(timeout=5.0)["vectors"]["stored"]
 
     out = io.StringIO()
     call_command("embed_library", "--collection", collection, stdout=out)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from search import rerank_client
+from search import worker_client
 from tests.support.session import start_own_worker, wait_for_worker
 
 pytestmark = pytest.mark.faults
@@ -100,8 +100,8 @@ def test_it_quotes_the_workers_reason_when_the_model_cannot_load(client, setting
 
 def test_it_turns_a_task_that_raises_into_a_notice(rerank_worker):
     # A group holding a non-text makes the real task raise inside the worker.
-    reply = rerank_client.rerank(QUERY, [[None]], timeout=10.0)
+    reply = worker_client.rerank(QUERY, [[None]], timeout=10.0)
     assert not reply.ok
     assert reply.status == "error"
     assert reply.notice.startswith("The reranker failed on this query")
-    assert rerank_client.rerank(QUERY, [["红富士苹果"]], timeout=10.0).ok
+    assert worker_client.rerank(QUERY, [["红富士苹果"]], timeout=10.0).ok

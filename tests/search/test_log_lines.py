@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from search import rerank_client
+from search import worker_client
 from search.services import search_run
 from tests.support.processes import start_worker
 from tests.support.session import child_env, wait_for_worker
@@ -86,7 +86,7 @@ def test_it_explains_a_missing_model_once_and_logs_one_short_line_per_rerank(
         status = wait_for_worker(worker)
         assert status.get("ready") and status["model"]["fallback_reason"], status
         for query in ("apple nutrition", "python snake diet", "苹果营养"):
-            rerank_client.rerank(query, [["Apples are fruit."], ["Pythons are snakes."]], language=None)
+            worker_client.rerank(query, [["Apples are fruit."], ["Pythons are snakes."]], language=None)
         log = worker.log()
     finally:
         worker.stop()

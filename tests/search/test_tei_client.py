@@ -7,7 +7,7 @@ import math
 import pytest
 from tei_client import HttpClient, ModelType
 
-from search import rerank_client
+from search import worker_client
 
 QUERY = "apple nutrition"
 TEXTS = [
@@ -26,7 +26,7 @@ def tei(live_site) -> HttpClient:
 
 @pytest.fixture(scope="module")
 def direct_scores(rerank_worker) -> list[float]:
-    reply = rerank_client.rerank(QUERY, [[text] for text in TEXTS])
+    reply = worker_client.rerank(QUERY, [[text] for text in TEXTS])
     assert reply.ok, reply.notice
     return reply.scores
 

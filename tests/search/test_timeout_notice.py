@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from search import rerank_client
+from search import worker_client
 from search.services import search_run
 from tests.support.session import start_own_worker, wait_for_worker
 
@@ -36,7 +36,7 @@ def test_it_tells_a_slow_worker_from_a_missing_one(settings, own_queue, tiny_mod
     finally:
         worker.kill()
     deadline = time.monotonic() + STALE_WAIT_SECONDS
-    while rerank_client.worker_heartbeat() is not None and time.monotonic() < deadline:
+    while worker_client.worker_heartbeat() is not None and time.monotonic() < deadline:
         time.sleep(0.5)
     settings.RERANK_TIMEOUT = 1.0
     gone = search_run(query="python snake diet")

@@ -53,7 +53,7 @@ def start_own_worker(queue: str, model: str, artifacts_dir: Path) -> Started:
 def wait_for_worker(worker: Started, timeout: float = WORKER_READY_SECONDS) -> dict:
     """Return the worker's status once it answers ready, or says which model it cannot serve;
     fail with its log otherwise (network: Redis, a status task every round)."""
-    from search.rerank_client import worker_status
+    from search.worker_client import worker_status
 
     last: dict = {}
 

@@ -18,7 +18,7 @@ from documents.models import LIBRARY
 from evaluation import judgments, runner
 from evaluation.runner import METRIC_LABELS, METRICS, DatasetError, QueryResult, WorkerNotReady
 from evaluation.runs import chart_png, evaluation_run_store
-from search import rerank_client
+from search import worker_client
 from search.services import SearchUnavailable
 from searchsite.processes import sigterm_as_exit
 
@@ -253,7 +253,7 @@ class Command(BaseCommand):
                 queue = worker.queue
             else:
                 queue = settings.RERANK_QUEUE
-                status = rerank_client.worker_status(timeout=5.0)
+                status = worker_client.worker_status(timeout=5.0)
                 if not status.get("ready"):
                     raise CommandError(
                         f"no rerank worker serves queue {queue!r} ({status.get('problem')}). Start one "

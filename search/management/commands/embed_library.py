@@ -14,8 +14,8 @@ import time
 from django.core.management.base import BaseCommand, CommandParser
 
 from documents.models import Document
-from search.rerank_client import UNREACHABLE
 from search.vectors import vectors_send, worker_keeps_vectors
+from search.worker_client import UNREACHABLE
 
 # Documents whose texts are read and sent together (a few hundred kB per embed task).
 DOCUMENTS_PER_STEP = 500

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from search import rerank_client
+from search import worker_client
 
 
 class Command(BaseCommand):
@@ -22,7 +22,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: object, **options: object) -> None:
-        reply = rerank_client.rerank(options["query"], [[options["document"]]], timeout=options["timeout"])
+        reply = worker_client.rerank(options["query"], [[options["document"]]], timeout=options["timeout"])
         if not reply.ok:
             # CommandError: the message on stderr, exit code 1.
             raise CommandError(f"{reply.notice} Is a rerank worker running on queue {settings.RERANK_QUEUE!r}?")
