@@ -20,6 +20,7 @@ from django.http import HttpRequest
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
+from searchsite import counters
 from searchsite.client_address import client_ident
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class ClientRateThrottle(SimpleRateThrottle):
 
     Subclasses name `anon_scope` and `user_scope`; their rates are in
     REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]. The scope, so the rate, is chosen per request.
+    Counting is one atomic step in Redis (searchsite.counters.admit), not DRF's read of the history
+    and later write: at most the rate passes however many requests are in flight.
     """
 
     anon_scope = ""
@@ -51,8 +54,10 @@ class ClientRateThrottle(SimpleRateThrottle):
     def __init__(self) -> None:
         self.rate = None
         self.ident = ""
+        self.seconds_to_wait = 0.0
 
     def allow_request(self, request: HttpRequest, view: object) -> bool:
+        """Return whether the request may pass, counting it if so (Redis: one script call)."""
         if is_staff(request):
             return True
         signed_in, self.ident = throttle_owner(request)
@@ -60,13 +65,20 @@ class ClientRateThrottle(SimpleRateThrottle):
         self.rate = self.get_rate()
         self.num_requests, self.duration = self.parse_rate(self.rate)
         try:
-            return super().allow_request(request, view)
+            self.seconds_to_wait = counters.admit(
+                self.get_cache_key(request, view), limit=self.num_requests, window=self.duration
+            )
         except (RedisError, OSError):
             logger.warning("throttle cache unreachable; letting the request through")
             return True
+        return not self.seconds_to_wait
 
     def get_cache_key(self, request: HttpRequest, view: object) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.ident}
+
+    def wait(self) -> float:
+        """Return the seconds until the refused client's oldest counted request leaves the window."""
+        return self.seconds_to_wait
 
     def retry_after(self) -> int:
         """Return whole seconds until the next request is allowed (at least 1)."""
