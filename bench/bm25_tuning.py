@@ -53,7 +53,7 @@ def prepare(folder: str, split: str, max_queries: int) -> Prepared:
 
     from documents.models import Document
     from evaluation import runner as evaluation
-    from search.backends.postgres import PostgresBM25Backend, idf
+    from search.backends.postgres.planning import idf, resolve
     from search.query import parse
 
     dataset = evaluation.dataset_load(directory=DATA / folder, split=split, max_queries=max_queries)
@@ -77,11 +77,10 @@ def prepare(folder: str, split: str, max_queries: int) -> Prepared:
     col_of = {term: col for col, term in enumerate(terms.tolist())}
     rows = np.array([row_of[pk] for pk in postings[:, 0].tolist()])
     cols = np.array([col_of[term] for term in postings[:, 1].tolist()])
-    backend = PostgresBM25Backend()
     df = np.bincount(cols, minlength=len(terms))
     entries: list[tuple[int, int, float]] = []
     for column, query in enumerate(dataset.queries):
-        resolved, _ = backend._resolve(parse(query.text).scored, collection)
+        resolved = resolve(parse(query.text).scored, collection).clauses
         ids = {term_id for item in resolved for term_id in item.terms}
         for term in sorted(col_of[term_id] for term_id in ids if term_id in col_of):
             entries.append((term, column, idf(int(df[term]), len(documents))))

@@ -53,7 +53,7 @@ class Document(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
         indexes = [
-            # search.backends.postgres HAS_PHRASE: `search_vector @@ phraseto_tsquery(...)`, the phrase
+            # search.backends.postgres.statements HAS_PHRASE: `search_vector @@ phraseto_tsquery(...)`, the phrase
             # filters of a query (the BM25 postings, search.models, serve the ranking itself).
             GinIndex(fields=["search_vector"], name="document_search_vector_gin"),
             # evaluate / import_documents: look up a corpus document by its own id.

@@ -1,9 +1,10 @@
 """The BM25 index the PostgreSQL backend keeps beside the documents: statistics and postings.
 
-Nothing in Python writes these tables. Triggers on `documents_document` (search/sql/bm25.sql,
-installed by this app's migrations) update them in the same statement that inserts, updates or
-deletes documents, so they are exact inside every transaction, whichever code path wrote: the
-admin, the REST API, an import, a queryset delete. `reindex_documents` rebuilds them.
+Nothing in Python writes these tables. Triggers on `documents_document` (defined in this app's
+migrations: search/migrations/0002_bm25_triggers.py, 0003_packed_postings.py and later) update
+them in the same statement that inserts, updates or deletes documents, so they are exact inside
+every transaction, whichever code path wrote: the admin, the REST API, an import, a queryset
+delete. `reindex_documents` rebuilds them.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Bm25Term(models.Model):
     class Meta:
         db_table = "search_bm25_term"
         constraints = [
-            # The query's lexemes are looked up here (search.backends.postgres TERMS_SQL); the
+            # The query's lexemes are looked up here (search.backends.postgres.statements TERMS_SQL); the
             # triggers upsert on it.
             models.UniqueConstraint(fields=["collection", "lexeme"], name="bm25_term_unique_lexeme"),
         ]
@@ -96,10 +97,10 @@ class Bm25Posting(models.Model):
     class Meta:
         db_table = "search_bm25_posting"
         # The primary key (document_id, term_id) serves the triggers' deletes and the scoring of a
-        # pooled document's other terms (search.backends.postgres SCORE_POOL).
+        # pooled document's other terms (search.backends.postgres.statements POOL_FILL).
         indexes = [
-            # search.backends.postgres: all of a rare term's postings (EXHAUSTIVE) and a common
-            # term's best ones (POOL_TOP ... ORDER BY impact DESC LIMIT), index-only.
+            # search.backends.postgres.statements: all of a rare term's postings (SCORE_EXHAUSTIVE)
+            # and a common term's best ones (POOL_READ ... ORDER BY impact DESC LIMIT), index-only.
             models.Index(
                 fields=["term_id", "-impact"],
                 include=["document_id", "tf_title", "tf_body", "title_tokens", "body_tokens"],
