@@ -29,6 +29,17 @@ LANGUAGE_FILTERS = {"zh": ["zh", "mixed"], "en": ["en", "mixed"]}
 SUGGEST_WHEN_FEWER = 3
 
 
+# The page's one short line for each way the reranked order can be missing (rerank_client.NOTICES
+# has the statuses; the full reason is behind the line's disclosure).
+SHORT_FALLBACKS = {
+    "unavailable": "Not reranked: the reranker is unavailable",
+    "timeout": "Not reranked: the reranker did not answer in time",
+    "busy": "Not reranked: the reranker is busy",
+    "error": "Not reranked: the reranker failed",
+    "skipped": "Not reranked: a language the model does not serve",
+}
+
+
 class SearchUnavailable(Exception):
     """The full-text engine cannot answer; pages show a 503, the API a JSON error."""
 
@@ -71,6 +82,9 @@ class SearchOutcome:
     rerank_status: str = "skipped"
     bm25_weight: float = 0.0  # the share of BM25 in the reranked order's score (a bi-encoder's blend)
     notices: list[str] = field(default_factory=list)
+    # The notices about the reranker (also in `notices`): the page folds them into one short line.
+    rerank_notices: list[str] = field(default_factory=list)
+    unscored_count: int = 0  # candidates the reranker could not score in time (no chunk vector yet)
     timings: dict[str, float | None] = field(default_factory=dict)
 
     @property
@@ -104,6 +118,27 @@ class SearchOutcome:
     def notice(self) -> str:
         """Return the notices as one line (the API's `notice`)."""
         return " ".join(self.notices)
+
+    @property
+    def query_notices(self) -> list[str]:
+        """Return the notices about the query and its results, those the page shows in full."""
+        return [notice for notice in self.notices if notice not in self.rerank_notices]
+
+    @property
+    def is_fallback(self) -> bool:
+        """Return whether a stand-in model served instead of the configured one."""
+        return bool((self.reranker or {}).get("fallback_reason"))
+
+    @property
+    def rerank_summary(self) -> str:
+        """Return the reranker's part of the page in one short line; the details say the rest."""
+        model = self.reranker or {}
+        # The model's own name, without its hub owner or folder, or a note in brackets.
+        name = str(model.get("model") or "").split(" (")[0].rstrip("/").rsplit("/", 1)[-1]
+        if self.is_reranked:
+            line = f"Stand-in reranker: {name}" if self.is_fallback else f"Reranked by {name}"
+            return line + (f"; {self.unscored_count} not scored yet" if self.unscored_count else "")
+        return SHORT_FALLBACKS.get(self.rerank_status, "Not reranked") + "; full-text order shown"
 
     @property
     def language_filter(self) -> str:
@@ -200,22 +235,26 @@ def search_run(
             outcome.timings.update(
                 vectors_stored=reply.vectors.get("stored"), vectors_embedded_now=reply.vectors.get("embedded")
             )
+        rerank_notices: list[str] = []
         if reply.ok:
             _apply_scores(outcome, rows, found.candidates, reply, terms, shown)
             if reply.unscored:
-                count = len(reply.unscored)
-                outcome.notices.append(
+                count = outcome.unscored_count = len(reply.unscored)
+                rerank_notices.append(
                     f"{count} of the {len(rows)} candidates could not be scored in time: their chunk vectors "
                     "are not computed yet (an import still running?). They follow the reranked ones, in "
                     "full-text order."
                 )
         else:
-            outcome.notices.append(reply.notice + " Showing the full-text order.")
+            rerank_notices.append(reply.notice + " Showing the full-text order.")
         if reply.model and reply.model.get("fallback_reason"):
-            outcome.notices.append(
+            rerank_notices.insert(
+                0,
                 f"The configured reranker {reply.model['requested']} is not loaded; serving "
-                f"{reply.model.get('label') or reply.model['model'] + ' (' + reply.model['kind'] + ')'} instead."
+                f"{reply.model.get('label') or reply.model['model'] + ' (' + reply.model['kind'] + ')'} instead.",
             )
+        outcome.notices.extend(rerank_notices)
+        outcome.rerank_notices = rerank_notices
     if not outcome.is_reranked:
         outcome.reranked = []
     outcome.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)

@@ -34,7 +34,7 @@ def test_it_shows_both_columns_for_a_keyword_trap(browser, live_site, artifacts_
     assert reranked.count() == fulltext.count(), page.locator(".notice").all_inner_texts()
     marks = [text.lower() for text in page.locator("#fulltext mark").all_inner_texts()]
     assert any(text.startswith(expected_term[:4]) for text in marks), marks
-    assert "Reranker:" in page.locator(".model").inner_text()
+    assert "Reranker:" in page.locator(".ranking .model").text_content()  # behind the disclosure
     # Every reranked result shows its movement against the full-text order.
     assert page.locator("#reranked .move").count() == reranked.count()
     page.close()

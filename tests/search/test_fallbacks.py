@@ -50,6 +50,12 @@ def assert_fallback_page(response, *phrases: str) -> None:
     assert outcome.fulltext
     for phrase in phrases:
         assert any(phrase in notice for notice in outcome.notices), outcome.notices
+    # On the page: one short line saying the order is not reranked; the reason is behind it.
+    assert '<details class="ranking warn">' in html
+    assert f'<span class="ranking-line">{outcome.rerank_summary}</span>' in html
+    assert outcome.rerank_summary.startswith("Not reranked")
+    assert outcome.rerank_notices and not outcome.query_notices
+    assert '<p class="notice" role="status">' not in html  # nothing above the results repeats it
 
 
 # --- the budget runs out ------------------------------------------------------------------------

@@ -16,6 +16,9 @@ def test_it_shows_both_orderings_with_the_worker(client, rerank_worker):
     assert len(outcome.reranked) == len(outcome.fulltext) > 0
     assert all(row.rerank_score is not None for row in outcome.reranked)
     assert "<mark>苹果</mark>" in html
+    # The reranker in one short line, its details (the "Reranker:" line) behind a disclosure.
+    assert '<details class="ranking">' in html and "Reranked by tiny-cross-encoder" in html
+    assert "Reranker: <strong>" in html.split('<details class="ranking">')[1].split("</details>")[0]
 
 
 def test_it_escapes_the_query_on_the_page(client):
