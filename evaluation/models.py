@@ -113,3 +113,48 @@ class EvaluationRun(models.Model):
     def has_chart(self) -> bool:
         """Return whether a chart was stored (reads the chart when it was deferred)."""
         return bool(self.chart_png)
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Waiting to start"
+    RUNNING = "running", "Running"
+    DONE = "done", "Finished"
+    FAILED = "failed", "Failed"
+
+
+class EvaluationJob(models.Model):
+    """A run of `evaluate --judgments` started from the evaluation page (evaluation.jobs).
+
+    It runs in a process of its own, never in the request; that process writes its progress here
+    after each query, and `updated_at` is its heartbeat.
+    """
+
+    status = models.CharField(max_length=8, choices=JobStatus.choices, default=JobStatus.QUEUED)
+    # True while queued or running; at most one such job (the constraint below).
+    active = models.BooleanField(default=True)
+    include_public = models.BooleanField(default=False, help_text="visitors' judgments too, not only staff's")
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    pid = models.PositiveIntegerField(null=True, blank=True, help_text="the process running it")
+    host = models.CharField(max_length=255, blank=True, default="")
+    done = models.PositiveIntegerField(default=0, help_text="queries evaluated so far")
+    total = models.PositiveIntegerField(default=0, help_text="queries to evaluate (0 until counted)")
+    message = models.TextField(blank=True, default="", help_text="why it failed, or what it is doing")
+    run = models.ForeignKey(EvaluationRun, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["active"], condition=Q(active=True), name="evaluation_job_one_active"),
+        ]
+
+    def __str__(self) -> str:
+        return f"evaluation job {self.pk} ({self.status})"
+
+    @property
+    def percent(self) -> int:
+        return round(100 * self.done / self.total) if self.total else 0
