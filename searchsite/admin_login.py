@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
-import time
 
 from django.conf import settings
 from django.contrib import admin
-from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from redis.exceptions import RedisError
 
+from searchsite import counters
 from searchsite.client_address import client_ident
 
 logger = logging.getLogger(__name__)
@@ -42,49 +40,35 @@ def _keys(request: HttpRequest, username: str) -> list[str]:
     return [f"admin_login_failures_client_{client_ident(request)}", f"admin_login_failures_account_{account}"]
 
 
-def _limits() -> list[int]:
-    return [settings.ADMIN_LOGIN_MAX_FAILURES, settings.ADMIN_LOGIN_MAX_ACCOUNT_FAILURES]
-
-
-def _seconds_locked(request: HttpRequest, username: str) -> int:
-    """Return how long this client or account must wait before trying again (0: it may try)."""
-    now = time.time()
-    waits: list[float] = []
-    counters = cache.get_many([f"{key}_{part}" for key in _keys(request, username) for part in ("count", "since")])
-    for key, limit in zip(_keys(request, username), _limits(), strict=True):
-        if int(counters.get(f"{key}_count") or 0) >= limit:
-            since = float(counters.get(f"{key}_since") or now)
-            waits.append(since + settings.ADMIN_LOGIN_WINDOW_SECONDS - now)
-    return max(1, math.ceil(max(waits))) if waits else 0
-
-
-def _count_failure(request: HttpRequest, username: str) -> None:
-    window = settings.ADMIN_LOGIN_WINDOW_SECONDS
-    for key in _keys(request, username):
-        # The window starts at the first failure; both keys expire with it.
-        cache.add(f"{key}_since", time.time(), timeout=window)
-        cache.add(f"{key}_count", 0, timeout=window)
-        cache.incr(f"{key}_count")
-
-
 def login(request: HttpRequest) -> HttpResponse:
-    """Return the admin login page; a locked client or account gets 429 with Retry-After."""
-    username = request.POST.get("username", "") if request.method == "POST" else ""
-    if request.method == "POST":
-        try:
-            wait = _seconds_locked(request, username)
-        except (RedisError, OSError):
-            logger.warning("login throttle cache unreachable; letting the attempt through")
-            wait = 0
-        if wait:
-            context = {**admin.site.each_context(request), "title": "Too many attempts", "wait": wait}
-            response = render(request, "admin/login_throttled.html", context, status=429)
-            response["Retry-After"] = str(wait)
-            return response
+    """Return the admin login page; a locked client or account gets 429 with Retry-After.
+
+    Each POST reserves its attempt on the client's and the account's counters before the password
+    is checked (one Redis script), so concurrent wrong passwords cannot all be checked on one
+    reading of the counters; a login that succeeds gives its attempt back.
+    """
+    if request.method != "POST":
+        return admin.site.login(request)
+    keys = _keys(request, request.POST.get("username", ""))
+    limits = dict(
+        zip(keys, [settings.ADMIN_LOGIN_MAX_FAILURES, settings.ADMIN_LOGIN_MAX_ACCOUNT_FAILURES], strict=True)
+    )
+    try:
+        # The window starts at a counter's first attempt; the counter expires with it.
+        wait = counters.reserve(limits, window=settings.ADMIN_LOGIN_WINDOW_SECONDS)
+        reserved = True
+    except (RedisError, OSError):
+        logger.warning("login throttle cache unreachable; letting the attempt through uncounted")
+        wait, reserved = 0, False
+    if wait:
+        context = {**admin.site.each_context(request), "title": "Too many attempts", "wait": wait}
+        response = render(request, "admin/login_throttled.html", context, status=429)
+        response["Retry-After"] = str(wait)
+        return response
     response = admin.site.login(request)
-    if request.method == "POST" and not (request.user.is_authenticated and request.user.is_staff):
+    if reserved and request.user.is_authenticated and request.user.is_staff:
         try:
-            _count_failure(request, username)
-        except (RedisError, OSError, ValueError):  # ValueError: the counter expired between two calls
-            logger.warning("login throttle cache unreachable; a failed login was not counted")
+            counters.release(keys)
+        except (RedisError, OSError):
+            logger.warning("login throttle cache unreachable; a successful login stays counted")
     return response

@@ -7,9 +7,14 @@ nothing. Windows here are a few seconds long (settings), so the test can wait on
 
 from __future__ import annotations
 
+import threading
 import time
+import uuid
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.db import connections
 from django.test import Client
 
 from tests.support.clients import unique_address
@@ -19,6 +24,8 @@ pytestmark = pytest.mark.django_db
 LOGIN_URL = "/admin/login/"
 # Long enough for the attempts of one test (hashing is fast here, see login_limits), short to wait out.
 WINDOW_SECONDS = 5
+# Wrong passwords one client sends at once (the probe's 30), three times the default limit.
+CONCURRENT_ATTEMPTS = 30
 
 
 @pytest.fixture
@@ -83,3 +90,28 @@ def test_it_does_not_count_a_successful_login(login_limits, staff_user):
     for _ in range(6):
         accepted, _ = attempt(address, "pw-editor")
         assert accepted.status_code == 302
+
+
+def test_it_checks_at_most_the_limit_of_concurrent_wrong_passwords(settings):
+    """30 wrong passwords from one client at once, limit 10: each attempt is reserved on the
+    counters before its password is checked, so no more than 10 are checked (before: 28)."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    settings.ADMIN_LOGIN_MAX_FAILURES = 10
+    settings.ADMIN_LOGIN_MAX_ACCOUNT_FAILURES = 1000  # the client's limit is the one reached
+    settings.ADMIN_LOGIN_WINDOW_SECONDS = 300  # outlasts the test on any machine; its keys are its own
+    address, username = unique_address(), f"guess-{uuid.uuid4().hex[:8]}"
+    start = threading.Barrier(CONCURRENT_ATTEMPTS)
+
+    def one(_: int) -> int:
+        start.wait()
+        try:
+            return attempt(address, "wrong", username=username)[0].status_code
+        finally:
+            connections.close_all()  # this thread's own database connection
+
+    with ThreadPoolExecutor(CONCURRENT_ATTEMPTS) as pool:
+        statuses = Counter(pool.map(one, range(CONCURRENT_ATTEMPTS)))
+
+    assert set(statuses) <= {200, 429}, statuses  # 200: the form again, its password checked and wrong
+    assert statuses[200] == 10, statuses
+    assert attempt(address, "wrong", username=username)[0].status_code == 429
