@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from urllib.parse import quote
 
 from django.contrib import admin
@@ -53,21 +54,44 @@ class StaleFilter(admin.SimpleListFilter):
         return queryset
 
 
+class JudgeKindFilter(admin.SimpleListFilter):
+    # Django titles a filter "By <title>": a field's own name ("by staff") read "By by staff".
+    title = "judge kind"
+    parameter_name = "judge"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list[tuple[str, str]]:
+        return list(JUDGE_KINDS.items())
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Judgment]) -> QuerySet[Judgment]:
+        if self.value() == "staff":
+            return queryset.filter(by_staff=True)
+        if self.value() == "user":
+            return queryset.filter(by_staff=False, user__isnull=False)
+        if self.value() == "anonymous":
+            return queryset.filter(user__isnull=True)
+        return queryset
+
+
+# Who judged, as the list and its filter name them (staff: staff when judging; the evaluation's default).
+JUDGE_KINDS = {"staff": "staff", "user": "signed-in visitor", "anonymous": "anonymous visitor"}
+GRADE_NAMES = {0: "not relevant", 1: "relevant", 2: "highly relevant", 3: "perfect"}
+
+
 @admin.register(Judgment)
 class JudgmentAdmin(admin.ModelAdmin):
     list_display = (
         "query",
         "language",
         "document",
-        "grade",
+        "grade_shown",
         "ordering",
         "rank",
-        "judge",
-        "by_staff",
+        "judge_name",
+        "judge_kind",
         "flags",
-        "updated_at",
+        "judged_at",
     )
-    list_filter = ("by_staff", ConflictFilter, StaleFilter, "language", "grade", "ordering")
+    list_filter = (JudgeKindFilter, ConflictFilter, StaleFilter, "language", "grade", "ordering")
     search_fields = ("query",)
     list_select_related = ("document", "user")
     ordering = ("query", "document_id", "-updated_at")
@@ -89,6 +113,24 @@ class JudgmentAdmin(admin.ModelAdmin):
                 has_not_relevant=Exists(_same_pair().filter(grade__lt=GRADE_RELEVANT)),
             )
         )
+
+    @admin.display(description="grade", ordering="grade")
+    def grade_shown(self, judgment: Judgment) -> str:
+        return f"{judgment.grade} · {GRADE_NAMES.get(judgment.grade, '?')}"
+
+    @admin.display(description="judge")
+    def judge_name(self, judgment: Judgment) -> str:
+        return judgment.judge
+
+    @admin.display(description="judge kind", ordering="by_staff")
+    def judge_kind(self, judgment: Judgment) -> str:
+        if judgment.by_staff:
+            return JUDGE_KINDS["staff"]
+        return JUDGE_KINDS["user"] if judgment.user_id else JUDGE_KINDS["anonymous"]
+
+    @admin.display(description="judged", ordering="updated_at")
+    def judged_at(self, judgment: Judgment) -> datetime:
+        return judgment.updated_at
 
     @admin.display(description="flags")
     def flags(self, judgment: Judgment) -> str:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.db.models import Count
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
-from evaluation import judgments, pages
-from evaluation.models import GRADE_NOT_RELEVANT, GRADE_RELEVANT, EvaluationRun
+from evaluation import jobs, judgments, pages
+from evaluation.models import GRADE_NOT_RELEVANT, GRADE_RELEVANT, EvaluationJob, EvaluationRun
 from search.api import WHOLE_NUMBER
 from search.views import back_to_results, throttled_page
 
@@ -51,7 +53,51 @@ def judge(request: HttpRequest) -> HttpResponse:
 def runs_page(request: HttpRequest) -> HttpResponse:
     """Render the stored evaluation runs, newest first, with the latest one's figures."""
     runs = list(EvaluationRun.objects.defer("per_query", "chart_png", "report")[: pages.RUNS_LISTED])
-    return render(request, "evaluation/runs.html", {"runs": runs, "rows": pages.run_rows(runs)})
+    recent = jobs.jobs_recent()
+    context = {
+        "runs": runs,
+        "rows": pages.run_rows(runs),
+        "jobs": recent,
+        "active_job": next((job for job in recent if job.active), None),
+        "judged": judged_counts(),
+    }
+    return render(request, "evaluation/runs.html", context)
+
+
+def judged_counts() -> dict[str, int]:
+    """Return how many judgments and judged queries a run would read: staff's, and everyone's (SQL: one query)."""
+    selection = judgments.judgment_selection(include_public=True)
+    everyone = selection.aggregate(judgments=Count("id"), queries=Count("query", distinct=True))
+    staff = selection.filter(by_staff=True).aggregate(judgments=Count("id"), queries=Count("query", distinct=True))
+    return {
+        "staff_judgments": staff["judgments"],
+        "staff_queries": staff["queries"],
+        "all_judgments": everyone["judgments"],
+        "all_queries": everyone["queries"],
+    }
+
+
+@staff_member_required
+@require_POST
+def job_start(request: HttpRequest) -> HttpResponse:
+    """Start an evaluation run on the judgments in a process of its own, then show its progress (PRG)."""
+    try:
+        job = jobs.job_start(user=request.user, include_public=request.POST.get("include_public") == "1")
+    except jobs.JobRefused as error:
+        return render(request, "evaluation/job_refused.html", {"message": str(error)}, status=409)
+    return HttpResponseRedirect(reverse("evaluation:job", args=[job.pk]))
+
+
+@staff_member_required
+@require_GET
+def job_page(request: HttpRequest, pk: int) -> HttpResponse:
+    """Render a job's progress; the page reloads itself (no script) until the job ends."""
+    job = jobs.job_check(get_object_or_404(EvaluationJob.objects.select_related("run", "started_by"), pk=pk))
+    return render(request, "evaluation/job.html", {"job": job, "reload_seconds": JOB_RELOAD_SECONDS})
+
+
+# How often a running job's page reloads itself.
+JOB_RELOAD_SECONDS = 2
 
 
 @staff_member_required

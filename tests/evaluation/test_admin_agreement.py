@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from django.contrib.admin.templatetags.admin_list import result_headers
 from django.contrib.auth.models import User
 from rest_framework.test import APIClient
 
@@ -45,7 +46,30 @@ def test_it_flags_conflicts_and_filters_staff(staff_client, staff_api, documents
     flagged = {j.document_id for j in changelist.context["cl"].result_list}
     assert flagged == {documents[1].pk, documents[2].pk}
     assert "conflict" in changelist.content.decode()
-    assert staff_client.get("/admin/evaluation/judgment/", {"by_staff__exact": "1"}).context["cl"].result_count == 5
+    assert staff_client.get("/admin/evaluation/judgment/", {"judge": "staff"}).context["cl"].result_count == 5
+
+
+def test_the_list_shows_grade_judge_kind_and_date_with_a_filter_titled_in_words(
+    staff_client, staff_api, plain_user, documents
+):
+    reader = APIClient(REMOTE_ADDR=unique_address())
+    reader.force_authenticate(plain_user)
+    post(staff_api, documents[0].pk, True)
+    post(reader, documents[1].pk, False)
+    post(APIClient(REMOTE_ADDR=unique_address()), documents[2].pk, True)
+
+    page = staff_client.get("/admin/evaluation/judgment/")
+    html = page.content.decode()
+    headers = [str(header["text"]) for header in result_headers(page.context["cl"])]
+    assert {"grade", "judge", "judge kind", "judged"} <= set(headers), headers
+    assert "By by staff" not in html and "By judge kind" in html
+    for shown in ("1 · relevant", "0 · not relevant", "staff", "signed-in visitor", "anonymous visitor"):
+        assert f">{shown}<" in html, shown
+    counts = {
+        kind: staff_client.get("/admin/evaluation/judgment/", {"judge": kind}).context["cl"].result_count
+        for kind in ("staff", "user", "anonymous")
+    }
+    assert counts == {"staff": 1, "user": 1, "anonymous": 1}
 
 
 def test_it_is_for_staff_only(client):

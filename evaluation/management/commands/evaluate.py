@@ -15,7 +15,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from documents.models import LIBRARY
-from evaluation import judgments, runner
+from evaluation import jobs, judgments, runner
+from evaluation.models import EvaluationRun, JobStatus
 from evaluation.runner import METRIC_LABELS, METRICS, DatasetError, QueryResult, WorkerNotReady
 from evaluation.runs import chart_png, evaluation_run_store
 from search import worker_client
@@ -141,10 +142,30 @@ class Command(BaseCommand):
         )
         parser.add_argument("--output", type=Path, default=None, help="write report.md, chart.png, results.json here")
         parser.add_argument(
+            "--job",
+            type=int,
+            default=None,
+            help="the evaluation page's job to report progress to (evaluation.jobs starts this command with it)",
+        )
+        parser.add_argument(
             "--per-query-depth", type=int, default=None, help="keep only the top N ids per query in results.json"
         )
 
     def handle(self, *args: object, **options: object) -> None:
+        self.job = None
+        if options["job"] is None:
+            self._handle(options)
+            return
+        self.job = jobs.job_begin(options["job"])
+        try:
+            run = self._handle(options)
+        except BaseException as error:  # a CommandError, a SIGTERM (SystemExit), anything: the page says why
+            reason = str(error) or type(error).__name__
+            jobs.job_finish(self.job, status=JobStatus.FAILED, message=reason)
+            raise
+        jobs.job_finish(self.job, status=JobStatus.DONE, message=f"stored as run {run.pk}", run=run)
+
+    def _handle(self, options: dict) -> EvaluationRun:
         if options["languages"] is not None and not options["model"]:
             raise CommandError("--languages configures the private worker: give --model too")
         if options["no_rerank"] and options["model"]:
@@ -172,6 +193,7 @@ class Command(BaseCommand):
             self.stderr.write(f"wrote report.md, chart.png, results.json to {options['output']}")
         run = evaluation_run_store(report=report, name=options["name"], chart_png=chart_png(report))
         self.stderr.write(f"stored as evaluation run {run.pk} (/evaluation/runs/{run.pk})")
+        return run
 
     def _dataset(self, options: dict) -> tuple[runner.Dataset, runner.ImportReport, dict]:
         """Return the data set, its import into its own collection, and its documents' corpus ids."""
@@ -271,7 +293,10 @@ class Command(BaseCommand):
         self, dataset, collection: str, k_initial: int, ids: dict, aliases: dict, *, rerank: bool
     ) -> list[QueryResult]:
         results = []
-        for query in tqdm(dataset.queries, desc=dataset.name, unit="query", mininterval=2.0):
+        total = len(dataset.queries)
+        for done, query in enumerate(tqdm(dataset.queries, desc=dataset.name, unit="query", mininterval=2.0)):
+            if self.job is not None:
+                jobs.job_progress(self.job, done=done, total=total, message=f"query {done + 1} of {total}")
             try:
                 results.append(
                     runner.query_evaluate(
@@ -286,6 +311,8 @@ class Command(BaseCommand):
                 )
             except SearchUnavailable as error:
                 raise CommandError(str(error)) from error
+        if self.job is not None:
+            jobs.job_progress(self.job, done=total, total=total, message="storing the run")
         return results
 
     def _report(self, dataset, imported, results, worker_info, k_initial, options, seconds) -> dict:
