@@ -16,6 +16,24 @@ def env_str(name: str, default: str = "") -> str:
     return os.environ.get(name, default)
 
 
+def secret_key_weakness(key: str) -> str:
+    """Return why `key` is too weak to sign production sessions ("" when it is not), by the rule of
+    Django's own `check --deploy` (security.W009): 50 characters, 5 distinct, no django-insecure- prefix."""
+    from django.core.checks.security.base import (
+        SECRET_KEY_INSECURE_PREFIX,
+        SECRET_KEY_MIN_LENGTH,
+        SECRET_KEY_MIN_UNIQUE_CHARACTERS,
+    )
+
+    if len(key) < SECRET_KEY_MIN_LENGTH:
+        return f"it has {len(key)} characters, fewer than {SECRET_KEY_MIN_LENGTH}"
+    if len(set(key)) < SECRET_KEY_MIN_UNIQUE_CHARACTERS:
+        return f"it has {len(set(key))} distinct characters, fewer than {SECRET_KEY_MIN_UNIQUE_CHARACTERS}"
+    if key.startswith(SECRET_KEY_INSECURE_PREFIX):
+        return f"it starts with {SECRET_KEY_INSECURE_PREFIX!r}, the mark of a key startproject generated"
+    return ""
+
+
 def env_bool(name: str, default: bool) -> bool:
     """Return the variable as a boolean; raise ImproperlyConfigured on anything else."""
     raw = os.environ.get(name)

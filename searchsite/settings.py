@@ -15,17 +15,24 @@ from searchsite.env import (
     env_rate,
     env_str,
     env_trusted_proxies,
+    secret_key_weakness,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = env_bool("DEBUG", True)
-# Production refuses to start without a real secret; development gets a throwaway one.
+# Production refuses to start without a strong secret (Django's check --deploy rule);
+# development gets a throwaway one.
 SECRET_KEY = env_str("SECRET_KEY")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
     SECRET_KEY = "dev-only-insecure-key-never-used-in-production-" + "x" * 20
+elif not DEBUG and (weakness := secret_key_weakness(SECRET_KEY)):
+    raise ImproperlyConfigured(
+        f"SECRET_KEY is too weak to run with DEBUG off: {weakness}. Set 50 or more random characters, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 # Who is the client (throttles, the admin login limit; searchsite.client_address): unset, the

@@ -24,7 +24,7 @@ def csp_directives(header: str) -> dict[str, list[str]]:
 
 def pages() -> list[str]:
     document = Document.objects.filter(collection=LIBRARY).order_by("pk").first()
-    urls = ["/", "/search?q=apple"]
+    urls = ["/", "/search?q=apple", "/admin/login/", "/api/v1/docs"]
     if document is not None:
         urls.append(f"/documents/{document.pk}?q=apple")
     return urls

@@ -48,6 +48,26 @@ def test_production_refuses_to_start_without_secret_key() -> None:
     assert "DEBUG" in message
 
 
+@pytest.mark.parametrize(
+    ("key", "why"),
+    [
+        ("short-but-secret", "16 characters, fewer than 50"),
+        ("ab" * 40, "2 distinct characters, fewer than 5"),
+        ("django-insecure-" + "k3y-0f-startproject-" * 3, "'django-insecure-'"),
+    ],
+)
+def test_production_refuses_a_weak_secret_key(key: str, why: str) -> None:
+    message = improperly_configured(run(["-c", SETUP], production_env(SECRET_KEY=key)))
+    assert message.startswith("SECRET_KEY is too weak to run with DEBUG off"), message
+    assert why in message, message
+    assert key not in message  # the key itself never reaches a log
+
+
+def test_development_takes_any_secret_key() -> None:
+    result = run(["-c", SETUP], production_env(DEBUG="1", SECRET_KEY="short-but-secret"))
+    assert result.returncode == 0, result.stderr
+
+
 def test_development_works_without_secret_key() -> None:
     result = run(["-c", SETUP], production_env(DEBUG="1", SECRET_KEY=None))
     assert result.returncode == 0, result.stderr
