@@ -26,10 +26,12 @@ from search.reranking import (
     RerankedTexts,
     RerankRefused,
     budget_refusal,
+    limits_check,
     texts_rerank,
     texts_truncate,
 )
 from search.throttling import SearchThrottle
+from searchsite.api_parsers import CountedJSONParser, TooManyTokens
 
 # Cohere bills one search unit per query with up to 100 documents; `meta.billed_units` counts the
 # same way so that tools tracking Cohere usage see comparable numbers. Nothing is charged here.
@@ -40,6 +42,14 @@ SITE_VERSION = "0.1.0"
 # worker's fp32 sigmoid cannot say more, and log(0) is not a number.
 LOGIT_CLAMP = 1e-7
 # TEI's error categories (text-embeddings-inference router ErrorType), by our refusal reason.
+# Fields a Cohere document object may have, and names rank_fields may list: a document is a
+# record (title, body, url, ...), not a table. Without a bound, 200 documents and thousands of
+# rank_fields joined hundreds of megabytes before a limit was checked (issue 25, finding 1).
+MAX_DOCUMENT_FIELDS = 50
+MAX_RANK_FIELDS = 50
+# JSON tokens (strings, commas, opening brackets) beyond the documents: query, top_n, model and
+# the other parameters, with room for fields a client sends that we ignore.
+OTHER_PARAMETER_TOKENS = 100
 TEI_ERROR_TYPES = {
     "too_large": "validation",
     "language": "validation",
@@ -88,6 +98,79 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class CohereRerankParser(CountedJSONParser):
+    """The largest Cohere request we take, in JSON tokens: 200 documents of 50 fields (a name, a
+    value and a comma each, and a bracket and a comma a document) and 50 rank_fields (a name and a
+    comma each). A body with more is refused before it is decoded."""
+
+    max_tokens = MAX_RERANK_DOCUMENTS * (3 * MAX_DOCUMENT_FIELDS + 2) + 2 * MAX_RANK_FIELDS + OTHER_PARAMETER_TOKENS
+
+
+class TeiRerankParser(CountedJSONParser):
+    """The largest TEI request we take, in JSON tokens: 200 texts (a string and a comma each)."""
+
+    max_tokens = 2 * MAX_RERANK_DOCUMENTS + OTHER_PARAMETER_TOKENS
+
+
+def cohere_limits_check(data: object) -> None:
+    """Raise RerankRefused (413) when a Cohere request passes a limit, sized from the raw JSON
+    before any document is validated or any text joined (no loop over more than 200 documents).
+
+    A document object's text is its rank_fields joined as "name: value" lines; its length is
+    summed, never built. What is not the expected type is left to the serializer to refuse.
+    """
+    if not isinstance(data, dict):
+        return
+    query, documents, names = data.get("query"), data.get("documents"), data.get("rank_fields")
+    documents = documents if isinstance(documents, list) else []
+    limits_check(count=len(documents))
+    if isinstance(names, list) and len(names) > MAX_RANK_FIELDS:
+        raise RerankRefused(
+            f"{len(names):,} rank_fields; at most {MAX_RANK_FIELDS}.", reason="too_large", field="rank_fields"
+        )
+    if not (isinstance(names, list) and names and all(isinstance(name, str) for name in names)):
+        names = ["text"]
+    sizes = []
+    for i, document in enumerate(documents):
+        if isinstance(document, dict) and len(document) > MAX_DOCUMENT_FIELDS:
+            raise RerankRefused(
+                f"Document {i} has {len(document):,} fields; at most {MAX_DOCUMENT_FIELDS}.",
+                reason="too_large",
+                field="documents",
+            )
+        sizes.append(_joined_chars(document, names))
+    limits_check(count=len(documents), query_chars=len(query) if isinstance(query, str) else 0, text_chars=sizes)
+
+
+def _joined_chars(document: object, names: list[str]) -> int:
+    """Return the length of the text CohereRerankInputSerializer reads from `document` (0 where
+    it cannot read one: the serializer says why)."""
+    if isinstance(document, str):
+        return len(document)
+    if not isinstance(document, dict) or not all(isinstance(document.get(name), str) for name in names):
+        return 0
+    if len(names) == 1:
+        return len(document[names[0]])
+    # "name: value" lines joined by newlines, as CohereRerankInputSerializer.validate builds them.
+    return sum(len(name) + 2 + len(document[name]) for name in names) + len(names) - 1
+
+
+def cohere_exception_handler(exc: Exception, context: dict) -> Response | None:
+    """Return the API's error shape with Cohere's `message` beside `error` (Cohere's clients read
+    `message`); a body with too many values is `status: too_large`, as the other 413s."""
+    response = json_exception_handler(exc, context)
+    if response is None:
+        return None
+    if "fields" in response.data:
+        name, problems = next(iter(response.data["fields"].items()))
+        response.data["message"] = f"{name}: {_first_problem(problems)}"
+    else:
+        response.data["message"] = response.data["error"]
+    if isinstance(exc, TooManyTokens):
+        response.data["status"] = "too_large"
+    return response
+
+
 class CohereRerankInputSerializer(serializers.Serializer):
     """Cohere's rerank request (v1 and v2). `model` is accepted and ignored: the worker's model serves."""
 
@@ -96,7 +179,11 @@ class CohereRerankInputSerializer(serializers.Serializer):
     top_n = WholeNumberField(required=False, min_value=1)
     return_documents = serializers.BooleanField(required=False, default=False)
     rank_fields = serializers.ListField(
-        child=serializers.CharField(), required=False, min_length=1, help_text="v1: object fields to read, in order"
+        child=serializers.CharField(),
+        required=False,
+        min_length=1,
+        max_length=MAX_RANK_FIELDS,
+        help_text="v1: object fields to read, in order",
     )
     model = serializers.CharField(required=False, allow_blank=True, help_text="ignored: see GET /api/v1/status")
 
@@ -153,8 +240,9 @@ class CohereRerankOutputSerializer(serializers.Serializer):
 
 
 def refusal_response(refusal: RerankRefused, **extra: object) -> Response:
-    """Return the API's JSON error for a refused rerank: {"error", "status", ...}, Retry-After kept."""
-    body: dict = {"error": refusal.message, "status": refusal.reason, **extra}
+    """Return the API's JSON error for a refused rerank: {"error", "message", "status", ...}
+    (`message` as Cohere's errors carry it), Retry-After kept."""
+    body: dict = {"error": refusal.message, "message": refusal.message, "status": refusal.reason, **extra}
     if refusal.field:
         body["fields"] = {refusal.field: [refusal.message]}
     if refusal.retry_after is not None:
@@ -174,11 +262,20 @@ class CohereRerankApi(APIView):
 
     permission_classes = [AllowAny]
     throttle_classes = [SearchThrottle]
+    parser_classes = [CohereRerankParser]
     api_version = "1"
+
+    def get_exception_handler(self):
+        return cohere_exception_handler
 
     @extend_schema(request=CohereRerankInputSerializer, responses=CohereRerankOutputSerializer)
     def post(self, request: Request) -> Response:
         if (refusal := budget_refusal(request)) is not None:  # before the body is read
+            return refusal_response(refusal)
+        # Limits first, on the raw JSON (the parser has bounded its tokens): then validation.
+        try:
+            cohere_limits_check(request.data)
+        except RerankRefused as refusal:
             return refusal_response(refusal)
         params = CohereRerankInputSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -235,6 +332,8 @@ def tei_exception_handler(exc: Exception, context: dict) -> Response | None:
         response.status_code = 422
         name, problems = next(iter(response.data["fields"].items()))
         response.data["error"] = f"{name}: {_first_problem(problems)}"
+    if isinstance(exc, TooManyTokens):
+        response.data["status"] = "too_large"
     response.data["error_type"] = {422: "validation", 429: "overloaded", 503: "unhealthy"}.get(
         response.status_code, "validation"
     )
@@ -286,9 +385,16 @@ class TeiApiView(APIView):
 class TeiRerankApi(TeiApiView):
     """POST /api/tei/rerank: TEI's rerank; base URL for TEI clients: <site>/api/tei."""
 
+    parser_classes = [TeiRerankParser]
+
     @extend_schema(request=TeiRerankInputSerializer, responses=TeiRankSerializer(many=True))
     def post(self, request: Request) -> Response:
         if (refusal := budget_refusal(request)) is not None:  # before the body is read
+            return refusal_response(refusal, error_type=TEI_ERROR_TYPES[refusal.reason])
+        texts = request.data.get("texts") if isinstance(request.data, dict) else None
+        try:  # the count first, on the raw JSON: then each text is validated
+            limits_check(count=len(texts) if isinstance(texts, list) else 0)
+        except RerankRefused as refusal:
             return refusal_response(refusal, error_type=TEI_ERROR_TYPES[refusal.reason])
         params = TeiRerankInputSerializer(data=request.data)
         params.is_valid(raise_exception=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.http import HttpRequest
@@ -137,7 +138,7 @@ def _log_rerank(query: str, texts: list[str], status: str, started: float, model
 
 
 def _rerank(request: HttpRequest, query: str, texts: list[str], top_n: int | None) -> RerankedTexts:
-    _check_limits(query, texts)
+    limits_check(count=len(texts), query_chars=len(query), text_chars=[len(text) for text in texts])
     charge = RerankCharge(pairs=len(texts), chars=sum(len(query) + len(text) for text in texts))
     decision = rerank_budget_charge(request, charge)
     if decision.too_large:
@@ -158,24 +159,28 @@ def _rerank(request: HttpRequest, query: str, texts: list[str], top_n: int | Non
     return RerankedTexts(ranked=ranked, model=reply.model or {}, unscored=sorted(unscored))
 
 
-def _check_limits(query: str, texts: list[str]) -> None:
-    if len(texts) > MAX_RERANK_DOCUMENTS:
+def limits_check(*, count: int, query_chars: int = 0, text_chars: Sequence[int] = ()) -> None:
+    """Raise RerankRefused (413) when the sizes of a request pass a limit: the number of texts
+    first, then each text's characters, then the query's. Callers pass sizes, so they can check a
+    request before they build its texts (search.rerank_api sizes a Cohere document's joined fields
+    from the raw JSON)."""
+    if count > MAX_RERANK_DOCUMENTS:
         raise RerankRefused(
-            f"{len(texts):,} documents; at most {MAX_RERANK_DOCUMENTS} are reranked per call.",
+            f"{count:,} documents; at most {MAX_RERANK_DOCUMENTS} are reranked per call.",
             reason="too_large",
             field="documents",
         )
-    longest = max(range(len(texts)), key=lambda i: len(texts[i]), default=None)
-    if longest is not None and len(texts[longest]) > MAX_RERANK_TEXT_CHARS:
+    longest = max(range(len(text_chars)), key=text_chars.__getitem__, default=None)
+    if longest is not None and text_chars[longest] > MAX_RERANK_TEXT_CHARS:
         raise RerankRefused(
-            f"Document {longest} has {len(texts[longest]):,} characters; at most {MAX_RERANK_TEXT_CHARS:,} "
+            f"Document {longest} has {text_chars[longest]:,} characters; at most {MAX_RERANK_TEXT_CHARS:,} "
             "per document (split it into passages).",
             reason="too_large",
             field="documents",
         )
-    if len(query) > MAX_RERANK_QUERY_CHARS:
+    if query_chars > MAX_RERANK_QUERY_CHARS:
         raise RerankRefused(
-            f"The query has {len(query):,} characters; at most {MAX_RERANK_QUERY_CHARS:,}.",
+            f"The query has {query_chars:,} characters; at most {MAX_RERANK_QUERY_CHARS:,}.",
             reason="too_large",
             field="query",
         )

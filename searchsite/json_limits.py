@@ -48,3 +48,42 @@ def nesting_problem(text: str | bytes, max_depth: int = MAX_JSON_DEPTH) -> str |
             return None
         brackets = reduced
     return too_deep if brackets else None
+
+
+# One JSON token that counts, once escaped backslashes and quotes are gone: a whole string
+# (skipped in C; possessive, so a string that never ends costs one pass), a bracket, a comma, or
+# a quote that opens no string (then the text is not JSON, and the JSON reader says why).
+_TOKEN = re.compile(rb'"[^"]*+"|[\[\]{},"]')
+# Bytes that neither delimit strings, nor nest, nor separate values: dropped first (in C).
+_NOT_TOKEN = bytes(byte for byte in range(256) if byte not in b'[]{}",')
+
+
+def tokens_problem(data: bytes, *, max_tokens: int, max_depth: int = MAX_JSON_DEPTH) -> tuple[str, str] | None:
+    """Return ("tokens" or "depth", why) when `data` holds more than `max_tokens` tokens or nests
+    deeper than `max_depth` (None if neither), reading it only until a limit is passed.
+
+    Tokens are strings, commas and opening brackets (numbers and literals sit between commas, so
+    they are bounded too). Strings are skipped by a regular expression in C, so the Python loop
+    runs at most `max_tokens` times however large the body: a refusal costs milliseconds and no
+    memory that grows with what was sent. Unbalanced brackets and an unterminated string are left
+    to the JSON reader, whose message says where.
+    """
+    if b"\\" in data:  # as in nesting_problem: then no quote inside a string is left
+        data = data.replace(b"\\\\", b"").replace(b'\\"', b"")
+    data = data.translate(None, delete=_NOT_TOKEN)
+    tokens = depth = 0
+    for match in _TOKEN.finditer(data):
+        token = data[match.start()]
+        if token == 0x22 and match.end() - match.start() == 1:  # a quote that opens no string
+            return None
+        if token in (0x5D, 0x7D):  # ']' '}'
+            depth -= 1
+            continue
+        if token in (0x5B, 0x7B):  # '[' '{'
+            depth += 1
+            if depth > max_depth:
+                return "depth", f"the JSON nests deeper than {max_depth} levels of arrays and objects"
+        tokens += 1
+        if tokens > max_tokens:
+            return "tokens", f"the JSON holds more than {max_tokens:,} strings, commas and brackets"
+    return None
