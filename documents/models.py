@@ -6,6 +6,7 @@ import unicodedata
 from django.contrib.postgres.indexes import GinIndex
 from django.contrib.postgres.search import SearchVector, SearchVectorField
 from django.db import models
+from django.db.models import Q
 from django.urls import reverse
 
 from documents.textsearch import TS_CONFIG
@@ -62,6 +63,11 @@ class Document(models.Model):
         constraints = [
             # Exact duplicates are skipped on import; the constraint makes that race-free.
             models.UniqueConstraint(fields=["collection", "content_hash"], name="document_unique_content"),
+            # One document per id of its source within a collection, however many imports run at
+            # once (documents.services.documents_import also queues them per collection).
+            models.UniqueConstraint(
+                fields=["collection", "external_id"], condition=~Q(external_id=""), name="document_unique_external_id"
+            ),
         ]
 
     def __str__(self) -> str:

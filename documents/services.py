@@ -12,7 +12,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import DatabaseError, IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.utils import timezone
 
 from documents import index_hooks
@@ -135,6 +135,12 @@ def _too_large(error: DatabaseError) -> IngestError | None:
     return None
 
 
+def _constraint(error: IntegrityError) -> str | None:
+    """Return the name of the constraint `error` violated, as PostgreSQL reports it."""
+    diag = getattr(error.__cause__, "diag", None)
+    return getattr(diag, "constraint_name", None)
+
+
 def document_create(*, item: DocumentInput, collection: str = LIBRARY) -> CreateResult:
     """Return the new document (or the existing exact duplicate), with chunks and index.
 
@@ -151,7 +157,11 @@ def document_create(*, item: DocumentInput, collection: str = LIBRARY) -> Create
             document.save()
             Chunk.objects.bulk_create(_chunks_for(document))
             index_hooks.announce(changed=[document.pk], collection=collection)
-    except IntegrityError:
+    except IntegrityError as error:
+        if _constraint(error) == "document_unique_external_id":
+            raise IngestError(
+                f"another document in this collection already has the id {clean.external_id!r}"
+            ) from error
         # Another writer stored the same text between our check and our insert.
         existing = Document.objects.filter(collection=collection, content_hash=digest).first()
         if existing is None:
@@ -182,6 +192,10 @@ def document_update(*, document: Document, **changes: object) -> Document:
             Chunk.objects.bulk_create(_chunks_for(document))
             index_hooks.announce(changed=[document.pk], collection=document.collection)
     except IntegrityError as error:
+        if _constraint(error) == "document_unique_external_id":
+            raise IngestError(
+                f"another document in this collection already has the id {document.external_id!r}"
+            ) from error
         raise IngestError("another document in this collection already has exactly this title and text") from error
     except DatabaseError as error:
         too_large = _too_large(error)
@@ -234,28 +248,63 @@ def documents_import(
     """Return counts after storing `items` in batches (one transaction per batch).
 
     Idempotent by external id within the collection: an id already stored with the same text is
-    skipped (unchanged), with new text it updates that document (re-chunked, re-indexed; the
-    oldest one when the id is stored more than once). Records without an id are skipped when
+    skipped (unchanged), with new text it updates that document (re-chunked, re-indexed; a unique
+    constraint keeps one document per id). Records without an id are skipped when
     their exact text is stored. Batched writes make large imports fast; an item that fails
     validation is rejected alone.
     """
     outcome = ImportTally()
     for batch in _batches(items, batch_size):
-        plan = _plan_batch(batch, collection)
+        # Planned and written in one transaction, after every earlier import batch of this
+        # collection committed: two imports of the same ids at once update, never duplicate.
+        with transaction.atomic():
+            _queue_for(collection)
+            plan = _plan_batch(batch, collection)
+            try:
+                _write_batch(plan, collection)
+            except DatabaseError as error:
+                if is_outage(error):
+                    raise
+                # One bad row fails the whole batch: fall back to one transaction per document.
+                _write_one_by_one(plan, collection, outcome)
+                written = False
+            else:
+                written = True
         outcome.unchanged += plan.unchanged
         outcome.duplicates += plan.duplicates
         outcome.rejected.extend(plan.rejected)
-        try:
-            _write_batch(plan, collection)
-        except DatabaseError:
-            # One bad row fails the whole batch: fall back to one transaction per document.
-            _write_one_by_one(plan, collection, outcome)
-            continue
-        outcome.created += len(plan.new)
-        outcome.updated += plan.updated
-        outcome.document_ids.extend(doc.pk for doc in plan.new.values())
-        outcome.updated_ids.extend(plan.changed)
+        if written:
+            outcome.created += len(plan.new)
+            outcome.updated += plan.updated
+            outcome.document_ids.extend(doc.pk for doc in plan.new.values())
+            outcome.updated_ids.extend(plan.changed)
     return outcome
+
+
+# The first key of the advisory lock that queues import batches per collection (the second is a
+# hash of the collection's name). search_bm25_pack uses 2512 for its own lock.
+IMPORT_LOCK_KEY = 2513
+
+
+def _queue_for(collection: str) -> None:
+    """Wait until no other import batch of `collection` is in flight; hold that until commit."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [IMPORT_LOCK_KEY, collection])
+
+
+# SQLSTATE classes of a database that is gone rather than of a statement it refused: connection
+# exceptions, and an operator's shutdown (57P01-57P03).
+_OUTAGE_STATES = ("08", "57P01", "57P02", "57P03")
+
+
+def is_outage(error: DatabaseError) -> bool:
+    """Return whether `error` says the database cannot be reached (as opposed to refusing data)."""
+    if isinstance(error, InterfaceError):
+        return True
+    if not isinstance(error, OperationalError):
+        return False
+    state = getattr(error.__cause__, "sqlstate", None)
+    return state is None or state.startswith(_OUTAGE_STATES)
 
 
 def _plan_batch(batch: list[DocumentInput], collection: str) -> _BatchPlan:
@@ -271,7 +320,7 @@ def _plan_batch(batch: list[DocumentInput], collection: str) -> _BatchPlan:
         cleaned.append((clean, content_hash(clean.title, clean.body)))
     ids = {clean.external_id for clean, _ in cleaned if clean.external_id}
     stored: dict[str, Document] = {}
-    # documents_document(collection, external_id) index; the oldest document of an id holds it.
+    # documents_document(collection, external_id) index; one document per id (document_unique_external_id).
     for document in (
         Document.objects.filter(collection=collection, external_id__in=ids)
         .only("id", "collection", "external_id", "content_hash")
@@ -336,6 +385,8 @@ def _write_one_by_one(plan: _BatchPlan, collection: str, outcome: ImportTally) -
         try:
             result = document_create(item=DocumentInput.of(document), collection=collection)
         except (IngestError, DatabaseError) as error:
+            if isinstance(error, DatabaseError) and is_outage(error):
+                raise
             outcome.rejected.append(f"{document.external_id or document.title[:40]!r}: {error}")
             continue
         # A concurrent writer may have stored the same text since our duplicate check.
@@ -348,6 +399,8 @@ def _write_one_by_one(plan: _BatchPlan, collection: str, outcome: ImportTally) -
         try:
             document_update(document=document)
         except (IngestError, DatabaseError) as error:
+            if isinstance(error, DatabaseError) and is_outage(error):
+                raise
             outcome.rejected.append(f"{document.external_id!r}: {error}")
             continue
         outcome.updated += 1

@@ -27,6 +27,9 @@ from tests.support.session import (
     wait_for_worker,
 )
 
+# The site's database name, before pytest-django switches the connection to the test database.
+SITE_DATABASE_NAME = settings.DATABASES["default"]["NAME"]
+
 # Tests that count documents use this collection; the session's sample library stays apart.
 TEST_COLLECTION = "test-ingest"
 
@@ -70,12 +73,25 @@ def rerank_worker(tiny_model_dir: Path, artifacts_dir: Path, django_db_setup) ->
 
 
 @pytest.fixture(scope="session")
-def django_db_setup(django_db_setup, django_db_blocker):
-    """Create the test database once and load the sample library into it (committed)."""
-    from django.core.management import call_command
+def django_db_setup(django_db_setup, django_db_blocker, django_db_keepdb):
+    """Create the test database once and load the sample library into it (committed).
 
+    pytest-django creates it only when some collected test is marked `django_db`; a session of
+    tests that use it only through committed fixtures (the live site, a worker) creates it here.
+    """
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import setup_databases, teardown_databases
+
+    created = None
     with django_db_blocker.unblock():
+        if connection.settings_dict["NAME"] == SITE_DATABASE_NAME:  # not switched to the test database
+            created = setup_databases(verbosity=0, interactive=False, aliases={"default"}, keepdb=django_db_keepdb)
         call_command("load_sample_library", "--if-empty")
+    yield
+    if created is not None and not django_db_keepdb:
+        with django_db_blocker.unblock():
+            teardown_databases(created, verbosity=0)
 
 
 @pytest.fixture(scope="session")

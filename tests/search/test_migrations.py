@@ -10,34 +10,15 @@ its README); each database here is a scratch database of its own on the test ser
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import uuid
-from urllib.parse import urlsplit, urlunsplit
-
 import psycopg
 import pytest
-from psycopg import sql
 
-from tests.support.processes import ROOT
+from tests.support.scratch_databases import database_url, migrate, scratch_databases
 
 FIRST_COMMITTED = {
     "documents": "tests.data.migrations_as_first_committed.documents",
     "search": "tests.data.migrations_as_first_committed.search",
 }
-
-# Runs in a fresh interpreter: migrate with the migration modules given in MIGRATION_MODULES_JSON.
-MIGRATE = """
-import json, os
-import django
-from django.conf import settings
-settings.MIGRATION_MODULES = json.loads(os.environ["MIGRATION_MODULES_JSON"])
-django.setup()
-from django.core.management import call_command
-call_command("migrate", verbosity=0)
-"""
 
 # Everything a migration defines in SQL, by category, keyed by a name (extension objects left out).
 SCHEMA = {
@@ -77,41 +58,15 @@ SCHEMA = {
 }
 
 
-def _url(name: str) -> str:
-    return urlunsplit(urlsplit(os.environ["DATABASE_URL"])._replace(path="/" + name))
-
-
-def _migrate(name: str, modules: dict[str, str]) -> None:
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=_url(name),
-        DJANGO_SETTINGS_MODULE="searchsite.settings",
-        MIGRATION_MODULES_JSON=json.dumps(modules),
-    )
-    completed = subprocess.run(
-        [sys.executable, "-c", MIGRATE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert completed.returncode == 0, completed.stderr[-4000:]
-
-
 def _schema(name: str) -> dict[str, dict[str, str]]:
-    with psycopg.connect(_url(name)) as conn:
+    with psycopg.connect(database_url(name)) as conn:
         return {kind: dict(conn.execute(query).fetchall()) for kind, query in SCHEMA.items()}
 
 
 @pytest.fixture
-def scratch_databases():
-    """Two empty databases of this test's own on the test server, dropped afterwards."""
-    names = [f"migrations_{uuid.uuid4().hex[:10]}_{which}" for which in ("old", "fresh")]
-    with psycopg.connect(_url("postgres"), autocommit=True) as conn:
-        for name in names:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
+def two_databases():
+    with scratch_databases("old", "fresh") as names:
         yield names
-    finally:
-        with psycopg.connect(_url("postgres"), autocommit=True) as conn:
-            for name in names:
-                conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 # Documents of two collections written in one statement, then packs taken of both (min_df 1).
@@ -136,19 +91,19 @@ ORDER BY 1, 2
 """
 
 
-def test_a_database_migrated_before_the_edits_ends_like_a_fresh_one(scratch_databases):
-    old, fresh = scratch_databases
-    _migrate(old, FIRST_COMMITTED)  # a database as it was when each migration was first committed
-    with psycopg.connect(_url(old)) as conn:
+def test_a_database_migrated_before_the_edits_ends_like_a_fresh_one(two_databases):
+    old, fresh = two_databases
+    migrate(old, modules=FIRST_COMMITTED)  # a database as it was when each migration was first committed
+    with psycopg.connect(database_url(old)) as conn:
         conn.execute(SEED)
         packs_before = conn.execute(PACKS).fetchall()
         # A pack that missed a write, as the old change-log triggers could leave one unlogged.
         conn.execute(STALE)
-    _migrate(old, {})  # then today's migrations: only the new ones run
-    _migrate(fresh, {})
+    migrate(old)  # then today's migrations: only the new ones run
+    migrate(fresh)
 
     migrated, created = _schema(old), _schema(fresh)
-    with psycopg.connect(_url(old)) as conn:
+    with psycopg.connect(database_url(old)) as conn:
         # Packs taken under the old change-log triggers are taken again, with the same terms.
         assert conn.execute(PACKS).fetchall() == packs_before
         assert conn.execute("SELECT count(*) FROM search_bm25_change").fetchone()[0] == 0
