@@ -1,10 +1,16 @@
-"""Security headers Django does not set by itself, and JSON errors for everything under /api/."""
+"""Security headers Django does not set by itself, JSON errors for everything under /api/, and the
+503 answer for a database outage wherever it surfaces."""
 
+import logging
 from collections.abc import Callable
 from http import HTTPStatus
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+
+logger = logging.getLogger(__name__)
 
 # Every page keeps to it: ours use only our own scripts, styles and images, no inline script;
 # Django's admin (5.2) has no inline script or style attribute; the API docs load Swagger UI's
@@ -25,6 +31,35 @@ class ContentSecurityPolicyMiddleware:
         response = self.get_response(request)
         response.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
         return response
+
+
+class DatabaseOutageMiddleware:
+    """Answer 503 for a lost or refused database connection that a view did not handle itself.
+
+    The views catch the outage where they query, but a request carrying a session cookie meets it
+    earlier: its user is read from the database the first time anything asks (a throttle, the
+    page's header, the admin), and that used to answer 500. Other database errors are bugs and
+    stay 500. The page is rendered without the request: its header would ask for the user again.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.warning("database unavailable for %s: %s", request.path, type(exception).__name__)
+        if request.path.startswith(API_PREFIX):
+            return JsonResponse({"error": DATABASE_UNAVAILABLE}, status=HTTPStatus.SERVICE_UNAVAILABLE)
+        page = render_to_string("search/unavailable.html", {"query": ""})
+        return HttpResponse(page, status=HTTPStatus.SERVICE_UNAVAILABLE)
+
+
+# What the API answers while the database is down (search.api.json_exception_handler says the same).
+DATABASE_UNAVAILABLE = "The document database is not answering; try again shortly."
 
 
 class ApiJsonErrorsMiddleware:

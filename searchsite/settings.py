@@ -69,6 +69,8 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "searchsite.middleware.ContentSecurityPolicyMiddleware",
+    # A database outage met outside a view's own handling (a signed-in user's session): 503.
+    "searchsite.middleware.DatabaseOutageMiddleware",
 ]
 
 ROOT_URLCONF = "searchsite.urls"

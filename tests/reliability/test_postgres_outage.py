@@ -32,6 +32,15 @@ DOCUMENTS = [
 ]
 
 
+# A signed-in staff member's session, made in the site's own database (printed: its key).
+SIGN_IN = (
+    "from django.contrib.auth.models import User; from django.test import Client; "
+    "client = Client(); "
+    "client.force_login(User.objects.create_user('outage-staff', password='outage-pw-1', is_staff=True)); "
+    "print(client.cookies['sessionid'].value)"
+)
+
+
 def assert_no_leak(body: str) -> None:
     for leak in LEAKS:
         assert leak not in body, f"{leak!r} reached the visitor:\n{body[:2000]}"
@@ -62,11 +71,14 @@ def test_it_answers_503_while_postgres_is_down_and_recovers_by_itself(
     library.write_text("\n".join(json.dumps(item) for item in DOCUMENTS))
     manage(env, "migrate", "--noinput", "-v", "0")
     manage(env, "import_documents", str(library))
+    session_key = manage(env, "shell", "-c", SIGN_IN).stdout.split()[-1]
+    signed_in = {"Cookie": f"sessionid={session_key}"}
     site, base = start_site(env, artifacts_dir / "web-postgres-outage.log")
     query = urllib.parse.urlencode({"q": "tart apples"})
     try:
         before = http(f"{base}/api/v1/search?{query}")
         assert before.status == 200, before.body[:2000]
+        assert http(f"{base}/admin/", headers=signed_in).status == 200  # the session signs staff in
         assert before.json()["candidate_count"] == 2
         document_id = before.json()["fulltext"][0]["document_id"]
 
@@ -78,16 +90,30 @@ def test_it_answers_503_while_postgres_is_down_and_recovers_by_itself(
             "documents api": http(f"{base}/api/v1/documents"),
             "document api": http(f"{base}/api/v1/documents/{document_id}"),
             "healthz": http(f"{base}/healthz"),
+            # The user of a request with a session cookie is read from the database.
+            "page, signed in": http(f"{base}/search?{query}", headers=signed_in),
+            "home, signed in": http(f"{base}/", headers=signed_in),
+            "document, signed in": http(f"{base}/documents/{document_id}", headers=signed_in),
+            "admin, signed in": http(f"{base}/admin/documents/document/", headers=signed_in),
+            "api, signed in": http(f"{base}/api/v1/search?{query}", headers=signed_in),
+            "documents api, signed in": http(f"{base}/api/v1/documents", headers=signed_in),
         }
 
         for name, reply in down.items():
             assert reply.status == 503, f"{name}: {reply.status}\n{reply.body[:2000]}"
             assert reply.seconds < reply_limit_seconds(CONNECT_TIMEOUT_SECONDS), name
             assert_no_leak(reply.body)
-        for name in ("page", "document"):
+        for name in (
+            "page",
+            "document",
+            "page, signed in",
+            "home, signed in",
+            "document, signed in",
+            "admin, signed in",
+        ):
             assert down[name].headers.get_content_type() == "text/html", name
             assert "Search is temporarily unavailable" in down[name].body, name
-        for name in ("api", "documents api", "document api"):
+        for name in ("api", "documents api", "document api", "api, signed in", "documents api, signed in"):
             assert down[name].headers.get_content_type() == "application/json", name
             assert down[name].json() == {"error": "The document database is not answering; try again shortly."}
         assert site.alive()
