@@ -45,7 +45,7 @@ def running_worker(
     settings.RERANK_QUEUE = queue
     try:
         try:
-            ready = wait_until_ready(process, lambda: worker_status(timeout=2.0).get("ready"), timeout=READY_SECONDS)
+            ready = wait_until_ready(process, lambda: worker_status(timeout=2.0).ready, timeout=READY_SECONDS)
         except ChildExited:
             ready = None
         if not ready:

@@ -7,6 +7,7 @@ from django.shortcuts import render
 
 from evaluation import judgments
 from evaluation.models import EvaluationRun
+from worker.protocol import ModelInfo
 
 # The metrics of a run's tables, in order, with their labels (evaluation.runner reports these).
 METRIC_ROWS = [
@@ -92,7 +93,7 @@ def run_context(run: EvaluationRun) -> dict:
         "hurt": movers.get("hurt", []),
         "judgments": run.report.get("judgments"),
         "rerank_status": run.report.get("rerank_status", {}),
-        "model_info": run.report.get("model_info", {}),
+        "model_info": ModelInfo.from_dict(run.report.get("model_info")),
         "command": (run.report.get("run") or {}).get("command", ""),
         "has_chart": run.has_chart,
     }

@@ -38,6 +38,7 @@ from search.backends import find_candidates
 from search.services import search_run
 from searchsite.processes import ChildExited, start_group, stop_group, wait_until_ready
 from searchsite.worker_command import worker_command
+from worker.protocol import ModelInfo, WorkerStatus
 
 # The metrics reported for both orderings, in table order.
 METRICS = ("mrr@5", "recall@3", "top1", "ndcg@10", "recall@k_initial")
@@ -295,7 +296,7 @@ class QueryResult:
     status: str  # ok | skipped (language not served) | no-candidates | timeout | error | unavailable
     fulltext_metrics: dict[str, float]
     reranked_metrics: dict[str, float]
-    model: dict | None = None
+    model: ModelInfo | None = None
     rerank_ms: float | None = None
 
     @property
@@ -430,15 +431,16 @@ class PrivateWorker:
     def log_tail(self, chars: int = 3000) -> str:
         return self.log_path.read_text(errors="replace")[-chars:] if self.log_path.exists() else ""
 
-    def wait_ready(self, timeout: float = WORKER_READY_SECONDS) -> dict:
+    def wait_ready(self, timeout: float = WORKER_READY_SECONDS) -> WorkerStatus:
         """Return the worker's status once it has loaded its model (network: Redis)."""
-        last: dict = {}
+        last = WorkerStatus(ready=False, problem="no rerank worker answered yet")
 
-        def ready() -> dict | None:
-            last.update(worker_client.worker_status(timeout=2.0))
-            if not last.get("ready") and "no rerank worker" not in last.get("problem", "no rerank worker"):
-                raise WorkerNotReady(f"the worker serves no model: {last['problem']}\n{self.log_tail()}")
-            return dict(last) if last.get("ready") else None
+        def ready() -> WorkerStatus | None:
+            nonlocal last
+            last = worker_client.worker_status(timeout=2.0)
+            if not last.ready and "no rerank worker" not in last.problem:
+                raise WorkerNotReady(f"the worker serves no model: {last.problem}\n{self.log_tail()}")
+            return last if last.ready else None
 
         with override_settings(RERANK_QUEUE=self.queue):
             try:

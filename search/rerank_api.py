@@ -305,8 +305,8 @@ class CohereRerankApi(APIView):
                 "api_version": {"version": self.api_version, "is_deprecated": False},
                 "billed_units": {"search_units": units},
             },
-            "model": reranked.model.get("model", ""),
-            "kind": reranked.model.get("kind", ""),
+            "model": reranked.model.model if reranked.model else "",
+            "kind": reranked.model.kind if reranked.model else "",
         }
 
 
@@ -411,7 +411,7 @@ class TeiRerankApi(TeiApiView):
         except RerankRefused as refusal:
             response = refusal_response(refusal, error_type=TEI_ERROR_TYPES[refusal.reason])
             return response
-        kind = reranked.model.get("kind")
+        kind = reranked.model.kind if reranked.model else None
         ranks = []
         for item in reranked.ranked:
             raw = data["raw_scores"] and item.score is not None
@@ -453,18 +453,18 @@ class TeiInfoApi(TeiApiView):
     @extend_schema(responses=TeiInfoSerializer)
     def get(self, request: Request) -> Response:
         status = worker_client.worker_status()
-        if not status.get("ready"):
-            problem = status.get("problem", "the reranker is not ready")
+        model = status.model
+        if not status.ready or model is None:
+            problem = status.problem or "the reranker is not ready"
             return Response({"error": f"The reranker is not ready: {problem}.", "error_type": "unhealthy"}, status=503)
-        model = status["model"]
         info = {
-            "model_id": model["model"],
+            "model_id": model.model,
             "model_sha": None,
-            "model_dtype": model["dtype"],
+            "model_dtype": model.dtype,
             # One score per pair, as TEI reports a reranker (a sequence classifier with one label).
             "model_type": {"reranker": {"id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}}},
             "max_concurrent_requests": None,
-            "max_input_length": model["max_length"],
+            "max_input_length": model.max_length,
             "max_batch_tokens": None,  # the worker's, which the web does not know
             "max_batch_requests": None,
             "max_client_batch_size": MAX_RERANK_DOCUMENTS,
@@ -472,7 +472,7 @@ class TeiInfoApi(TeiApiView):
             "version": SITE_VERSION,
             "sha": None,
             "docker_label": None,
-            "kind": model["kind"],
+            "kind": model.kind,
         }
         return Response(TeiInfoSerializer(info).data)
 
@@ -489,9 +489,15 @@ class StatusModelSerializer(serializers.Serializer):
 
 
 class StatusSerializer(serializers.Serializer):
+    """A worker.protocol.WorkerStatus: `model` when ready, else `problem`."""
+
     ready = serializers.BooleanField()
     model = StatusModelSerializer(required=False)
     problem = serializers.CharField(required=False, help_text="why nothing serves, when ready is false")
+
+    def to_representation(self, instance: object) -> dict:
+        data = super().to_representation(instance)
+        return {name: value for name, value in data.items() if name == "ready" or value}
 
 
 class StatusApi(APIView):

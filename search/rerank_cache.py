@@ -14,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 
 from django.conf import settings
 from django.core.cache import cache
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
+
+from worker.protocol import Heartbeat, ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -31,20 +32,20 @@ def enabled() -> bool:
     return settings.RERANK_CACHE_SECONDS > 0
 
 
-def model_identity(model: dict | None) -> str:
+def model_identity(model: ModelInfo | None) -> str:
     """Return what tells two served models apart: the configured one's when `model` is None."""
     if model is None:
         # The served languages are part of the key: a change of RERANKER_LANGUAGES must not let
         # cached scores answer a query the worker would now skip.
         languages = ",".join(settings.RERANKER_LANGUAGES or ["all"])
         return f"{settings.RERANKER_MODEL}\x00{settings.RERANKER_MAX_LENGTH}\x00{languages}"
-    languages = ",".join(model.get("languages") or ["all"])
-    return "\x00".join(
-        str(part) for part in (model.get("model"), model.get("max_length"), languages, model.get("vectors", ""))
-    )
+    languages = ",".join(model.languages or ["all"])
+    return "\x00".join(str(part) for part in (model.model, model.max_length, languages, model.vectors))
 
 
-def entry_keys(query: str, groups: list[list[str]], versions: list[str], *, model: dict | None = None) -> list[str]:
+def entry_keys(
+    query: str, groups: list[list[str]], versions: list[str], *, model: ModelInfo | None = None
+) -> list[str]:
     """Return one cache key per group for the served `model` (CPU only: hashes the texts)."""
     model = f"{model_identity(model)}\x00{query}"
     keys = []
@@ -59,28 +60,22 @@ def served_key() -> str:
     return f"{KEY_PREFIX}served:{settings.RERANK_QUEUE}:{settings.RERANKER_MODEL}:{settings.RERANKER_MAX_LENGTH}"
 
 
-def served_model() -> dict | None:
+def served_model() -> ModelInfo | None:
     """Return the model the worker serves now: its heartbeat's, else the last reply's (one round trip)."""
-    from search.worker_client import HEARTBEAT_FRESH_SECONDS, HEARTBEAT_PREFIX
-
-    heartbeat = f"{HEARTBEAT_PREFIX}{settings.RERANK_QUEUE}"
+    heartbeat = Heartbeat.key(settings.RERANK_QUEUE)
     try:
         found = cache.get_many([heartbeat, served_key()])
     except _UNREACHABLE as error:
         logger.warning("rerank cache unreachable (%s); scoring without it", type(error).__name__)
         return None
-    beat = found.get(heartbeat)
-    if (
-        isinstance(beat, dict)
-        and beat.get("model")
-        and time.time() - float(beat.get("at", 0)) <= HEARTBEAT_FRESH_SECONDS
-    ):
-        return beat["model"] if cacheable(beat["model"]) else None
-    last = found.get(served_key())
+    beat = Heartbeat.fresh(found.get(heartbeat))
+    if beat is not None and beat.model is not None:
+        return beat.model if cacheable(beat.model) else None
+    last = ModelInfo.from_dict(found.get(served_key()))
     return last if cacheable(last) else None
 
 
-def same_model(one: dict | None, other: dict | None) -> bool:
+def same_model(one: ModelInfo | None, other: ModelInfo | None) -> bool:
     return one is not None and other is not None and model_identity(one) == model_identity(other)
 
 
@@ -94,23 +89,23 @@ def lookup(keys: list[str]) -> dict[str, tuple[float, int]]:
     return {key: tuple(value) for key, value in found.items()}
 
 
-def store(entries: dict[str, tuple[float, int]], model: dict) -> None:
+def store(entries: dict[str, tuple[float, int]], model: ModelInfo | None) -> None:
     """Cache `entries` (keyed for `model`) and remember `model` as the one served (one round trip)."""
     if not entries or not cacheable(model):
         return
     try:
-        cache.set_many({**entries, served_key(): model}, timeout=settings.RERANK_CACHE_SECONDS)
+        cache.set_many({**entries, served_key(): model.as_dict()}, timeout=settings.RERANK_CACHE_SECONDS)
     except _UNREACHABLE as error:
         logger.warning("rerank cache unreachable (%s); scores not cached", type(error).__name__)
 
 
-def cacheable(model: dict | None) -> bool:
+def cacheable(model: ModelInfo | None) -> bool:
     """Return whether scores from `model` may be cached: a reply for the configured model (itself or
     the fallback the worker loaded instead: the keys name the model that served) at the configured
     max_length."""
     return bool(
-        isinstance(model, dict)
-        and model.get("model")
-        and model.get("requested") == settings.RERANKER_MODEL
-        and model.get("max_length") == settings.RERANKER_MAX_LENGTH
+        model is not None
+        and model.model
+        and model.requested == settings.RERANKER_MODEL
+        and model.max_length == settings.RERANKER_MAX_LENGTH
     )

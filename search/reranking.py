@@ -13,6 +13,7 @@ from django.http import HttpRequest
 from documents.textsearch import detect_language
 from search import worker_client
 from search.throttling import RerankCharge, rerank_budget_charge, rerank_budget_spent
+from worker.protocol import ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class RankedText:
 @dataclass(frozen=True)
 class RerankedTexts:
     ranked: list[RankedText]  # best first, at most top_n
-    model: dict  # what served: model, kind, device, dtype, max_length, ...
+    model: ModelInfo | None  # what served
     unscored: list[int] = field(default_factory=list)  # request positions without a score, in order
 
     @property
@@ -95,7 +96,7 @@ def texts_rerank(*, request: HttpRequest, query: str, texts: list[str], top_n: i
     try:
         reranked = _rerank(request, query, texts, top_n)
     except RerankRefused as refusal:
-        _log_rerank(query, texts, refusal.reason, started, {})
+        _log_rerank(query, texts, refusal.reason, started, None)
         raise
     _log_rerank(query, texts, "ok", started, reranked.model)
     return reranked
@@ -110,7 +111,7 @@ def budget_refusal(request: HttpRequest) -> RerankRefused | None:
     decision = rerank_budget_spent(request)
     if decision.allowed:
         return None
-    _log_rerank("", [], "throttled", time.perf_counter(), {})  # the body was not read: no sizes
+    _log_rerank("", [], "throttled", time.perf_counter(), None)  # the body was not read: no sizes
     return RerankRefused(decision.message, reason="throttled", retry_after=decision.retry_after)
 
 
@@ -123,7 +124,7 @@ def texts_truncate(query: str, texts: list[str], *, keep_start: bool = True) -> 
     return query, [text[-MAX_RERANK_TEXT_CHARS:] for text in texts]
 
 
-def _log_rerank(query: str, texts: list[str], status: str, started: float, model: dict) -> None:
+def _log_rerank(query: str, texts: list[str], status: str, started: float, model: ModelInfo | None) -> None:
     """Log one line per rerank API call: sizes, outcome, time, model; never the query or texts."""
     logger.info(
         "rerank api: query_chars=%d documents=%d chars=%d status=%s total_ms=%.1f model=%s kind=%s",
@@ -132,8 +133,8 @@ def _log_rerank(query: str, texts: list[str], status: str, started: float, model
         sum(len(text) for text in texts),
         status,
         (time.perf_counter() - started) * 1000,
-        model.get("model", "-"),
-        model.get("kind", "-"),
+        model.model if model else "-",
+        model.kind if model else "-",
     )
 
 
@@ -156,7 +157,7 @@ def _rerank(request: HttpRequest, query: str, texts: list[str], top_n: int | Non
     scored = sorted((i for i in range(len(texts)) if i not in unscored), key=lambda i: -reply.scores[i])
     order = (scored + sorted(unscored))[: top_n or len(texts)]
     ranked = [RankedText(index=i, score=None if i in unscored else reply.scores[i]) for i in order]
-    return RerankedTexts(ranked=ranked, model=reply.model or {}, unscored=sorted(unscored))
+    return RerankedTexts(ranked=ranked, model=reply.model, unscored=sorted(unscored))
 
 
 def limits_check(*, count: int, query_chars: int = 0, text_chars: Sequence[int] = ()) -> None:

@@ -19,6 +19,7 @@ from search.highlight import query_terms, snippet
 from search.passages import attach_passages, rerank_text
 from search.query import parse
 from worker import protocol
+from worker.protocol import ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class SearchOutcome:
     fulltext: list[ResultRow] = field(default_factory=list)
     reranked: list[ResultRow] = field(default_factory=list)
     candidate_count: int = 0
-    reranker: dict | None = None
+    reranker: ModelInfo | None = None
     rerank_status: str = "skipped"
     bm25_weight: float = 0.0  # the share of BM25 in the reranked order's score (a bi-encoder's blend)
     notices: list[str] = field(default_factory=list)
@@ -127,14 +128,14 @@ class SearchOutcome:
     @property
     def is_fallback(self) -> bool:
         """Return whether a stand-in model served instead of the configured one."""
-        return bool((self.reranker or {}).get("fallback_reason"))
+        return bool(self.reranker and self.reranker.is_fallback)
 
     @property
     def rerank_summary(self) -> str:
         """Return the reranker's part of the page in one short line; the details say the rest."""
-        model = self.reranker or {}
         # The model's own name, without its hub owner or folder, or a note in brackets.
-        name = str(model.get("model") or "").split(" (")[0].rstrip("/").rsplit("/", 1)[-1]
+        model = self.reranker.model if self.reranker else ""
+        name = model.split(" (")[0].rstrip("/").rsplit("/", 1)[-1]
         if self.is_reranked:
             line = f"Stand-in reranker: {name}" if self.is_fallback else f"Reranked by {name}"
             return line + (f"; {self.unscored_count} not scored yet" if self.unscored_count else "")
@@ -232,9 +233,7 @@ def search_run(
             rerank_ms=reply.total_ms, queue_ms=reply.queue_ms, model_ms=reply.model_ms, rerank_cached=reply.cached
         )
         if reply.vectors:
-            outcome.timings.update(
-                vectors_stored=reply.vectors.get("stored"), vectors_embedded_now=reply.vectors.get("embedded")
-            )
+            outcome.timings.update(vectors_stored=reply.vectors.stored, vectors_embedded_now=reply.vectors.embedded)
         rerank_notices: list[str] = []
         if reply.ok:
             _apply_scores(outcome, rows, found.candidates, reply, terms, shown)
@@ -247,11 +246,10 @@ def search_run(
                 )
         else:
             rerank_notices.append(reply.notice + " Showing the full-text order.")
-        if reply.model and reply.model.get("fallback_reason"):
+        if reply.model and reply.model.is_fallback:
+            served = reply.model.label or f"{reply.model.model} ({reply.model.kind})"
             rerank_notices.insert(
-                0,
-                f"The configured reranker {reply.model['requested']} is not loaded; serving "
-                f"{reply.model.get('label') or reply.model['model'] + ' (' + reply.model['kind'] + ')'} instead.",
+                0, f"The configured reranker {reply.model.requested} is not loaded; serving {served} instead."
             )
         outcome.notices.extend(rerank_notices)
         outcome.rerank_notices = rerank_notices
@@ -268,7 +266,7 @@ def _log_search(outcome: SearchOutcome) -> None:
     A fallback's reason is on the page; the worker's start-up log explains a missing model once.
     """
     timings = outcome.timings
-    model = outcome.reranker or {}
+    model = outcome.reranker
     logger.info(
         "search: query_chars=%d candidates=%d page=%d lang=%s status=%s cached=%s fulltext_ms=%s rerank_ms=%s "
         "model_ms=%s total_ms=%s model=%s kind=%s",
@@ -282,8 +280,8 @@ def _log_search(outcome: SearchOutcome) -> None:
         timings.get("rerank_ms"),
         timings.get("model_ms"),
         timings.get("total_ms"),
-        model.get("model", "-"),
-        model.get("kind", "-"),
+        model.model if model else "-",
+        model.kind if model else "-",
     )
 
 
@@ -319,7 +317,7 @@ def _apply_scores(outcome: SearchOutcome, rows: list[ResultRow], candidates: lis
         if 0 <= best < len(candidate.chunk_ordinals):
             row.best_chunk = candidate.chunk_ordinals[best]
             row.best_snippet = snippet(candidate.chunks[best], terms)
-    weight = settings.RERANK_BI_ENCODER_BM25_WEIGHT if (reply.model or {}).get("kind") == "bi-encoder" else 0.0
+    weight = settings.RERANK_BI_ENCODER_BM25_WEIGHT if reply.model and reply.model.kind == "bi-encoder" else 0.0
     if weight and scored:
         outcome.bm25_weight = weight
         for position, blended in bm25_blend({i: rows[i].fulltext_score for i in scored}, scored, weight=weight).items():

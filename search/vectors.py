@@ -12,18 +12,13 @@ from __future__ import annotations
 import logging
 import time
 
-from django.conf import settings
-
 from documents.models import Chunk, Document
 from search.passages import rerank_text
-from search.worker_client import UNREACHABLE, worker_heartbeat
-from searchsite.celery import app
+from search.worker_client import UNREACHABLE, send_texts_to_embed, worker_heartbeat
+from worker.protocol import Heartbeat, VectorCounts
 
 logger = logging.getLogger(__name__)
 
-EMBED_TASK = "worker.tasks.embed"
-KEEP_TASK = "worker.tasks.vectors_keep"
-PRUNE_TASK = "worker.tasks.vectors_prune"
 # Texts per embed task: a message of at most a few hundred kB (chunks are ~2 kB).
 TEXTS_PER_TASK = 200
 
@@ -50,9 +45,9 @@ def chunk_texts(document_ids: list[int]) -> list[str]:
 def worker_keeps_vectors() -> bool | None:
     """Return whether the worker that reported in keeps chunk vectors; None when none reported."""
     beat = worker_heartbeat()
-    if beat is None or not beat.get("model"):
+    if beat is None or beat.model is None:
         return None
-    return bool(beat["model"].get("vectors"))
+    return bool(beat.model.vectors)
 
 
 def vectors_send(*, document_ids: list[int], queue: str | None = None) -> int:
@@ -61,7 +56,7 @@ def vectors_send(*, document_ids: list[int], queue: str | None = None) -> int:
     sent = 0
     for start in range(0, len(texts), TEXTS_PER_TASK):
         part = texts[start : start + TEXTS_PER_TASK]
-        app.send_task(EMBED_TASK, args=[part], queue=queue or settings.RERANK_QUEUE, retry=False, ignore_result=True)
+        send_texts_to_embed(part, queue=queue)
         sent += len(part)
     _Sent.texts += sent
     return sent
@@ -88,23 +83,23 @@ def index_hook(*, changed: list[int], deleted: list[int], collection: str | None
 def rebuild_hook(*, collection: str | None) -> str:
     """The DOCUMENTS_REBUILD_HOOKS entry: report what was queued and where the worker stands."""
     beat = worker_heartbeat()
-    if beat is None or not beat.get("model"):
+    if beat is None or beat.model is None:
         return (
             f"chunk vectors: {_Sent.texts} chunk texts queued; no rerank worker has reported in, "
             "so they wait in Redis for one"
         )
-    model = beat["model"]
-    if not model.get("vectors"):
-        return f"chunk vectors: not needed ({model.get('model')} is a {model.get('kind')})"
-    counts = beat.get("vectors") or {}
+    model = beat.model
+    if not model.vectors:
+        return f"chunk vectors: not needed ({model.model} is a {model.kind})"
+    stored, pending = (beat.vectors.stored, beat.vectors.pending) if beat.vectors else ("?", "?")
     return (
-        f"chunk vectors: {_Sent.texts} chunk texts queued; {model.get('label') or model.get('model')} holds "
-        f"{counts.get('stored', '?')} vectors, {counts.get('pending', '?')} texts still to embed "
+        f"chunk vectors: {_Sent.texts} chunk texts queued; {model.name} holds "
+        f"{stored} vectors, {pending} texts still to embed "
         "(progress lines in the worker's log; `manage.py vectors_progress` waits for them)"
     )
 
 
-def vectors_progress(*, write, timeout: float, poll_seconds: float = 2.0) -> dict | None:
+def vectors_progress(*, write, timeout: float, poll_seconds: float = 2.0) -> Heartbeat | None:
     """Write a progress line every `poll_seconds` until the worker has no pending texts or `timeout`.
 
     Returns the last heartbeat (None: no worker reported in). Reads Redis only.
@@ -114,14 +109,13 @@ def vectors_progress(*, write, timeout: float, poll_seconds: float = 2.0) -> dic
     beat = None
     while time.monotonic() < deadline:
         beat = worker_heartbeat()
-        if beat is None or not (beat.get("model") or {}).get("vectors"):
+        if beat is None or beat.model is None or not beat.model.vectors:
             return beat
-        pending = (beat.get("vectors") or {}).get("pending", 0)
+        counts = beat.vectors or VectorCounts()
+        pending = counts.pending
         first_pending = pending if first_pending is None else max(first_pending, pending)
         done = first_pending - pending
-        write(
-            f"chunk vectors: {done}/{first_pending} embedded, {pending} pending, {beat['vectors'].get('stored')} stored"
-        )
+        write(f"chunk vectors: {done}/{first_pending} embedded, {pending} pending, {counts.stored} stored")
         if pending == 0:
             return beat
         time.sleep(poll_seconds)

@@ -1,7 +1,10 @@
-"""The only code that sends work to the rerank worker, and waits for it within a time budget.
+"""The only web code that talks to the rerank worker: it sends work (reranks, chunk texts to
+embed, status and prune requests) and reads the worker's heartbeat, all as worker.protocol types.
 
-Whatever goes wrong (Redis down, no worker, a model error, the budget spent) comes back as a
-RerankReply without scores and with a notice for the page; it never raises to the caller.
+A rerank waits for the worker within a time budget. Whatever goes wrong (Redis down, no worker,
+a model still loading, a model error, the budget spent) comes back as a protocol.WorkerReply
+without scores and with a notice for the page; it never raises to the caller. A worker that the
+heartbeat already shows missing, or still loading its model, is not sent the work nor waited for.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from dataclasses import dataclass, field
 
 from celery.exceptions import TaskRevokedError
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -21,7 +23,7 @@ from redis.exceptions import RedisError
 from search import rerank_cache
 from searchsite.celery import app
 from worker import protocol
-from worker.protocol import WorkerReply
+from worker.protocol import HEARTBEAT_FRESH_SECONDS, Heartbeat, ModelInfo, WorkerReply, WorkerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -29,32 +31,8 @@ logger = logging.getLogger(__name__)
 # reconnect into RuntimeError("... must be restarted"); it does reconnect on the next call.
 UNREACHABLE = (KombuError, RedisError, OSError, RuntimeError)
 
-RERANK_TASK = "worker.tasks.rerank"
-STATUS_TASK = "worker.tasks.status"
-# The worker's heartbeat (worker.tasks): written every 2 s; older than this, nobody is there.
-HEARTBEAT_PREFIX = "rerank:worker:"
-HEARTBEAT_FRESH_SECONDS = 6.0
 # Seconds between two looks at the result channel while a search waits for its scores.
 RESULT_POLL_SECONDS = 0.05
-
-
-@dataclass
-class RerankReply:
-    scores: list[float] | None = None  # one per group, None when reranking did not happen
-    best: list[int] = field(default_factory=list)  # index of the winning text in each group
-    model: dict | None = None
-    notice: str = ""
-    status: str = "ok"  # ok | unavailable | timeout | busy | error | skipped
-    queue_ms: float | None = None
-    model_ms: float | None = None
-    total_ms: float = 0.0
-    cached: int = 0  # groups answered from the rerank cache (search.rerank_cache)
-    unscored: list[int] = field(default_factory=list)  # groups the model could not score in time
-    vectors: dict | None = None  # chunk vectors: stored / embedded on the spot / missing
-
-    @property
-    def ok(self) -> bool:
-        return self.scores is not None
 
 
 def rerank(
@@ -65,13 +43,15 @@ def rerank(
     language: str | None = None,
     versions: list[str] | None = None,
     lane: str = protocol.API,
-) -> RerankReply:
+) -> WorkerReply:
     """Return the worker's scores for `groups`, or a reply with a notice (network: Redis).
 
     `language` ("en", "zh", "mixed") lets the worker skip queries its model does not serve.
     With `versions` (each group's document content version) scores are cached in Redis and only
     the groups not cached go to the worker (one more Redis round trip). `lane` "page" (a result
-    page a person waits for) is served by the worker before "api" work.
+    page a person waits for) is served by the worker before "api" work. When the queue's
+    heartbeat shows no worker, or one still loading (or unable to load) its model, nothing is
+    sent and the reply says so at once.
     """
     budget = settings.RERANK_TIMEOUT if timeout is None else timeout
     started = time.perf_counter()
@@ -88,14 +68,18 @@ def rerank(
 
 def _call_cached(
     query: str, groups: list[list[str]], versions: list[str], budget: float, language: str | None, lane: str
-) -> RerankReply:
+) -> WorkerReply:
     served = rerank_cache.served_model()
     keys = rerank_cache.entry_keys(query, groups, versions, model=served) if served else []
     hits = rerank_cache.lookup(keys) if served else {}
     missing = [i for i, key in enumerate(keys) if key not in hits] if served else list(range(len(groups)))
     if served and not missing:
-        return RerankReply(
-            scores=[hits[key][0] for key in keys], best=[hits[key][1] for key in keys], model=served, cached=len(keys)
+        return WorkerReply(
+            protocol.OK,
+            scores=[hits[key][0] for key in keys],
+            best=[hits[key][1] for key in keys],
+            model=served,
+            cached=len(keys),
         )
     reply = _call(query, [groups[i] for i in missing], budget, language, lane)
     if not reply.ok:
@@ -125,7 +109,7 @@ def _call_cached(
 # What the page and the API say for each outcome that is not a score: (status, notice template).
 # `reason` is the worker's or the transport's own words; `budget` the seconds waited.
 NOTICES = {
-    "unreachable": ("unavailable", "Reranking is unavailable: {reason}."),
+    "unreachable": (protocol.UNAVAILABLE, "Reranking is unavailable: {reason}."),
     "timeout": ("timeout", "The reranker did not answer within {budget:g} s ({reason})."),
     "busy": ("busy", "The reranker is busy with other searches ({reason})."),
     "error": ("error", "The reranker reported an error: {reason}"),
@@ -138,15 +122,43 @@ NOTICES = {
 }
 
 
-def _notice(outcome: str, reason: str, budget: float, model: dict | None = None) -> RerankReply:
+def _notice(outcome: str, reason: str, budget: float, model: ModelInfo | None = None) -> WorkerReply:
     status, template = NOTICES[outcome]
-    return RerankReply(status=status, model=model, notice=template.format(reason=reason, budget=budget))
+    return WorkerReply(status, reason, model=model, notice=template.format(reason=reason, budget=budget))
 
 
-def _call(query: str, groups: list[list[str]], budget: float, language: str | None, lane: str) -> RerankReply:
+def _no_worker(budget: float) -> WorkerReply | None:
+    """Return the reply for a queue whose heartbeat shows no worker able to score now, else None.
+
+    A stale heartbeat: the worker that wrote it is gone (killed, stopped by SIGSTOP, a frozen
+    machine). A worker still loading its model, or one that could not load it, is answered for as
+    it would answer itself. Either way nothing is sent and nothing waited for (one Redis read).
+    No heartbeat at all (no worker ever reported on this queue, or Redis was emptied) proves
+    nothing: the task is sent and waited for as usual.
+    """
+    try:
+        beat = Heartbeat.from_message(cache.get(Heartbeat.key(settings.RERANK_QUEUE)))
+    except UNREACHABLE as error:
+        return _notice("unreachable", f"the task queue cannot be reached ({_reason(error)})", budget)
+    if beat is None or (beat.ready and beat.is_fresh()):
+        return None
+    if not beat.is_fresh():
+        return _notice("unreachable", no_worker_reason(), budget)
+    if beat.loading:
+        return _notice("unreachable", "the rerank worker is still loading its model", budget)
+    return _notice("error", f"the reranker has no model: {beat.problem}", budget)
+
+
+def no_worker_reason() -> str:
+    return f"no rerank worker has reported in for {HEARTBEAT_FRESH_SECONDS:g} s: none is running"
+
+
+def _call(query: str, groups: list[list[str]], budget: float, language: str | None, lane: str) -> WorkerReply:
+    if (refused := _no_worker(budget)) is not None:
+        return refused
     try:
         result = app.send_task(
-            RERANK_TASK,
+            protocol.RERANK_TASK,
             args=[query, groups, time.time(), language, lane],
             queue=settings.RERANK_QUEUE,
             # Work nobody waits for any more is dropped, never done late (see DESIGN).
@@ -175,16 +187,10 @@ def _call(query: str, groups: list[list[str]], budget: float, language: str | No
     if reply.status != protocol.OK:
         # skipped: a language the model does not serve; timeout: the task's budget ran out in the
         # worker's queue; busy: the worker's bounded queue turned it away at once.
-        return _notice(reply.status, reply.reason, budget, model=reply.model if reply.status == "skipped" else None)
-    return RerankReply(
-        scores=reply.scores,
-        best=reply.best,
-        model=reply.model,
-        queue_ms=reply.queue_ms,
-        model_ms=reply.model_ms,
-        unscored=list(reply.unscored),
-        vectors=reply.vectors,
-    )
+        return _notice(
+            reply.status, reply.reason, budget, model=reply.model if reply.status == protocol.SKIPPED else None
+        )
+    return reply
 
 
 def _wait(result: object, budget: float) -> object:
@@ -208,15 +214,12 @@ def _wait(result: object, budget: float) -> object:
     return result.maybe_throw(propagate=False)
 
 
-def worker_heartbeat(queue: str | None = None) -> dict | None:
+def worker_heartbeat(queue: str | None = None) -> Heartbeat | None:
     """Return the last fresh heartbeat of a worker on `queue` (default: the rerank queue), else None."""
     try:
-        beat = cache.get(f"{HEARTBEAT_PREFIX}{queue or settings.RERANK_QUEUE}")
+        return Heartbeat.fresh(cache.get(Heartbeat.key(queue or settings.RERANK_QUEUE)))
     except UNREACHABLE:
         return None
-    if not isinstance(beat, dict) or time.time() - float(beat.get("at", 0)) > HEARTBEAT_FRESH_SECONDS:
-        return None
-    return beat
 
 
 def queue_length(queue: str | None = None) -> int | None:
@@ -234,14 +237,14 @@ def timeout_reason() -> str:
     waiting = queue_length()
     in_redis = f"; {waiting} tasks waiting in Redis" if waiting else ""
     if beat is None:
-        return f"no rerank worker has reported in for {HEARTBEAT_FRESH_SECONDS:g} s: none is running{in_redis}"
-    ago = max(0.0, time.time() - float(beat.get("at", 0)))
-    if not beat.get("ready"):
-        return f"a rerank worker reported in {ago:.0f} s ago but serves no model yet ({beat.get('problem')}){in_redis}"
-    pending = (beat.get("vectors") or {}).get("pending", 0)
+        return f"{no_worker_reason()}{in_redis}"
+    ago = beat.age()
+    if not beat.ready:
+        return f"a rerank worker reported in {ago:.0f} s ago but serves no model yet ({beat.problem}){in_redis}"
+    pending = beat.vectors.pending if beat.vectors else 0
     embedding = f", {pending} chunk texts still to embed" if pending else ""
     return (
-        f"a rerank worker reported in {ago:.0f} s ago: it is up but slow, {beat.get('queued_pairs', 0)} pairs were "
+        f"a rerank worker reported in {ago:.0f} s ago: it is up but slow, {beat.queued_pairs} pairs were "
         f"waiting in it{embedding}{in_redis}"
     )
 
@@ -265,14 +268,21 @@ def ask_worker(task: str, *args: object, timeout: float) -> dict:
         _forget(result)
 
 
-def worker_status(*, timeout: float = 2.0) -> dict:
-    """Return the worker's model info, or {"ready": False, "problem": ...} (network: Redis)."""
+def send_texts_to_embed(texts: list[str], *, queue: str | None = None) -> None:
+    """Queue chunk texts for the worker to embed, its answer unread (network: Redis; raises UNREACHABLE)."""
+    app.send_task(
+        protocol.EMBED_TASK, args=[texts], queue=queue or settings.RERANK_QUEUE, retry=False, ignore_result=True
+    )
+
+
+def worker_status(*, timeout: float = 2.0) -> WorkerStatus:
+    """Return what the worker serves, or why it serves nothing (network: Redis, a status task)."""
     try:
-        result = app.send_task(STATUS_TASK, queue=settings.RERANK_QUEUE, expires=timeout, retry=False)
+        result = app.send_task(protocol.STATUS_TASK, queue=settings.RERANK_QUEUE, expires=timeout, retry=False)
         payload = result.get(timeout=timeout, propagate=False, interval=0.01)
         _forget(result)
     except CeleryTimeout:
-        return {"ready": False, "problem": f"no rerank worker answered within {timeout:g} s"}
+        return WorkerStatus(ready=False, problem=f"no rerank worker answered within {timeout:g} s")
     except UNREACHABLE as error:
-        return {"ready": False, "problem": f"the task queue cannot be reached ({_reason(error)})"}
-    return payload if isinstance(payload, dict) else {"ready": False, "problem": "unexpected reply"}
+        return WorkerStatus(ready=False, problem=f"the task queue cannot be reached ({_reason(error)})")
+    return WorkerStatus.from_message(payload)

@@ -8,7 +8,12 @@ in the JSON shape of search.api.json_exception_handler. Schema-driven fuzzing
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rest_framework.permissions import AllowAny
+
+if TYPE_CHECKING:
+    from worker.protocol import WorkerStatus
 
 # Seconds the schema waits for the worker's status before it says none answered.
 STATUS_TIMEOUT_SECONDS = 1.0
@@ -124,18 +129,19 @@ def describe_serving_model(result: dict, generator: object, request: object, pub
     return result
 
 
-def serving_sentence(status: dict) -> str:
-    """Return one sentence on what reranks now, from the worker's status (search.worker_client)."""
-    if not status.get("ready"):
-        problem = status.get("problem", "no worker answered")
+def serving_sentence(status: WorkerStatus) -> str:
+    """Return one sentence on what reranks now, from the worker's status or heartbeat (a
+    worker.protocol.WorkerStatus, from search.worker_client)."""
+    model = status.model
+    if not status.ready or model is None:
+        problem = status.problem or "no worker answered"
         return f"**Reranking now:** nothing ({problem}); results keep the full-text order."
-    model = status["model"]
     sentence = (
-        f"**Reranking now:** `{model['model']}`, a {model['kind']} on {model['device']} ({model['dtype']}, "
-        f"{model['max_length']} tokens per pair)"
+        f"**Reranking now:** `{model.model}`, a {model.kind} on {model.device} ({model.dtype}, "
+        f"{model.max_length} tokens per pair)"
     )
-    if model.get("languages"):
-        sentence += f", for queries in {', '.join(model['languages'])}"
-    if model.get("fallback_reason"):
-        sentence += f"; the configured `{model['requested']}` could not be loaded, so this is the fallback"
+    if model.languages:
+        sentence += f", for queries in {', '.join(model.languages)}"
+    if model.is_fallback:
+        sentence += f"; the configured `{model.requested}` could not be loaded, so this is the fallback"
     return sentence + ". GET /api/v1/status says the same as JSON."

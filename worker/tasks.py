@@ -40,26 +40,14 @@ CPU_BATCH_TOKENS = 2048
 GPU_BATCH_TOKENS = 16384
 # Seconds a task waits for its scores when the message carries no expiry.
 DEFAULT_WAIT_SECONDS = 60.0
-# The task gives up this long after its expiry, so the caller (which stops waiting at the expiry)
-# reports its own timeout rather than racing an error reply from here.
-EXPIRY_GRACE_SECONDS = 0.25
-# Seconds between two heartbeats; one older than search.worker_client.HEARTBEAT_FRESH_SECONDS
-# (three beats missed) means no worker.
-HEARTBEAT_SECONDS = 2.0
-HEARTBEAT_KEEP_SECONDS = 60
-HEARTBEAT_PREFIX = "rerank:worker:"
 _BEAT_LOCK = threading.Lock()
-
-
-def heartbeat_key(queue: str) -> str:
-    """Return the Redis (Django cache) key under which the workers of `queue` report in."""
-    return f"{HEARTBEAT_PREFIX}{queue}"
 
 
 class _State:
     reranker: BatchingReranker | None = None
     vectors: ChunkVectors | None = None
     problem: str = "the model has not been loaded yet"
+    loading: bool = False
     heartbeat: threading.Thread | None = None
 
 
@@ -76,7 +64,7 @@ def load_reranker(**kwargs: object) -> None:
     """Load the reranker (and start its batching thread) and log what was loaded."""
     if _State.reranker is not None:
         return
-    _State.problem = "still loading the model"
+    _State.problem, _State.loading = "still loading the model", True
     _start_heartbeat()
     loaded, problem = load_configured(settings)
     reranker = None
@@ -107,7 +95,7 @@ def load_reranker(**kwargs: object) -> None:
             vectors=vectors,
             max_api_requests=settings.RERANKER_MAX_API_REQUESTS,
         )
-    _State.reranker, _State.vectors, _State.problem = reranker, vectors, problem
+    _State.reranker, _State.vectors, _State.problem, _State.loading = reranker, vectors, problem, False
     _beat()  # at once: the web must not read "still loading" for 2 s after the model is ready
     if reranker is None:
         logger.error("reranker: no model loaded; every rerank answers with an error: %s", problem)
@@ -124,7 +112,7 @@ def load_reranker(**kwargs: object) -> None:
     )
 
 
-@shared_task(name="worker.tasks.rerank", bind=True)
+@shared_task(name=protocol.RERANK_TASK, bind=True)
 def rerank(
     self,
     query: str,
@@ -162,7 +150,7 @@ def _log_rerank(query: str, groups: list[list[str]], reply: WorkerReply, lane: s
     if reply.status != protocol.OK:
         text = NO_MODEL_REASON if _State.reranker is None else reply.reason
         reason = f' reason="{text[:LOG_REASON_CHARS]}"'
-    model = (reply.model or {}).get("model") or (_State.reranker.info.model if _State.reranker else "-")
+    model = reply.model.model if reply.model else (_State.reranker.info.model if _State.reranker else "-")
     logger.log(
         logging.WARNING if reply.status in WARNING_OUTCOMES else logging.INFO,
         "rerank: status=%s query_chars=%d groups=%d pairs=%d queue_ms=%s model_ms=%s batched_with=%s lane=%s "
@@ -194,7 +182,7 @@ def _rerank(
     if not _State.reranker.serves(language):
         served = ", ".join(info.languages or [])
         reason = f"{info.model} reranks only queries in: {served}; this query is {language}"
-        return WorkerReply(protocol.SKIPPED, reason, model=info.as_dict())
+        return WorkerReply(protocol.SKIPPED, reason, model=info)
     try:
         scored = _State.reranker.score_groups(
             query, groups, deadline=_deadline(expires, received), lane=lane if lane in protocol.LANES else protocol.PAGE
@@ -213,11 +201,11 @@ def _rerank(
         # A group that got no score in time (no chunk vector yet) is None, and listed in "unscored".
         scores=[None if i in unscored else score for i, score in enumerate(scored.scores)],
         unscored=sorted(unscored),
-        vectors={"stored": scored.stored, "embedded": scored.embedded, "missing": scored.missing}
+        vectors=protocol.VectorUse(stored=scored.stored, embedded=scored.embedded, missing=scored.missing)
         if _State.vectors is not None
         else None,
         best=scored.best,
-        model=info.as_dict(),
+        model=info,
         # Waiting before the model started on it: in Redis, then in the batching queue.
         queue_ms=round(broker_ms + scored.queue_ms, 2) if sent_at else scored.queue_ms,
         model_ms=scored.model_ms,
@@ -232,17 +220,21 @@ def default_batch_tokens(device: str) -> int:
 
 
 def _deadline(expires: object, received: float) -> float:
-    """Return the monotonic time after which the caller no longer waits (the task's expiry)."""
-    seconds = DEFAULT_WAIT_SECONDS
+    """Return the monotonic time by which the worker answers: the task's expiry (when the caller
+    stops waiting) less protocol.REPLY_MARGIN_SECONDS for the reply's trip back, so an answer that
+    is late or partial (`unscored`) still reaches the caller."""
+    expiry = None
     if isinstance(expires, str):
         with contextlib.suppress(ValueError):
-            seconds = datetime.fromisoformat(expires).timestamp() - received
+            expiry = datetime.fromisoformat(expires).timestamp()
     elif isinstance(expires, datetime):
-        seconds = expires.timestamp() - received
-    return time.monotonic() + max(0.0, seconds) + EXPIRY_GRACE_SECONDS
+        expiry = expires.timestamp()
+    if expiry is None:
+        return time.monotonic() + DEFAULT_WAIT_SECONDS
+    return time.monotonic() + max(0.0, expiry - received - protocol.REPLY_MARGIN_SECONDS)
 
 
-@shared_task(name="worker.tasks.embed")
+@shared_task(name=protocol.EMBED_TASK)
 def embed(texts: list[str]) -> dict:
     """Queue chunk texts for embedding (the batching thread embeds them when no search waits).
 
@@ -258,7 +250,7 @@ def embed(texts: list[str]) -> dict:
     return {"queued": added}
 
 
-@shared_task(name="worker.tasks.vectors_keep")
+@shared_task(name=protocol.KEEP_TASK)
 def vectors_keep(token: str, keys: list[str]) -> dict:
     """Record chunk-vector keys as live for the prune pass `token` (`manage.py prune_vectors`).
 
@@ -270,7 +262,7 @@ def vectors_keep(token: str, keys: list[str]) -> dict:
     return {"kept": _State.vectors.keep(str(token), [str(key) for key in keys]), "at": time.time()}
 
 
-@shared_task(name="worker.tasks.vectors_prune")
+@shared_task(name=protocol.PRUNE_TASK)
 def vectors_prune(token: str, since: float) -> dict:
     """Delete the vectors pass `token` did not keep and that were stored before `since`."""
     if _State.vectors is None:
@@ -278,39 +270,44 @@ def vectors_prune(token: str, since: float) -> dict:
     return _State.vectors.prune(str(token), since=float(since))
 
 
-@shared_task(name="worker.tasks.status")
+@shared_task(name=protocol.STATUS_TASK)
 def status() -> dict:
-    """Return what the worker serves: model info (and its chunk vectors), or why it serves none."""
+    """Return what the worker serves: model info (and its chunk vectors), or why it serves none
+    (a protocol.WorkerStatus as JSON)."""
     if _State.reranker is None:
-        return {"ready": False, "problem": _State.problem}
-    reply = {"ready": True, "model": _State.reranker.info.as_dict()}
-    if _State.vectors is not None:
-        reply["vectors"] = _State.vectors.counts()
-    return reply
+        return protocol.WorkerStatus(ready=False, problem=_State.problem, loading=_State.loading).as_message()
+    vectors = protocol.VectorCounts(**_State.vectors.counts()) if _State.vectors is not None else None
+    return protocol.WorkerStatus(ready=True, model=_State.reranker.info, vectors=vectors).as_message()
 
 
 def heartbeat_payload() -> dict:
-    """Return what this worker reports every few seconds: what it serves and what waits in it."""
+    """Return what this worker reports every few seconds (a protocol.Heartbeat as JSON)."""
     reranker = _State.reranker
-    payload = {
-        "at": time.time(),
-        "worker": f"{socket.gethostname()}:{os.getpid()}",
-        "ready": reranker is not None,
-        "problem": _State.problem if reranker is None else "",
-        "model": reranker.info.as_dict() if reranker is not None else None,
-        "queued_pairs": reranker.queued_pairs() if reranker is not None else 0,
-    }
+    vectors = None
     if _State.vectors is not None:
         with contextlib.suppress(Exception):  # a locked store must not stop the heartbeat
-            payload["vectors"] = _State.vectors.counts()
-    return payload
+            vectors = protocol.VectorCounts(**_State.vectors.counts())
+    return protocol.Heartbeat(
+        at=time.time(),
+        worker=f"{socket.gethostname()}:{os.getpid()}",
+        ready=reranker is not None,
+        problem=_State.problem if reranker is None else "",
+        loading=reranker is None and _State.loading,
+        model=reranker.info if reranker is not None else None,
+        queued_pairs=reranker.queued_pairs() if reranker is not None else 0,
+        vectors=vectors,
+    ).as_message()
 
 
 def _beat() -> None:
     """Write this worker's heartbeat to Redis (a failure is logged at debug: the next beat retries)."""
     try:
         with _BEAT_LOCK:  # a beat computed before the model was ready never lands after the one after
-            cache.set(heartbeat_key(settings.RERANK_QUEUE), heartbeat_payload(), timeout=HEARTBEAT_KEEP_SECONDS)
+            cache.set(
+                protocol.Heartbeat.key(settings.RERANK_QUEUE),
+                heartbeat_payload(),
+                timeout=protocol.HEARTBEAT_KEEP_SECONDS,
+            )
     except Exception as error:  # Redis away
         logger.debug("heartbeat not written: %s", error)
 
@@ -322,7 +319,7 @@ def _start_heartbeat() -> None:
     def beats() -> None:
         while True:
             _beat()
-            time.sleep(HEARTBEAT_SECONDS)
+            time.sleep(protocol.HEARTBEAT_SECONDS)
 
     _State.heartbeat = threading.Thread(target=beats, name="rerank-heartbeat", daemon=True)
     _State.heartbeat.start()

@@ -85,7 +85,7 @@ def search(base: str, query: str) -> Reply:
 def queue_drained(queue: str, *, since: float) -> bool:
     """Return whether the worker's heartbeat, written after `since` (time.time()), reports no pairs waiting."""
     beat = worker_client.worker_heartbeat(queue)
-    return beat is not None and beat["at"] > since and beat["queued_pairs"] == 0
+    return beat is not None and beat.at > since and beat.queued_pairs == 0
 
 
 def test_it_turns_a_flood_away_as_busy_and_answers_every_search_in_time(flood_stack: dict):

@@ -91,7 +91,7 @@ def wait_for_no_pending(timeout: float = BACKGROUND_WAIT_SECONDS) -> dict:
     deadline = time.monotonic() + timeout
     status: dict = {}
     while time.monotonic() < deadline:
-        status = worker_client.worker_status(timeout=5.0)
+        status = worker_client.worker_status(timeout=5.0).as_message()
         if status.get("ready") and status["vectors"]["pending"] == 0:
             return status
         time.sleep(0.5)
@@ -247,7 +247,7 @@ def test_it_embeds_documents_the_worker_never_saw_when_asked_to_catch_up(on_e5):
     collection = f"e5-{word}"
     for topic in ("苹果富含维生素C和膳食纤维。", "Apples are rich in fibre and vitamin C."):
         document_create(item=DocumentInput(title=f"{topic[:6]} {word}", body=f"{topic} {word}"), collection=collection)
-    before = worker_client.worker_status(timeout=5.0)["vectors"]["stored"]
+    before = worker_client.worker_status(timeout=5.0).vectors.stored
 
     out = io.StringIO()
     call_command("embed_library", "--collection", collection, stdout=out)

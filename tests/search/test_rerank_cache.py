@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from documents.services import DocumentInput, document_create, document_update
 from search import rerank_cache
 from search.services import search_run
+from worker.protocol import ModelInfo
 
 pytestmark = pytest.mark.django_db
 
@@ -82,12 +84,14 @@ def test_it_keys_by_model_and_max_length(settings):
 
 
 def test_it_caches_a_fallback_under_the_model_that_served(tiny_model_dir: Path):
-    configured = {"requested": str(tiny_model_dir), "max_length": 512, "fallback_reason": "", "model": "configured"}
-    fallback = {**configured, "model": "packaged e5", "fallback_reason": "offline", "languages": ["en", "zh"]}
+    configured = ModelInfo.from_dict(
+        {"requested": str(tiny_model_dir), "max_length": 512, "fallback_reason": "", "model": "configured"}
+    )
+    fallback = replace(configured, model="packaged e5", fallback_reason="offline", languages=["en", "zh"])
     assert rerank_cache.cacheable(configured)
     assert rerank_cache.cacheable(fallback)
-    assert not rerank_cache.cacheable({**configured, "max_length": 256})
-    assert not rerank_cache.cacheable({**configured, "requested": "another/model"})
+    assert not rerank_cache.cacheable(replace(configured, max_length=256))
+    assert not rerank_cache.cacheable(replace(configured, requested="another/model"))
     # Scores of one served model never answer for another.
     assert rerank_cache.entry_keys("apples", [["text"]], ["1:abc"], model=fallback) != rerank_cache.entry_keys(
         "apples", [["text"]], ["1:abc"], model=configured

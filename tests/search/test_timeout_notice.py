@@ -1,4 +1,4 @@
-"""A timeout's notice tells what happened: a worker that is up but slow, or no worker at all."""
+"""A fallback's notice tells what happened: a worker that is up but slow (a timeout), or no worker at all."""
 
 from __future__ import annotations
 
@@ -39,7 +39,10 @@ def test_it_tells_a_slow_worker_from_a_missing_one(settings, own_queue, tiny_mod
     while worker_client.worker_heartbeat() is not None and time.monotonic() < deadline:
         time.sleep(0.5)
     settings.RERANK_TIMEOUT = 1.0
+    waiting = worker_client.queue_length()
     gone = search_run(query="python snake diet")
-    assert gone.rerank_status == "timeout"
+    # A worker known to be gone (its heartbeat is stale) is neither sent the work nor waited for.
+    assert gone.rerank_status == "unavailable"
     assert any("no rerank worker has reported in" in notice for notice in gone.notices), gone.notices
+    assert worker_client.queue_length() == waiting, "no task was sent"
     assert gone.fulltext  # the full-text order still answers

@@ -59,7 +59,9 @@ def wait_for_worker(worker: Started, timeout: float = WORKER_READY_SECONDS) -> d
 
     def answered() -> dict | None:
         nonlocal last
-        last = worker_status(timeout=2.0)
+        last = worker_status(timeout=2.0).as_message()  # a worker.protocol.WorkerStatus, as JSON
+        if last.get("loading"):
+            return None  # answered while its model (or the fallback) is still loading: not yet
         if last.get("ready") or last.get("problem", "").startswith("the model"):
             return last
         if "problem" in last and "no rerank worker" not in last["problem"]:

@@ -22,13 +22,23 @@ from evaluation.runs import chart_png, evaluation_run_store
 from search import worker_client
 from search.services import SearchUnavailable
 from searchsite.processes import sigterm_as_exit
+from worker.protocol import ModelInfo
 
 # Offline evaluation never wants the page's short budget: a timeout would score the full-text
 # order as the reranked one. Generous, and every fallback that still happens is counted.
 DEFAULT_RERANK_TIMEOUT = 60.0
 MOVERS_SHOWN = 5
 # What the report names as the model of a `--no-rerank` run.
-NO_RERANKER = {"model": "none (--no-rerank)", "kind": "none", "device": "-", "languages": []}
+NO_RERANKER = ModelInfo(
+    model="none (--no-rerank)",
+    kind="none",
+    device="-",
+    dtype="",
+    max_length=0,
+    load_seconds=0.0,
+    requested="",
+    languages=[],
+)
 TITLE_CHARS = 60
 
 
@@ -74,7 +84,7 @@ def _short(text: str, limit: int = TITLE_CHARS) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def machine_line(model_info: dict | None) -> str:
+def machine_line(model_info: ModelInfo | None) -> str:
     cpu = platform.processor() or platform.machine()
     with_cpuinfo = Path("/proc/cpuinfo")
     if with_cpuinfo.exists():
@@ -82,7 +92,7 @@ def machine_line(model_info: dict | None) -> str:
             line.split(":", 1)[1].strip() for line in with_cpuinfo.read_text().splitlines() if "model name" in line
         ]
         cpu = names[0] if names else cpu
-    device = (model_info or {}).get("device", "?")
+    device = model_info.device if model_info else "?"
     return f"{os.cpu_count()}-core CPU ({cpu}); model device: {device}"
 
 
@@ -276,15 +286,15 @@ class Command(BaseCommand):
             else:
                 queue = settings.RERANK_QUEUE
                 status = worker_client.worker_status(timeout=5.0)
-                if not status.get("ready"):
+                if not status.ready or status.model is None:
                     raise CommandError(
-                        f"no rerank worker serves queue {queue!r} ({status.get('problem')}). Start one "
+                        f"no rerank worker serves queue {queue!r} ({status.problem}). Start one "
                         "(`make run`) or pass --model NAME to start a private one."
                     )
-            self.stderr.write(f"reranker: {status['model']['model']} ({status['model']['kind']}) on queue {queue}")
+            self.stderr.write(f"reranker: {status.model.model} ({status.model.kind}) on queue {queue}")
             with runner.rerank_settings(queue=queue, timeout=options["rerank_timeout"]):
                 results = self._queries(dataset, collection, k_initial, ids, aliases, rerank=True)
-            return results, {"status": status["model"], "ids": ids}
+            return results, {"status": status.model, "ids": ids}
         finally:
             if worker is not None:
                 worker.stop()
@@ -317,21 +327,21 @@ class Command(BaseCommand):
 
     def _report(self, dataset, imported, results, worker_info, k_initial, options, seconds) -> dict:
         served = worker_info["status"]
-        seen = {(r.model or {}).get("model") for r in results if r.model}
+        seen = {r.model.model for r in results if r.model}
         ids_titles = {external_id: title for external_id, title in worker_info["ids"].values()}
         helped, hurt = runner.movers(results, limit=MOVERS_SHOWN)
         rerank_ms = [r.rerank_ms for r in results if r.status == "ok" and r.rerank_ms is not None]
         depth = options["per_query_depth"]
         return {
             "dataset": dataset.name,
-            "model": served["model"],
+            "model": served.model,
             "k_initial": k_initial,
             **runner.summary(results),
             "languages": runner.by_language(results),
             "split": dataset.split,
             "corpus": display_path(dataset.corpus_path) if dataset.corpus_path else "",
             "collection": imported.collection,
-            "model_info": served,
+            "model_info": served.as_dict(),
             "models_seen_in_replies": sorted(m for m in seen if m),
             "queries": len(results),
             "judged_queries_in_split": dataset.judged_query_count,
@@ -363,7 +373,7 @@ class Command(BaseCommand):
             "per_query_depth": depth,
             "reranking": not options["no_rerank"],
             # The share of BM25 in the reranked order's score (a bi-encoder's blend; 0: the model's alone).
-            "bm25_weight": settings.RERANK_BI_ENCODER_BM25_WEIGHT if served.get("kind") == "bi-encoder" else 0.0,
+            "bm25_weight": settings.RERANK_BI_ENCODER_BM25_WEIGHT if served.kind == "bi-encoder" else 0.0,
             "fulltext_parameters": {
                 "k1": settings.SEARCH_BM25_K1,
                 "b": settings.SEARCH_BM25_B,
@@ -481,13 +491,13 @@ def command_line(options: dict) -> str:
 def render_markdown(report: dict, *, chart: str | None) -> list[str]:
     """Return report.md's lines: both orderings, per language, rerank statuses, the top movers."""
     k = report["k_initial"]
-    info = report["model_info"]
+    info = ModelInfo.from_dict(report["model_info"]) or NO_RERANKER
     run = report["run"]
     lines = [
         f"# Evaluation: {report['dataset']} ({report['split']} split)",
         "",
-        f"- Model served: **{info['model']}** ({info['kind']}, {info['device']}, languages: "
-        f"{', '.join(info.get('languages') or ['all'])})",
+        f"- Model served: **{info.model}** ({info.kind}, {info.device}, languages: "
+        f"{', '.join(info.languages or ['all'])})",
         *(
             [
                 f"- Reranked order: {report['bm25_weight']:g} × BM25 + {1 - report['bm25_weight']:g} × the model's "
@@ -656,7 +666,8 @@ def chart_write(report: dict, path: Path) -> None:
         axis.grid(axis="y", alpha=0.3)
     handles, names = axes[0][0].get_legend_handles_labels()
     figure.legend(handles, names, loc="lower center", ncol=len(names), fontsize=8, frameon=False)
-    served = ", ".join(report["model_info"].get("languages") or ["all languages"])
+    info = ModelInfo.from_dict(report["model_info"])
+    served = ", ".join((info.languages if info else None) or ["all languages"])
     figure.suptitle(
         f"{report['dataset']}: {report['model']} (reranks {served}), k_initial={report['k_initial']}", fontsize=11
     )

@@ -71,4 +71,4 @@ class Command(BaseCommand):
         model = outcome.reranker
         if not model:
             return f"none answered ({outcome.rerank_status})"
-        return f"{model.get('model')} ({model.get('kind')}, {model.get('device')}, {model.get('dtype')})"
+        return f"{model.model} ({model.kind}, {model.device}, {model.dtype})"

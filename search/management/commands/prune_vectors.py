@@ -17,9 +17,9 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from django.core.management.base import BaseCommand, CommandError
 
 from documents.models import Document
-from search.vectors import KEEP_TASK, PRUNE_TASK, chunk_texts, worker_keeps_vectors
+from search.vectors import chunk_texts, worker_keeps_vectors
 from search.worker_client import UNREACHABLE, ask_worker
-from worker.protocol import text_key
+from worker.protocol import KEEP_TASK, PRUNE_TASK, text_key
 
 # Documents whose chunk keys go in one task (a few hundred kB of keys at most).
 DOCUMENTS_PER_STEP = 500

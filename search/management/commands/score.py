@@ -26,8 +26,9 @@ class Command(BaseCommand):
         if not reply.ok:
             # CommandError: the message on stderr, exit code 1.
             raise CommandError(f"{reply.notice} Is a rerank worker running on queue {settings.RERANK_QUEUE!r}?")
-        model = reply.model or {}
+        model = reply.model
         self.stdout.write(f"score: {reply.scores[0]:.6f}")
-        self.stdout.write(f"model: {model.get('model')} ({model.get('kind')}, {model.get('device')})")
-        if model.get("fallback_reason"):
-            self.stdout.write(f"note: serving a fallback model; {model.get('requested')} failed to load")
+        if model is not None:
+            self.stdout.write(f"model: {model.model} ({model.kind}, {model.device})")
+            if model.is_fallback:
+                self.stdout.write(f"note: serving a fallback model; {model.requested} failed to load")

@@ -20,5 +20,6 @@ class Command(BaseCommand):
         beat = vectors_progress(write=self.stdout.write, timeout=options["timeout"])
         if beat is None:
             self.stdout.write("no rerank worker has reported in (is one running on RERANK_QUEUE?)")
-        elif not (beat.get("model") or {}).get("vectors"):
-            self.stdout.write(f"the worker serves {(beat.get('model') or {}).get('model')}: it keeps no chunk vectors")
+        elif beat.model is None or not beat.model.vectors:
+            served = beat.model.model if beat.model else "no model"
+            self.stdout.write(f"the worker serves {served}: it keeps no chunk vectors")
