@@ -100,7 +100,7 @@ def home_examples() -> list[dict]:
                     "model_ms": outcome.timings.get("model_ms"),
                     "embedded_now": outcome.timings.get("vectors_embedded_now"),
                     "budget_s": settings.RERANK_TIMEOUT,
-                    "model": (outcome.reranker or {}).get("label"),
+                    "model": outcome.reranker.label if outcome.reranker else None,
                 }
             )
     return rows

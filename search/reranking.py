@@ -48,9 +48,14 @@ class RerankedTexts:
         """Return the sentence that explains unscored texts, or None when every text was scored."""
         if not self.unscored:
             return None
+        if self.model is not None and self.model.vectors:
+            why = "the model embeds each text it has not seen before"
+            later = ", and are scored on a later call"
+        else:
+            why, later = "the reranker ran out of time", ""
         return (
-            f"{len(self.unscored)} documents were not scored within the budget (the model embeds each text it "
-            "has not seen before); they are listed last with a null score, and are scored on a later call."
+            f"{len(self.unscored)} documents were not scored within the budget ({why}); they are listed last with "
+            f"a null score{later}."
         )
 
 

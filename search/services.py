@@ -239,10 +239,14 @@ def search_run(
             _apply_scores(outcome, rows, found.candidates, reply, terms, shown)
             if reply.unscored:
                 count = outcome.unscored_count = len(reply.unscored)
+                why = (
+                    "their chunk vectors are not computed yet (an import still running?)"
+                    if reply.vectors is not None
+                    else "the reranker ran out of time before it reached them"
+                )
                 rerank_notices.append(
-                    f"{count} of the {len(rows)} candidates could not be scored in time: their chunk vectors "
-                    "are not computed yet (an import still running?). They follow the reranked ones, in "
-                    "full-text order."
+                    f"{count} of the {len(rows)} candidates could not be scored in time: {why}. They follow the "
+                    "reranked ones, in full-text order."
                 )
         else:
             rerank_notices.append(reply.notice + " Showing the full-text order.")

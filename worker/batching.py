@@ -194,8 +194,10 @@ class BatchingReranker:
         """Return each group's best score and its index; waits at most until `deadline` (monotonic).
 
         Raises Overloaded when the queue is full (or, for `lane` "api", when the API's share is
-        held already), CallerGone when the deadline passes first and ModelFailed when the model
-        raises on these pairs (after halving their pass).
+        held already), CallerGone when the deadline passes before any text was scored and
+        ModelFailed when the model raises on these pairs (after halving their pass). When the
+        deadline passes with some texts scored, those are returned and the groups without any
+        score are listed in `unscored`: a partial answer in time beats a full one too late.
         """
         texts = [text for group in groups for text in group]
         if texts and lane == protocol.API:
@@ -211,14 +213,17 @@ class BatchingReranker:
                 self._submit(request)
                 if not request.done.wait(timeout=max(0.0, deadline - time.monotonic())):
                     request.gone = True  # the batching thread drops what is left of it
-                    raise CallerGone("the rerank deadline passed before the model reached this search")
+                    if all(score is None for score in request.scores):
+                        raise CallerGone("the rerank deadline passed before the model reached this search")
                 if request.error:
                     raise (CallerGone if request.gone else ModelFailed)(request.error)
         finally:
             if texts and lane == protocol.API:
                 with self._ready:
                     self._api_requests -= 1
-        flat = [float("-inf") if s is None else float(s) for s in request.scores]
+        # What was scored by now (the batching thread may still fill a pass it had started).
+        in_time = list(request.scores)
+        flat = [float("-inf") if s is None else float(s) for s in in_time]
         scores, best = best_per_group(groups, flat)
         # A group none of whose texts got a score is reported, never given a made-up one.
         unscored = [
@@ -235,7 +240,7 @@ class BatchingReranker:
             unscored=unscored,
             stored=request.stored,
             embedded=request.embedded,
-            missing=sum(1 for s in request.scores if s is None),
+            missing=sum(1 for s in in_time if s is None),
         )
 
     def _hold_api_place(self) -> None:

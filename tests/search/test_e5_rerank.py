@@ -102,8 +102,8 @@ def test_it_reranks_the_chinese_apple_trap_with_the_nutrition_document_above_the
     outcome = search_run(query="苹果营养价值", k=50)
     assert outcome.is_reranked, outcome.notices
     # Named as what it is, and as the fallback for the model that could not load.
-    assert outcome.reranker["label"].startswith(PACKAGED_E5_FP32_LABEL), outcome.reranker
-    assert outcome.reranker["model"].startswith("multilingual-e5-small"), outcome.reranker
+    assert outcome.reranker.label.startswith(PACKAGED_E5_FP32_LABEL), outcome.reranker
+    assert outcome.reranker.model.startswith("multilingual-e5-small"), outcome.reranker
     assert any(f"{UNLOADABLE_MODEL} is not loaded" in notice for notice in outcome.notices), outcome.notices
     ranks = {row.title: row.rerank_rank for row in outcome.reranked}
     company = {title: rank for title, rank in ranks.items() if any(word in title for word in COMPANY_WORDS)}

@@ -12,7 +12,7 @@ def test_it_shows_both_orderings_with_the_worker(client, rerank_worker):
     assert "Full-text order" in html and "Reranked order" in html
     outcome = response.context["outcome"]
     assert outcome.is_reranked, outcome.notices
-    assert outcome.reranker["kind"] == "cross-encoder"
+    assert outcome.reranker.kind == "cross-encoder"
     assert len(outcome.reranked) == len(outcome.fulltext) > 0
     assert all(row.rerank_score is not None for row in outcome.reranked)
     assert "<mark>苹果</mark>" in html
