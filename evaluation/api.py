@@ -13,8 +13,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from documents.models import Language
 from evaluation import judgments
-from evaluation.models import GRADE_MAX, GRADE_NOT_RELEVANT, GRADE_RELEVANT, Judgment, Ordering
+from evaluation.models import GRADE_MAX, GRADE_NOT_RELEVANT, GRADE_RELEVANT, RANK_MAX, Judgment, Ordering
 from search.api import WholeNumberField
 from search.throttling import is_staff
 
@@ -43,7 +44,9 @@ class JudgmentInputSerializer(serializers.Serializer):
     ordering = serializers.ChoiceField(
         choices=[Ordering.FULLTEXT, Ordering.RERANKED], required=False, help_text="where the result was shown"
     )
-    rank = WholeNumberField(required=False, min_value=1, max_value=10_000, help_text="1-based position it was shown at")
+    rank = WholeNumberField(
+        required=False, min_value=1, max_value=RANK_MAX, help_text="1-based position it was shown at"
+    )
 
     def validate(self, data: dict) -> dict:
         if ("relevant" in data) == ("grade" in data):
@@ -103,7 +106,7 @@ BOOLEAN_FILTER = {"type": "string", "enum": ["true", "false"]}
     get=extend_schema(
         parameters=[
             OpenApiParameter("query", str, description="exactly this query (as normalized when judged)"),
-            OpenApiParameter("language", {"type": "string", "enum": ["en", "zh", "mixed"]}),
+            OpenApiParameter("language", {"type": "string", "enum": Language.values}),
             OpenApiParameter("document", {"type": "integer", "minimum": 1}, description="this document's judgments"),
             OpenApiParameter("staff", BOOLEAN_FILTER, description="true: staff judgments only; false: public only"),
             OpenApiParameter("stale", BOOLEAN_FILTER, description="true: only judgments whose document changed"),
@@ -131,6 +134,8 @@ class JudgmentListApi(generics.ListCreateAPIView):
         if params.get("query"):
             found = found.filter(query=judgments.query_normalize(params["query"]))
         if params.get("language"):
+            if params["language"] not in Language.values:  # NUL and the like never reach PostgreSQL
+                raise ValidationError({"language": [f"One of: {', '.join(Language.values)}."]})
             found = found.filter(language=params["language"])
         if params.get("document"):
             if not DOCUMENT_ID.fullmatch(params["document"]):

@@ -21,7 +21,7 @@ from django.utils.crypto import salted_hmac
 
 from documents.models import LIBRARY, Document
 from documents.textsearch import detect_language
-from evaluation.models import GRADE_MAX, GRADE_RELEVANT, Judgment, Ordering
+from evaluation.models import GRADE_MAX, GRADE_RELEVANT, RANK_MAX, Judgment, Ordering
 from search.services import clean_query
 from search.throttling import ClientRateThrottle, is_staff
 from searchsite.client_address import client_ident
@@ -29,6 +29,8 @@ from searchsite.client_address import client_ident
 # The salt of the client hash: a different purpose from every other use of SECRET_KEY, so the
 # hash of an address here cannot be matched with any other value the site derives from it.
 CLIENT_HASH_SALT = "evaluation.judgments.client"
+# The longest query a judgment keeps (its column); SEARCH_MAX_QUERY_CHARS may be lower.
+QUERY_MAX_CHARS = Judgment._meta.get_field("query").max_length
 
 
 class JudgmentThrottle(ClientRateThrottle):
@@ -80,9 +82,17 @@ def judging_allowed(request: HttpRequest) -> bool:
 
 
 def query_normalize(raw: str) -> str:
-    """Return the query as it is judged and evaluated: as searched, NFC-normalised."""
-    query, _ = clean_query(raw)
-    return unicodedata.normalize("NFC", query)
+    """Return the query as it is judged and evaluated: NFC-normalised, then cleaned and cut as a
+    search cuts it, and never longer than Judgment.query holds.
+
+    Normalisation comes before the cut: NFC can triple a text's length ("\ufb2c" is three code
+    points), so a query cut first and normalised after overflowed the column (a 500). The raw text
+    is bounded by the request's size (DATA_UPLOAD_MAX_MEMORY_SIZE), and NFC runs in C.
+    """
+    limit = min(settings.SEARCH_MAX_QUERY_CHARS, QUERY_MAX_CHARS)
+    query, _ = clean_query(unicodedata.normalize("NFC", raw))
+    # A cut can leave a prefix that composes differently: normalise it again, and cut again.
+    return unicodedata.normalize("NFC", query[:limit])[:limit]
 
 
 def judgment_record(
@@ -103,6 +113,8 @@ def judgment_record(
         raise JudgmentRefused(f"grade must be 0 to {GRADE_MAX}.", status=400)
     if grade > GRADE_RELEVANT and not judge.staff:
         raise JudgmentRefused("Only staff grade finer than relevant / not relevant.", status=403)
+    if rank is not None and not 1 <= rank <= RANK_MAX:
+        raise JudgmentRefused(f"rank must be 1 to {RANK_MAX:,}.", status=400)
     normal = query_normalize(query)
     if not normal:
         raise JudgmentRefused("query is empty.", status=400)

@@ -21,6 +21,9 @@ class Ordering(models.TextChoices):
 GRADE_NOT_RELEVANT = 0
 GRADE_RELEVANT = 1
 GRADE_MAX = 3
+# The deepest position a judged result can have been shown at: far below the column's int4 range,
+# and deeper than anyone pages (the API and the judging form both cap it here).
+RANK_MAX = 10_000
 
 
 class Judgment(models.Model):

@@ -7,7 +7,7 @@ from http import HTTPStatus
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.template.loader import render_to_string
 
 logger = logging.getLogger(__name__)
@@ -62,6 +62,34 @@ class DatabaseOutageMiddleware:
 DATABASE_UNAVAILABLE = "The document database is not answering; try again shortly."
 
 
+class AdminNulRefusalMiddleware:
+    """Answer 400 to an admin request whose address holds a NUL character (%00) anywhere.
+
+    PostgreSQL cannot store or compare text with NUL, and the admin passes its list filters and
+    search straight to the database (a filter with %00 answered 500). Refusing here covers every
+    admin list, Django's own included. Our own API filters check their values themselves
+    (evaluation.api); search queries drop control characters (search.services.clean_query).
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path.startswith(ADMIN_PREFIX) and _holds_nul(request):
+            return HttpResponseBadRequest(
+                "A filter or search in this address holds a NUL character (%00), which no field can contain.",
+                content_type="text/plain; charset=utf-8",
+            )
+        return self.get_response(request)
+
+
+def _holds_nul(request: HttpRequest) -> bool:
+    """Return whether a query-string parameter's name or value (or the path) holds NUL."""
+    if "\x00" in request.path:
+        return True
+    return any("\x00" in name or any("\x00" in value for value in values) for name, values in request.GET.lists())
+
+
 class ApiJsonErrorsMiddleware:
     """Answer every error under /api/ in the API's JSON shape, whatever produced it.
 
@@ -90,6 +118,7 @@ class ApiJsonErrorsMiddleware:
 
 
 API_PREFIX = "/api/"
+ADMIN_PREFIX = "/admin/"
 # Kept from the original error response: what a client needs to act on the error.
 KEPT_HEADERS = ("Retry-After", "Allow", "WWW-Authenticate", "Vary")
 
