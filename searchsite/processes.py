@@ -3,11 +3,17 @@
 devstack (`make run`), the tests and the benchmarks start their workers, web servers and Redis
 this way, and stop only what they started, by its process id; a free loopback port for a web
 server they start comes from here too. Imports neither Django nor torch.
+
+Children die with their parent: a parent stopped by a signal stops them in order (devstack's and
+the test run's signal handlers), and on Linux a parent that dies without a chance to (SIGKILL, a
+crash) takes them with it: the kernel sends them SIGKILL (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import socket
@@ -26,6 +32,23 @@ POLL_SECONDS = 0.1
 
 Answer = TypeVar("Answer")
 
+# The signals that stop a run: Ctrl-C, a supervisor's or a timeout's stop, a closed terminal.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# prctl(2): the signal the kernel sends a child when the thread that started it exits.
+PR_SET_PDEATHSIG = 1
+
+
+def _load_prctl() -> Callable[..., int] | None:
+    if os.uname().sysname != "Linux":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _load_prctl()
+
 
 class ChildExited(RuntimeError):
     """The child exited while we waited for it to be ready."""
@@ -36,17 +59,48 @@ class ChildExited(RuntimeError):
 
 
 def start_group(
-    command: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = ROOT, log_path: Path | None = None
+    command: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = ROOT,
+    log_path: Path | None = None,
+    output: int | None = None,
 ) -> subprocess.Popen:
     """Return a child running `command` in a session, so a process group, of its own.
 
-    Its output is appended to `log_path`, or shared with ours without one. A Ctrl-C in the
-    terminal reaches only us, so we stop our children in order.
+    Its output is appended to `log_path`, goes to `output` (subprocess.PIPE: read it from
+    `.stdout`), or is shared with ours without either. A Ctrl-C in the
+    terminal reaches only us, so we stop our children in order; if we die first, it dies too
+    (die_with_parent).
     """
+    options = {"env": env, "cwd": cwd, "start_new_session": True, "preexec_fn": die_with_parent()}
+    if output is not None:
+        return subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, **options)
     if log_path is None:
-        return subprocess.Popen(command, env=env, cwd=cwd, start_new_session=True)
+        return subprocess.Popen(command, **options)
     with log_path.open("ab") as log:
-        return subprocess.Popen(command, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, **options)
+
+
+def die_with_parent() -> Callable[[], None] | None:
+    """Return a `preexec_fn` that makes the child get SIGKILL when we die (Linux), or None.
+
+    The kernel ties the signal to the thread that starts the child, not to the process: a child
+    started from another thread (a web request, a test's helper thread) would die when that thread
+    ends, so only children of the main thread get it; the others are stopped by whoever started
+    them, as before.
+    """
+    if _PRCTL is None or threading.current_thread() is not threading.main_thread():
+        return None
+    parent = os.getpid()
+    prctl = _PRCTL
+
+    def in_child() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # we died between fork and prctl: nobody would stop the child
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return in_child
 
 
 def wait_until_ready(
@@ -93,15 +147,47 @@ def stop_group(
         process.wait()
 
 
+def stop_groups(
+    processes: list[subprocess.Popen],
+    *,
+    grace: float,
+    on_kill: Callable[[subprocess.Popen], None] | None = None,
+) -> None:
+    """Stop the process groups of several children we started, together: SIGTERM to all of them,
+    then SIGKILL to those still running after `grace` seconds in all (`on_kill(process)` first)."""
+    running = [process for process in processes if process.poll() is None]
+    for process in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for process in running:
+        try:
+            process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            if on_kill is not None:
+                on_kill(process)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
 def pid_alive(pid: int) -> bool:
-    """Return whether a process with this pid exists (ours or not)."""
+    """Return whether a process with this pid runs (ours or not); a zombie, which has exited and
+    waits only to be reaped by its parent, does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        # /proc/<pid>/stat: "pid (name) state ...": the name may hold spaces and parentheses.
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except FileNotFoundError:
+        return not Path("/proc/self").exists()  # it exited since; without /proc, kill(0) is all we know
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 @contextlib.contextmanager
@@ -123,6 +209,29 @@ def sigterm_as_exit() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def interrupt_on_stop_signals() -> None:
+    """Make the first SIGINT, SIGTERM or SIGHUP raise KeyboardInterrupt and later ones do nothing.
+
+    For the test run (tests/conftest.py): pytest then ends the session in order, its fixtures
+    stopping the servers and workers they started and dropping the test database, where SIGTERM's
+    and SIGHUP's default would end it at once with them still running. A repeat (devstack passes
+    on the Ctrl-C the terminal already sent) must not break that teardown. Main thread only.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def ignore(signum: int, frame: object) -> None:
+        pass  # a Python handler, not SIG_IGN: children started now still get the default
+
+    def interrupt(signum: int, frame: object) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, ignore)
+        raise KeyboardInterrupt(f"stopped by {signal.Signals(signum).name}")
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, interrupt)
 
 
 def free_port() -> int:

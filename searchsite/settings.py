@@ -397,5 +397,9 @@ LOGGING = {
     # whole reply>" would add one of up to ~1 KB, with the scores and any model-hub error; failures
     # still reach the log (ERROR). Celery's short "Task ... received" line stays: it shows that a
     # worker took a task even when the worker dies before it answers.
-    "loggers": {"celery.app.trace": {"level": "WARNING"}},
+    # sentence-transformers says "No modules.json found for <hub id>, initializing a new
+    # CrossEncoder model" at INFO before it even tries the hub: offline, that line comes just before
+    # the worker's own explanation (worker.reranker) and reads as if a model were being made up.
+    # Its warnings and errors still show.
+    "loggers": {"celery.app.trace": {"level": "WARNING"}, "sentence_transformers": {"level": "WARNING"}},
 }

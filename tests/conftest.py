@@ -16,7 +16,9 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from searchsite.processes import interrupt_on_stop_signals
 from tests.support.clients import unique_address
+from tests.support.database_claim import DatabaseInUse, claim_test_database
 from tests.support.processes import ROOT, Started, free_port, start_web, start_worker
 from tests.support.session import (
     ARTIFACTS,
@@ -32,6 +34,33 @@ SITE_DATABASE_NAME = settings.DATABASES["default"]["NAME"]
 
 # Tests that count documents use this collection; the session's sample library stays apart.
 TEST_COLLECTION = "test-ingest"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # SIGTERM and SIGHUP (a timeout, a closed terminal, devstack stopped) end the session in order,
+    # as Ctrl-C does: the fixtures stop what they started. What they miss dies with this process.
+    interrupt_on_stop_signals()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(request, django_db_modify_db_settings_parallel_suffix):
+    """Claim the test database for this run before pytest-django creates it, ending connections an
+    interrupted run left to it (tests/support/database_claim.py)."""
+    from django.db import connection
+
+    name = connection.creation._get_test_db_name()
+    try:
+        claim, ended = claim_test_database(name)
+    except DatabaseInUse as error:
+        pytest.exit(str(error), returncode=3)
+    if ended:  # on the terminal, past the capture of fixture output
+        plugins = request.config.pluginmanager
+        with plugins.get_plugin("capturemanager").global_and_fixture_disabled():
+            plugins.get_plugin("terminalreporter").write_line(
+                f"[tests] ended {ended} connection(s) that an interrupted test run left to {name}"
+            )
+    yield
+    claim.close()
 
 
 @pytest.fixture(scope="session")
@@ -66,10 +95,12 @@ def rerank_worker(tiny_model_dir: Path, artifacts_dir: Path, django_db_setup) ->
         model=str(tiny_model_dir),
         extra_env={"RERANKER_FALLBACK_MODEL": ""},
     )
-    status = wait_for_worker(worker)
-    assert status.get("ready"), status
-    yield worker
-    worker.stop()
+    try:
+        status = wait_for_worker(worker)
+        assert status.get("ready"), status
+        yield worker
+    finally:  # also when the run is interrupted while the worker loads
+        worker.stop()
 
 
 @pytest.fixture(scope="session")

@@ -67,7 +67,11 @@ def start_web(env: dict[str, str], log_path: Path, port: int) -> Started:
         listening = wait_until_ready(process, lambda: _listening(port), timeout=WEB_READY_SECONDS)
     except ChildExited:
         raise RuntimeError(f"web server exited early:\n{log_path.read_text(errors='replace')}") from None
+    except BaseException:  # the run was interrupted while it started: stop it now
+        stop_group(process)
+        raise
     if listening is None:
+        stop_group(process)
         raise RuntimeError(f"web server did not start listening within {WEB_READY_SECONDS:.0f} s")
     return Started(process=process, log_path=log_path)
 
