@@ -17,7 +17,7 @@ from django.db import DatabaseError
 from documents.inputs import DocumentInput, IngestError
 from documents.models import LIBRARY
 from documents.parsers import ParseError, parse_file_lenient, upload_size_problem
-from documents.services import ImportTally, document_create, documents_import
+from documents.services import ImportTally, document_create, documents_import, is_outage
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +112,15 @@ def ingest_bytes(
         for start in range(0, total, batch_size):
             batch = parsed.items[start : start + batch_size]
             try:
+                # One batch, one transaction: it is stored whole or not at all.
                 result = documents_import(items=batch, collection=collection, batch_size=batch_size)
             except DatabaseError as error:
+                if is_outage(error):
+                    # One line for the whole rest of the file, not one per record, and never the
+                    # driver's words (host names, socket paths).
+                    logger.warning("import of %s stopped at record %d of %d: database unavailable", name, start, total)
+                    outcome.rejected.append(_unavailable(start, total))
+                    break
                 logger.exception("import of %s failed", name)
                 outcome.rejected.append(
                     f"documents {start + 1}-{start + len(batch)}: the database refused them ({error})"
@@ -125,6 +132,17 @@ def ingest_bytes(
     return _report(name, outcome)
 
 
+def _unavailable(start: int, total: int) -> str:
+    """Return the one report line of an import the database went away from at record `start`."""
+    again = "send the file again once the database is back"
+    if start == 0:
+        return f"database unavailable: none of the {total:,} records was stored; {again}"
+    return (
+        f"database unavailable: records 1-{start:,} were handled as counted here, records "
+        f"{start + 1:,}-{total:,} were not stored; {again} (stored records are skipped as unchanged)"
+    )
+
+
 def _create_one(item: DocumentInput, collection: str, outcome: ImportTally) -> None:
     try:
         result = document_create(item=item, collection=collection)
@@ -132,6 +150,10 @@ def _create_one(item: DocumentInput, collection: str, outcome: ImportTally) -> N
         outcome.rejected.append(str(error))
         return
     except DatabaseError as error:
+        if is_outage(error):
+            logger.warning("storing %s failed: database unavailable", item.source)
+            outcome.rejected.append("database unavailable: the document was not stored; send it again once it is back")
+            return
         logger.exception("storing %s failed", item.source)
         outcome.rejected.append(f"the database refused the document ({error})")
         return

@@ -27,7 +27,12 @@ def parse_docx(data: bytes, source: str) -> DocumentInput:
     _refuse_zip_bomb(members)
     # The sizes above are what the archive claims; reading itself stops at what it unpacks.
     try:
-        parts = docx_text(archive, max_chars=limits.MAX_BODY_CHARS, max_xml_bytes=limits.MAX_DOCX_XML_BYTES)
+        parts = docx_text(
+            archive,
+            max_chars=limits.MAX_BODY_CHARS,
+            max_xml_bytes=limits.MAX_DOCX_XML_BYTES,
+            max_block_bytes=limits.MAX_DOCX_BLOCK_XML_BYTES,
+        )
     except DocxLimit as limit:
         raise ParseError(f"the Word document is too large: {limit}; reading stopped there; split it") from None
     except DocxUnreadable as error:

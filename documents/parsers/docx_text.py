@@ -70,10 +70,33 @@ class DocxUnreadable(Exception):
     """The archive or its XML is broken."""
 
 
+class _Progress:
+    """Unpacked bytes of a part so far, and where its last finished block ended."""
+
+    def __init__(self) -> None:
+        self.unpacked = 0
+        self.block_end = 0
+
+    def block_done(self) -> None:
+        self.block_end = self.unpacked
+
+
 def _stream(
-    archive: zipfile.ZipFile, name: str, *, tags: tuple[str, ...], max_xml_bytes: int, what: str
+    archive: zipfile.ZipFile,
+    name: str,
+    *,
+    tags: tuple[str, ...],
+    max_xml_bytes: int,
+    what: str,
+    progress: _Progress | None = None,
+    max_block_bytes: int | None = None,
 ) -> Iterator[object]:
-    """Yield each element named in `tags` once it is complete, unpacking the part piece by piece."""
+    """Yield each element named in `tags` once it is complete, unpacking the part piece by piece.
+
+    With `max_block_bytes`, reading stops when more XML than that was unpacked since the consumer
+    last called `progress.block_done()`: one block (a paragraph, a table row) is held in memory
+    whole until it ends, so it is bounded on its own (a 28 MB one-paragraph part took 436 MB).
+    """
     parser = etree.XMLPullParser(
         events=("end",),
         tag=tags,
@@ -84,13 +107,18 @@ def _stream(
         remove_comments=True,
         remove_pis=True,
     )
-    unpacked = 0
+    progress = progress or _Progress()
     try:
         with archive.open(name) as member:
             while chunk := member.read(READ_CHUNK_BYTES):
-                unpacked += len(chunk)
-                if unpacked > max_xml_bytes:
+                progress.unpacked += len(chunk)
+                if progress.unpacked > max_xml_bytes:
                     raise DocxLimit(f"{what} unpacks to more than {max_xml_bytes // (1024 * 1024)} MB of XML")
+                if max_block_bytes is not None and progress.unpacked - progress.block_end > max_block_bytes:
+                    raise DocxLimit(
+                        f"one paragraph or table row unpacks to more than {max_block_bytes // (1024 * 1024)} MB "
+                        "of XML (the limit for one)"
+                    )
                 parser.feed(chunk)
                 for _, element in parser.read_events():
                     yield element
@@ -144,17 +172,29 @@ def _forget(element: object) -> None:
             del parent[0]
 
 
-def docx_text(archive: zipfile.ZipFile, *, max_chars: int, max_xml_bytes: int) -> list[str]:
+def docx_text(
+    archive: zipfile.ZipFile, *, max_chars: int, max_xml_bytes: int, max_block_bytes: int | None = None
+) -> list[str]:
     """Return the lines of the main part's text: body paragraphs, and table rows with their cells
     split by tabs (a merged cell once; a table inside a cell is read as that cell's text).
 
-    Raises DocxLimit when the text or the unpacked XML passes its limit (reading stops there),
-    DocxUnreadable when the archive or the XML is broken.
+    Raises DocxLimit when the text, the unpacked XML or the XML of one body paragraph or table
+    row passes its limit (reading stops there), DocxUnreadable when the archive or the XML is broken.
     """
     parts: list[str] = []
     chars = 0
     tags = (*PARAGRAPHS, *ROWS)
-    for element in _stream(archive, MAIN_PART, tags=tags, max_xml_bytes=max_xml_bytes, what="its text part"):
+    progress = _Progress()
+    elements = _stream(
+        archive,
+        MAIN_PART,
+        tags=tags,
+        max_xml_bytes=max_xml_bytes,
+        what="its text part",
+        progress=progress,
+        max_block_bytes=max_block_bytes,
+    )
+    for element in elements:
         if element.tag in ROWS:
             # A row of a table in the body, not of one nested in a cell.
             table = element.getparent()
@@ -170,6 +210,7 @@ def docx_text(archive: zipfile.ZipFile, *, max_chars: int, max_xml_bytes: int) -
             raise DocxLimit(f"it holds more than {max_chars:,} characters of text")
         parts.append(text)
         _forget(element)
+        progress.block_done()
     return parts
 
 

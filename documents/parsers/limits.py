@@ -5,11 +5,16 @@ hostile or broken file. The format modules read them here at call time (tests lo
 MAX_BODY_CHARS = 5_000_000
 # A PDF bomb can declare endless pages; a real book rarely passes this.
 MAX_PDF_PAGES = 2_000
-# Text extraction reads a page's drawing instructions in Python (about 2 s per MB here): a 25 KB
-# file whose one page unpacks to 10 MB of them kept a web process busy for 3.5 minutes. A text
-# page holds tens of KB; refuse a page above the first limit and a file above the second.
-MAX_PDF_PAGE_CONTENT_BYTES = 2 * 1024 * 1024
+# Text extraction reads a page's drawing instructions in Python (2 to 5.6 s per MB of dense text
+# operators here): a 25 KB file whose one page unpacks to 10 MB of them kept a web process busy
+# for 3.5 minutes. A text page holds a few to tens of KB. Every page is sized before any text is
+# extracted (unpacking is fast): a page above the first limit, or a file above the second, is
+# refused in milliseconds.
+MAX_PDF_PAGE_CONTENT_BYTES = 1024 * 1024
 MAX_PDF_CONTENT_BYTES = 24 * 1024 * 1024
+# Seconds of text extraction per file, checked after each page: the worst file costs this plus one
+# page (at most MAX_PDF_PAGE_CONTENT_BYTES, about 5 s). 300 pages of dense text take 1.6 s.
+MAX_PDF_SECONDS = 15
 # Building the tree of an HTML file costs about 25 µs per tag (5 s for 200,000 one-line
 # paragraphs); a 20 MB file of them would hold a web process for minutes.
 MAX_HTML_TAGS = 100_000
@@ -23,6 +28,10 @@ RATIO_CHECK_MIN_BYTES = 1024 * 1024
 # about 0.1 s per MB here). 1,000,000 characters in runs of 40 take 2.4 MB of it (python-docx),
 # so the MAX_BODY_CHARS of text fit in about 12 MB, with room for heavier formatting.
 MAX_DOCX_XML_BYTES = 32 * 1024 * 1024
+# One paragraph or table row is held in memory whole until it ends (about 15 bytes of memory per
+# byte of its XML: a 28 MB one-paragraph part took 436 MB and 5.6 s). A long real paragraph with
+# a run per word is a few hundred KB.
+MAX_DOCX_BLOCK_XML_BYTES = 2 * 1024 * 1024
 # A document's properties (its title) are a few KB.
 MAX_DOCX_CORE_BYTES = 1024 * 1024
 # Control bytes (NUL and other C0 codes besides tab/newline/CR/FF/ESC) beyond both of these make

@@ -4,6 +4,7 @@ Pure, no ORM."""
 from __future__ import annotations
 
 import io
+import time
 
 from documents.inputs import DocumentInput, clean_text, first_line
 from documents.parsers import limits
@@ -39,10 +40,39 @@ def parse_pdf(data: bytes, source: str) -> DocumentInput:
         raise ParseError(f"the PDF is damaged and cannot be read ({short(error)})") from None
     if page_count > limits.MAX_PDF_PAGES:
         raise ParseError(f"the PDF has {page_count:,} pages; the limit is {limits.MAX_PDF_PAGES:,}; split it")
+    _refuse_heavy_pages(reader)
     texts: list[str] = []
     total = 0
-    content_bytes = 0
     failures = 0
+    started = time.monotonic()
+    for number, page in enumerate(reader.pages, start=1):
+        try:
+            text = page.extract_text() or ""
+        except Exception:  # one broken page should not lose the others
+            failures += 1
+            continue
+        total += len(text)
+        if total > limits.MAX_BODY_CHARS:
+            raise ParseError(f"the PDF holds more than {limits.MAX_BODY_CHARS:,} characters of text; split it")
+        texts.append(clean_text(text))
+        if number < page_count and time.monotonic() - started > limits.MAX_PDF_SECONDS:
+            raise ParseError(
+                f"reading the PDF's text took more than {limits.MAX_PDF_SECONDS:g} s (stopped after page {number} "
+                f"of {page_count}); split it into smaller files"
+            )
+    if page_count and failures == page_count:
+        raise ParseError("the PDF is damaged: no page could be read")
+    body = "\n\n".join(text.strip() for text in texts if text.strip())
+    if not body:
+        raise ParseError("the PDF has no extractable text (it may be a scanned image; run OCR on it first)")
+    title = _pdf_title(reader) or first_line(body)
+    return document(title, body, source, metadata={"pages": page_count})
+
+
+def _refuse_heavy_pages(reader: object) -> None:
+    """Refuse the file before extracting any text when a page, or all of them, unpack to more
+    drawing instructions than extraction reads in reasonable time (unpacking alone is fast)."""
+    content_bytes = 0
     for number, page in enumerate(reader.pages, start=1):
         size = _pdf_content_size(page, number)
         if size > limits.MAX_PDF_PAGE_CONTENT_BYTES:
@@ -56,22 +86,6 @@ def parse_pdf(data: bytes, source: str) -> DocumentInput:
                 f"the PDF's pages unpack to more than {format_size(limits.MAX_PDF_CONTENT_BYTES)} of drawing "
                 "instructions (refused as a possible PDF bomb); split it"
             )
-        try:
-            text = page.extract_text() or ""
-        except Exception:  # one broken page should not lose the others
-            failures += 1
-            continue
-        total += len(text)
-        if total > limits.MAX_BODY_CHARS:
-            raise ParseError(f"the PDF holds more than {limits.MAX_BODY_CHARS:,} characters of text; split it")
-        texts.append(clean_text(text))
-    if page_count and failures == page_count:
-        raise ParseError("the PDF is damaged: no page could be read")
-    body = "\n\n".join(text.strip() for text in texts if text.strip())
-    if not body:
-        raise ParseError("the PDF has no extractable text (it may be a scanned image; run OCR on it first)")
-    title = _pdf_title(reader) or first_line(body)
-    return document(title, body, source, metadata={"pages": page_count})
 
 
 def _pdf_content_size(page: object, number: int) -> int:

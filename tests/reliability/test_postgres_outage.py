@@ -8,14 +8,18 @@ starts it again and requests again. The rerank worker is the session's; it needs
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
 import urllib.parse
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.support.budgets import reply_limit_seconds
 from tests.support.own_services import OwnPostgres, http, manage
-from tests.support.processes import start_site
+from tests.support.processes import ROOT, start_site
 from tests.support.session import SESSION_QUEUE, child_env
 
 pytestmark = pytest.mark.faults
@@ -133,3 +137,63 @@ def test_it_answers_503_while_postgres_is_down_and_recovers_by_itself(
         assert "Granny Smith apples" in after["page"].body
     finally:
         site.stop()
+
+
+# An import the database goes away from: the records, one transaction per 500 (the first batch is
+# committed before the server stops).
+IMPORT_RECORDS = 8_000
+FIRST_BATCH = 500
+
+
+def test_an_import_cut_off_by_an_outage_reports_one_line_saying_what_was_stored(own_postgres: OwnPostgres, tmp_path):
+    """PostgreSQL stops during an 8,000-record import: the report has one "database unavailable"
+    line that says which records were stored, not a row per record with the driver's error and
+    socket path (5,000 of them before)."""
+    database_url = own_postgres.create_database("imports")
+    env = child_env(DATABASE_URL=database_url, RERANK_QUEUE=SESSION_QUEUE, DATABASE_CONNECT_TIMEOUT="2")
+    manage(env, "migrate", "--noinput", "-v", "0")
+    records = tmp_path / "records.jsonl"
+    records.write_text(
+        "\n".join(
+            json.dumps({"id": f"r-{n}", "title": f"Record {n}", "text": f"Record {n} on orchards, rivers and pears."})
+            for n in range(IMPORT_RECORDS)
+        )
+    )
+    output = tmp_path / "import.out"
+    with output.open("w") as out:
+        importing = subprocess.Popen(
+            [sys.executable, str(ROOT / "manage.py"), "import_documents", str(records), "--collection", "outage"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            with psycopg.connect(database_url, autocommit=True) as watcher:
+                while stored(watcher) < FIRST_BATCH and importing.poll() is None:
+                    time.sleep(0.02)
+            own_postgres.stop()
+            importing.wait(timeout=300)
+        finally:
+            if importing.poll() is None:
+                importing.kill()
+    own_postgres.start()
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        kept = stored(conn)
+
+    report = output.read_text()
+    assert kept < IMPORT_RECORDS, "the import finished before the outage"
+    rejected = [line for line in report.splitlines() if line.lstrip().startswith("rejected ")]
+    assert len(rejected) == 1, report[-4000:]
+    assert rejected[0].strip() == (
+        f"rejected database unavailable: records 1-{kept:,} were handled as counted here, records "
+        f"{kept + 1:,}-{IMPORT_RECORDS:,} were not stored; send the file again once the database is back "
+        "(stored records are skipped as unchanged)"
+    )
+    assert f"created {kept} documents" in report
+    assert_no_leak(report)
+    assert ".s.PGSQL" not in report
+
+
+def stored(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM documents_document WHERE collection = 'outage'").fetchone()[0]

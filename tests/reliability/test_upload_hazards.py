@@ -14,6 +14,7 @@ import pytest
 from django.urls import Resolver404, resolve
 
 from documents.models import LIBRARY, Chunk, Document
+from documents.parsers import limits
 from documents.parsers.limits import MAX_HTML_TAGS, MAX_PDF_CONTENT_BYTES, MAX_PDF_PAGE_CONTENT_BYTES
 from tests.support.files import serialize_pdf, text_pdf, upload
 from tests.support.processes import ROOT
@@ -141,6 +142,30 @@ def test_it_refuses_pdf_bombs_and_malformed_pdfs(staff_client, collection, name)
 
     assert report.status == "rejected"
     assert message in report.message, report.message
+    assert not Document.objects.filter(collection=collection).exists()
+
+
+def test_it_refuses_a_heavy_pdf_before_extracting_any_page(staff_client, collection, monkeypatch):
+    """Every page's drawing instructions are sized before any text is extracted: a 63 KB PDF of
+    heavy pages held a web thread for 79 s, reading page after page, before its refusal. With no
+    time at all to extract (the budget set to 0 s), the refusal still names the heavy page."""
+    monkeypatch.setattr(limits, "MAX_PDF_SECONDS", 0)
+    heavy = text_operators(MAX_PDF_PAGE_CONTENT_BYTES + 1024)
+    report = post(staff_client, collection, "heavy.pdf", pdf_with_contents(b"BT (one) Tj ET", b"BT (two) Tj ET", heavy))
+
+    assert report.status == "rejected"
+    assert "page 3 of the PDF unpacks to 1.0 MB of drawing instructions" in report.message, report.message
+
+
+def test_it_stops_extracting_a_pdf_past_its_time_budget(staff_client, collection, monkeypatch):
+    """Extraction stops after the page that passes the file's time budget (0 s here: the first)."""
+    monkeypatch.setattr(limits, "MAX_PDF_SECONDS", 0)
+    report = post(staff_client, collection, "slow.pdf", text_pdf("Page one", "Page two", "Page three"))
+
+    assert report.status == "rejected"
+    assert report.message == (
+        "rejected: reading the PDF's text took more than 0 s (stopped after page 1 of 3); split it into smaller files"
+    )
     assert not Document.objects.filter(collection=collection).exists()
 
 
