@@ -7,12 +7,13 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path
+from django.urls import URLPattern, path, reverse
 
 from documents.ingest import FileReport, ingest_upload
 from documents.inputs import DocumentInput, IngestError
 from documents.models import LIBRARY, Chunk, Document
 from documents.parsers import ACCEPTED_EXTENSIONS
+from documents.parsers.json import JSON_EXAMPLE, JSON_FIELDS
 from documents.services import document_create, document_update, documents_delete
 
 # Where `changeform_view` leaves a service's refusal for the form to show on the second pass.
@@ -54,6 +55,31 @@ class UploadForm(forms.Form):
     collection = forms.CharField(initial=LIBRARY, max_length=100)
 
 
+def _report_rows(reports: list[FileReport]) -> list[dict]:
+    """Return each file's report with a link to every document it created or updated."""
+    ids = [pk for report in reports for pk in (*report.document_ids, *report.updated_ids)]
+    stored = {pk: (title, collection) for pk, title, collection in
+              Document.objects.filter(pk__in=ids).values_list("pk", "title", "collection")}  # fmt: skip
+    rows = []
+    for report in reports:
+        links = [
+            {
+                "kind": kind,
+                "title": stored[pk][0],
+                # The site's document page shows the library; other collections open in the admin.
+                "url": reverse("search:document", args=[pk])
+                if stored[pk][1] == LIBRARY
+                else reverse("admin:documents_document_change", args=[pk]),
+                "edit": pk,
+            }
+            for kind, pks in (("created", report.document_ids), ("updated", report.updated_ids))
+            for pk in pks
+            if pk in stored
+        ]
+        rows.append({"report": report, "links": links})
+    return rows
+
+
 @admin.register(Document)
 class DocumentAdmin(admin.ModelAdmin):
     list_display = ("title", "language", "source", "collection", "updated_at")
@@ -88,6 +114,9 @@ class DocumentAdmin(admin.ModelAdmin):
             "title": "Upload files",
             "form": form,
             "reports": reports,
+            "rows": _report_rows(reports),
+            "json_fields": JSON_FIELDS,
+            "json_example": JSON_EXAMPLE,
             "totals": {
                 "created": sum(report.created for report in reports),
                 "updated": sum(report.updated for report in reports),

@@ -13,6 +13,19 @@ JSON_EXTENSIONS = {".json": "JSON", ".jsonl": "JSON Lines"}
 TOO_DEEP = f"the JSON nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects"
 JSON_TEXT_FIELDS = ("content", "text", "body")
 JSON_KNOWN_FIELDS = {"title", *JSON_TEXT_FIELDS, "language", "source", "url", "id", "_id", "metadata"}
+# What the upload page tells about the fields above (documents/templates/.../upload.html).
+JSON_FIELDS = [
+    ("id (or _id)", "its id in your source: importing the same id again updates that document, never copies it"),
+    ("title", "optional: the first line of the text when missing"),
+    ("content, text or body", "required: the text (the first of them present)"),
+    ("language", "optional: en, zh or mixed; detected from the text when missing"),
+    ("source or url", "optional: where it came from (the file's name when missing)"),
+    ("metadata", "optional: an object, stored as it is; any other field is kept in it too"),
+]
+JSON_EXAMPLE = (
+    '{"id": "doc-1", "title": "Granny Smith apples", "text": "Granny Smith apples are green and tart.", '
+    '"language": "en", "url": "https://example.org/apples", "metadata": {"year": 2024}}'
+)
 LANGUAGE_ALIASES = {"en": "en", "english": "en", "zh": "zh", "chinese": "zh", "cn": "zh", "mixed": "mixed"}
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
 from django.test import Client
 
-from documents.models import Document
+from documents.models import LIBRARY, Document
 from tests.support.files import text_pdf, upload, word_document
 
 pytestmark = pytest.mark.django_db
@@ -105,3 +106,44 @@ def test_it_needs_the_csrf_token(staff_user, collection):
     )
     assert accepted.status_code == 200
     assert Document.objects.filter(collection=collection).count() == 1
+
+
+def test_it_names_the_json_fields_it_reads_with_an_example_it_accepts(staff_client, collection):
+    page = staff_client.get(UPLOAD_URL).content.decode()
+
+    fields = re.findall(r"<tr><td><code>([^<]+)</code></td>", page)
+    assert fields == ["id (or _id)", "title", "content, text or body", "language", "source or url", "metadata"]
+    example = html.unescape(re.search(r'<pre id="json-example">([^<]+)</pre>', page).group(1))
+    # The example is a record the upload reads as the page says.
+    response = staff_client.post(
+        UPLOAD_URL, {"files": [upload("example.jsonl", example.encode())], "collection": collection}
+    )
+    stored = Document.objects.get(collection=collection)
+    assert (stored.external_id, stored.title, stored.language) == ("doc-1", "Granny Smith apples", "en")
+    assert stored.metadata == {"year": 2024, "url": "https://example.org/apples"}
+    assert response.context["reports"][0].status == "created"
+
+
+@pytest.mark.parametrize("in_library", [True, False], ids=["library", "other collection"])
+def test_every_created_or_updated_document_in_the_report_links_to_itself(staff_client, collection, in_library):
+    """Library documents link to their page on the site; other collections' to the admin's."""
+    target = LIBRARY if in_library else collection
+    first = b'{"id": "up-r1", "title": "Alpha", "text": "one"}\n{"id": "up-r2", "title": "Beta", "text": "two"}\n'
+    staff_client.post(UPLOAD_URL, {"files": [upload("records.jsonl", first)], "collection": target})
+    changed = first.replace(b'"two"', b'"two, changed"') + b'{"id": "up-r3", "title": "Gamma", "text": "three"}\n'
+
+    response = staff_client.post(UPLOAD_URL, {"files": [upload("records.jsonl", changed)], "collection": target})
+
+    report = response.context["reports"][0]
+    assert (report.created, report.updated, report.unchanged) == (1, 1, 1)  # re-importing updates, as before
+    stored = {doc.external_id: doc for doc in Document.objects.filter(collection=target, external_id__startswith="up-")}
+    assert len(stored) == 3
+
+    def page_of(document: Document) -> str:
+        return document.get_absolute_url() if in_library else f"/admin/documents/document/{document.pk}/change/"
+
+    links = re.findall(r'<li>(\w+): <a href="([^"]+)">([^<]+)</a>', response.content.decode())
+    assert links == [("created", page_of(stored["up-r3"]), "Gamma"), ("updated", page_of(stored["up-r2"]), "Beta")]
+    opened = staff_client.get(page_of(stored["up-r3"]))
+    assert opened.status_code == 200
+    assert "Gamma" in opened.content.decode()
