@@ -283,7 +283,9 @@ def test_it_wants_a_model_for_languages(tmp_path: Path):
 
 
 @pytest.mark.worker
-def test_a_terminated_evaluation_stops_its_private_worker(tmp_path: Path, tiny_model_dir: Path, django_db_setup):
+def test_a_terminated_evaluation_stops_its_private_worker(
+    tmp_path: Path, tiny_model_dir: Path, django_db_setup, django_db_blocker
+):
     folder = write_dataset(tmp_path / "tiny")
     log_path = tmp_path / "evaluate.log"
     command = [sys.executable, "manage.py", "evaluate", str(folder), "--model", str(tiny_model_dir)]
@@ -313,3 +315,7 @@ def test_a_terminated_evaluation_stops_its_private_worker(tmp_path: Path, tiny_m
             evaluation.wait()
         if worker_pid is not None and pid_alive(worker_pid):
             os.killpg(worker_pid, signal.SIGKILL)  # the worker this test's evaluation started, leaked
+        # The evaluation, a process of its own, committed the corpus it imported: remove it, so
+        # that a test after this one (in any order) finds the collection as new.
+        with django_db_blocker.unblock():
+            Document.objects.filter(collection=collection_name(dataset_load(directory=folder))).delete()
