@@ -12,7 +12,7 @@ from django.http import HttpRequest
 
 from documents.textsearch import detect_language
 from search import worker_client
-from search.throttling import RerankCharge, rerank_budget_charge, rerank_budget_spent
+from search.throttling import RerankCharge, rerank_budget_charge, rerank_budget_refund, rerank_budget_spent
 from worker.protocol import ModelInfo
 
 logger = logging.getLogger(__name__)
@@ -146,12 +146,16 @@ def _log_rerank(query: str, texts: list[str], status: str, started: float, model
 def _rerank(request: HttpRequest, query: str, texts: list[str], top_n: int | None) -> RerankedTexts:
     limits_check(count=len(texts), query_chars=len(query), text_chars=[len(text) for text in texts])
     charge = RerankCharge(pairs=len(texts), chars=sum(len(query) + len(text) for text in texts))
-    decision = rerank_budget_charge(request, charge)
+    charged_at = time.time()
+    decision = rerank_budget_charge(request, charge, now=charged_at)
     if decision.too_large:
         raise RerankRefused(decision.message, reason="too_large", field="documents")
     if not decision.allowed:
         raise RerankRefused(decision.message, reason="throttled", retry_after=decision.retry_after)
     reply = worker_client.rerank(query, [[text] for text in texts], language=detect_language(query))
+    if not reply.ok:
+        # No scores came back (no worker, busy, timed out, failed, a language it skips): not charged.
+        rerank_budget_refund(request, charge, charged_at=charged_at)
     if reply.status == "skipped":
         raise RerankRefused(reply.notice, reason="language", field="query")
     if not reply.ok:

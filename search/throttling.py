@@ -168,6 +168,23 @@ def rerank_budget_charge(request: HttpRequest, charge: RerankCharge, *, now: flo
     return _used_up(budget, retry_after)
 
 
+def rerank_budget_refund(request: HttpRequest, charge: RerankCharge, *, charged_at: float) -> None:
+    """Give back `charge`, counted by rerank_budget_charge(now=charged_at) for a request that got no
+    scores (the worker failed, was busy or missing, the budget ran out): a client pays only for
+    work it received (Redis: 2 calls; nothing for staff; Redis trouble is logged and ignored)."""
+    if is_staff(request):
+        return
+    _, owner = throttle_owner(request)
+    keys, _, _ = _window_keys(owner, charged_at)
+    try:
+        for kind in keys:
+            # decr on a key that expired meanwhile would create a negative count: skip it.
+            if cache.get(keys[kind][0]) is not None:
+                cache.decr(keys[kind][0], getattr(charge, kind))
+    except (RedisError, OSError, ValueError):
+        logger.warning("rerank budget cache unreachable; the failed request stays counted")
+
+
 def rerank_budget_spent(request: HttpRequest, *, now: float | None = None) -> BudgetDecision:
     """Return whether the client's budget has room for any request at all (Redis: one read).
 

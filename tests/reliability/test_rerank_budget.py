@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 
 import pytest
 from django.contrib.auth.models import AnonymousUser
@@ -18,6 +19,7 @@ from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from search.throttling import BUDGET_WINDOW_SECONDS, RerankCharge, rerank_budget_charge
+from searchsite.celery import app
 from tests.support.clients import unique_address
 
 pytestmark = pytest.mark.django_db
@@ -25,6 +27,8 @@ pytestmark = pytest.mark.django_db
 URL = "/api/v1/rerank"
 QUERY = "apple"
 PAIRS, CHARS = 10, 2_000
+# The budget of a request no worker answers: it times out quickly.
+NO_WORKER_SECONDS = 0.3
 
 
 @pytest.fixture
@@ -144,3 +148,21 @@ def test_it_turns_a_client_past_its_budget_away_before_reading_the_body(client, 
         assert 1 <= int(refused["Retry-After"]) <= 2 * BUDGET_WINDOW_SECONDS
     fresh = client.post(URL, "{not json", content_type="application/json", REMOTE_ADDR=unique_address())
     assert fresh.status_code == 400  # a client with budget left has its body read, and refused
+
+
+def test_it_does_not_charge_a_request_that_got_no_scores(client, small_budget, settings):
+    # A queue nobody serves: each request times out (504) after its short budget.
+    settings.RERANK_QUEUE = f"rerank-nobody-{uuid.uuid4().hex[:8]}"
+    settings.RERANK_TIMEOUT = NO_WORKER_SECONDS
+    address = unique_address()
+    small_budget.append(address)
+    try:
+        first = post(client, ["Apples are fruit."] * 6, REMOTE_ADDR=address)
+        second = post(client, ["Apples are fruit."] * 6, REMOTE_ADDR=address)
+    finally:
+        with app.connection_for_write() as connection:
+            connection.default_channel.queue_purge(settings.RERANK_QUEUE)
+
+    assert first.status_code == 504, first.content
+    # 6 + 6 pairs are past the budget of 10; the first was refunded, so the second is tried too.
+    assert second.status_code == 504, second.content
