@@ -44,6 +44,9 @@ class SearchInputSerializer(serializers.Serializer):
     k_initial = WholeNumberField(required=False, min_value=1, max_value=settings.SEARCH_K_INITIAL_MAX)
     page = WholeNumberField(required=False, min_value=1, max_value=settings.SEARCH_K_INITIAL_MAX)
     lang = serializers.ChoiceField(choices=["all", "zh", "en"], required=False, default="all")
+    # Typo tolerance, the last word's completions and Chinese words found from their characters
+    # (search.backends.postgres.vocabulary); false searches the words exactly as typed.
+    typo_tolerance = serializers.BooleanField(required=False, default=True)
 
 
 class ServiceUnavailable(APIException):
@@ -184,6 +187,15 @@ class SearchApi(APIView):
                 {"type": "string", "enum": ["all", "zh", "en"]},
                 description="only documents in this language (mixed documents count for both)",
             ),
+            OpenApiParameter(
+                "typo_tolerance",
+                bool,
+                description=(
+                    "default true: a misspelt word also matches the library's words one or two edits away "
+                    "(with a notice naming them), the last word its completions, Chinese characters the "
+                    "words holding them, all ranked below exact matches; false: the words as typed"
+                ),
+            ),
         ],
         responses=SearchOutputSerializer,
     )
@@ -197,5 +209,6 @@ class SearchApi(APIView):
             k_initial=data.get("k_initial"),
             page=data.get("page"),
             language=data["lang"],
+            expand=data["typo_tolerance"],
         )
         return Response(self.SearchOutputSerializer(outcome, context={"request": request}).data)

@@ -174,6 +174,7 @@ def search_run(
     page: int | None = None,
     language: str | None = None,
     lane: str = protocol.API,
+    expand: bool = True,
 ) -> SearchOutcome:
     """Return both orderings of one page of results for `query` (SQL: the backend's two statements
     and one for the chunks; network: one rerank round trip, cached for the other pages).
@@ -181,6 +182,8 @@ def search_run(
     All k_initial candidates are reranked, so every page of the reranked order is right; `page`
     picks which k of each ordering are shown. `language` ("zh", "en") keeps documents in it.
     `lane` "page" is for a result page a person waits for: the worker serves it before API work.
+    `expand` forgives typos, completes the last word and finds Chinese words from their
+    characters (search.backends.postgres.vocabulary); False searches the words as typed.
     """
     started = time.perf_counter()
     query, notices = clean_query(query)
@@ -190,13 +193,15 @@ def search_run(
     outcome = SearchOutcome(query=query, k=k, k_initial=k_initial, notices=notices, language=language)
     if not query:
         return outcome
-    terms = query_terms(query)
     try:
-        found = find_candidates(query, k=k_initial, collection=collection, languages=LANGUAGE_FILTERS.get(language))
+        languages = LANGUAGE_FILTERS.get(language)
+        found = find_candidates(query, k=k_initial, collection=collection, languages=languages, expand=expand)
         if found.unknown_terms or (found.known_terms and len(found.candidates) < SUGGEST_WHEN_FEWER):
             outcome.suggestion = suggest_query(query, collection=collection)
     except CandidatesUnavailable as error:
         raise SearchUnavailable(str(error)) from error
+    # Passages and highlights look for the library words matched besides the query's own.
+    terms = query_terms(" ".join([query, *found.expanded_words]))
     try:
         attach_passages(found.candidates, terms)
     except DatabaseError as error:

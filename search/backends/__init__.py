@@ -50,18 +50,20 @@ def rebuild_hook(*, collection: str | None) -> str:
 
 
 def find_candidates(
-    query: str, *, k: int, collection: str = LIBRARY, languages: list[str] | None = None
+    query: str, *, k: int, collection: str = LIBRARY, languages: list[str] | None = None, expand: bool = False
 ) -> CandidateSet:
     """Return the configured backend's candidates for a raw web-search query (parsed here).
 
     Required phrases that no document has are relaxed to their words, with a notice (one more
-    backend call, only then).
+    backend call, only then). `expand`: forgive typos, complete the last word, find Chinese
+    words from their characters (what a person typing wants; plain BM25 without it).
     """
     parsed = parse(query)
-    found = get_backend().candidates(parsed, k=k, collection=collection, languages=languages)
+    options = {"k": k, "collection": collection, "languages": languages, "expand": expand}
+    found = get_backend().candidates(parsed, **options)
     if found.candidates or not parsed.required:
         return found
-    again = get_backend().candidates(relaxed(parsed), k=k, collection=collection, languages=languages)
+    again = get_backend().candidates(relaxed(parsed), **options)
     if again.candidates:
         again.notices.insert(0, relaxed_notice(parsed))
     return again

@@ -40,14 +40,25 @@ class CandidateSet:
     exact: bool = True  # False when a very common term's documents were only partly scored
     unknown_terms: int = 0  # query words the collection does not have (a "did you mean" may help)
     known_terms: int = 0  # query words the collection has
+    # Library words matched besides the query's own (near spellings, completions, Chinese words):
+    # where passages and highlights should look too.
+    expanded_words: list[str] = field(default_factory=list)
 
 
 class SearchBackend(Protocol):
     def candidates(
-        self, query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None = None
+        self,
+        query: ParsedQuery,
+        *,
+        k: int,
+        collection: str,
+        languages: list[str] | None = None,
+        expand: bool = False,
     ) -> CandidateSet:
         """Return up to `k` candidates for `query` in `collection`, best first (an empty query: none);
-        with `languages`, only documents in those languages.
+        with `languages`, only documents in those languages. With `expand`, query words also match
+        near spellings, the last word its completions, Chinese characters the words holding them,
+        each below the word itself, with a notice naming the near spellings matched.
 
         Raises CandidatesUnavailable when the engine cannot answer.
         """

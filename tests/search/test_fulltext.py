@@ -230,9 +230,10 @@ def test_it_makes_one_sql_query_for_a_query_of_stop_words(django_assert_num_quer
 
 
 def test_it_makes_one_sql_query_for_candidates_when_no_document_has_the_words(django_assert_max_num_queries):
-    # The candidate statement, then the "did you mean" lookups (one for the words' lexemes, one
-    # for each word's near neighbours); nothing else, and no rerank call.
-    with django_assert_max_num_queries(4):
+    # The candidate statement, one bounded read of the vocabulary for near spellings and the last
+    # word's completions (issue 23: none found), then the "did you mean" lookups (one for the
+    # words' lexemes, one for each word's near neighbours); nothing else, and no rerank call.
+    with django_assert_max_num_queries(5):
         outcome = search_run(query="zzyzx qwertyuiop")
     assert outcome.candidate_count == 0
     assert outcome.suggestion is None

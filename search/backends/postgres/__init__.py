@@ -59,19 +59,28 @@ class PostgresBM25Backend:
     """Okapi BM25 over the stored tsvector, with statistics kept exact by triggers."""
 
     def candidates(
-        self, query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None = None
+        self,
+        query: ParsedQuery,
+        *,
+        k: int,
+        collection: str,
+        languages: list[str] | None = None,
+        expand: bool = False,
     ) -> CandidateSet:
         """Return up to `k` candidates, best BM25 first (SQL: two statements when every term is rare;
-        with a common term a few more: the pool, its filters, the missing weights, the rows)."""
+        with a common term a few more: the pool, its filters, the missing weights, the rows; with
+        `expand`, a few bounded reads of the vocabulary: search.backends.postgres.vocabulary)."""
         if not query:
             return CandidateSet()
         try:
-            return self._candidates(query, k=k, collection=collection, languages=languages)
+            return self._candidates(query, k=k, collection=collection, languages=languages, expand=expand)
         except DatabaseError as error:
             raise CandidatesUnavailable(f"PostgreSQL did not answer the full-text query ({error})") from error
 
-    def _candidates(self, query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None) -> CandidateSet:
-        plan = self._plan(query, k=k, collection=collection, languages=languages)
+    def _candidates(
+        self, query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None, expand: bool
+    ) -> CandidateSet:
+        plan = planning.plan(query, k=k, collection=collection, languages=languages, expand=expand)
         if plan.sql is None:
             return CandidateSet(notices=plan.notices, unknown_terms=plan.unknown_terms)
         if plan.packed is not None:
@@ -80,7 +89,9 @@ class PostgresBM25Backend:
             except packed.PackMissing as error:
                 # Packs taken again (or dropped) between the two statements: plan without them.
                 logger.info("full-text search without packs: %s", error)
-                plan = self._plan(query, k=k, collection=collection, languages=languages, use_packs=False)
+                plan = planning.plan(
+                    query, k=k, collection=collection, languages=languages, use_packs=False, expand=expand
+                )
         if plan.exhaustive:
             return scoring.exhaustive(plan)
         return scoring.pooled(plan, k=k)

@@ -46,3 +46,38 @@ NEAR_LIMIT = 5000
 # the collection's id). The SQL function spells it too (search/migrations/0003_packed_postings.py);
 # tests/search/test_bm25_pack_lock.py keeps the two equal.
 PACK_LOCK_KEY = 2512
+
+# --- Expansion: typos, prefixes and Chinese characters (search.backends.postgres.vocabulary) ---
+# Every expansion reads the vocabulary (search_bm25_term) through its (collection, lexeme) index,
+# never a whole scan: per query at most EXPANDED_WORDS words * (the 1-edit variants of one word,
+# under 54 * TYPO_MAX_CHARS + 25 = 1,321 lookups, + TYPO_SCAN_LIMIT + CHINESE_SCAN_LIMIT rows)
+# + PREFIX_SCAN_LIMIT rows for the last word.
+
+# Query words expanded at most, the first ones (typos, Chinese): bounds a long question's cost.
+EXPANDED_WORDS = 4
+# One edit is forgiven from this many letters, two from TYPO_TWO_EDITS_CHARS (Meilisearch's
+# defaults): shorter words have too many neighbours one edit away to guess from.
+TYPO_MIN_CHARS = 5
+TYPO_TWO_EDITS_CHARS = 9
+# Longer words are not corrected: their 1-edit variants would pass 1,300 lookups.
+TYPO_MAX_CHARS = 24
+# Two-edit neighbours are read from the stems sharing the first TYPO_SCAN_PREFIX letters (a range
+# of the lexeme index), TYPO_SCAN_LIMIT rows at most; a typo among those letters is found at one
+# edit only (by the variants, which cover every position).
+TYPO_SCAN_PREFIX = 3
+TYPO_SCAN_LIMIT = 2000
+# Near spellings kept per word, closest then most common first.
+TYPO_EXPANSIONS = 3
+# The last word is completed from this many letters on (fewer match too much to be a hint).
+PREFIX_MIN_CHARS = 3
+# Completions read in lexeme order at most, and kept (the most common).
+PREFIX_SCAN_LIMIT = 2000
+PREFIX_EXPANSIONS = 8
+# Chinese words holding a query's characters: the CJK lexemes (a contiguous range of the index)
+# read at most, and the words kept (the most common).
+CHINESE_SCAN_LIMIT = 20000
+CHINESE_EXPANSIONS = 8
+# An expanded word weighs this share of its idf, and never more than this share of the typed
+# word's own idf when the library has it: the same document scores lower through an expansion
+# than through the word itself, so exact matches rank above near spellings and completions.
+EXPANSION_WEIGHT = 0.5

@@ -12,11 +12,10 @@ import math
 from dataclasses import dataclass, field
 
 from django.conf import settings
-from django.db import connection
 
 from documents.textsearch import TS_CONFIG, has_cjk, segment_for_index
 from search.backends import packed
-from search.backends.postgres import bounds
+from search.backends.postgres import bounds, vocabulary
 from search.backends.postgres.statements import (
     CANDIDATES,
     HAS_PHRASE,
@@ -29,45 +28,18 @@ from search.backends.postgres.statements import (
     POOL_READ,
     QUERY_TERMS,
     SCORE_EXHAUSTIVE,
-    TERMS_SQL,
 )
-from search.query import Clause, ParsedQuery
+from search.backends.postgres.terms import ResolvedClause, Statistics, fetch, resolve
+from search.query import ParsedQuery
+
+# Re-exported: the collection's terms are read in search.backends.postgres.terms.
+__all__ = ["Plan", "ResolvedClause", "Statistics", "fetch", "idf", "plan", "resolve"]
 
 STOP_WORDS_NOTICE = (
     "Every word of your query is too common to search for (such as “the” or “of”); add a more specific word."
 )
 # Words PostgreSQL's parser reads as something else: text inside <angle brackets> is markup to it.
 NO_WORDS_NOTICE = "Nothing in your query can be searched for as words (text in <angle brackets> reads as markup)."
-
-
-@dataclass
-class ResolvedClause:
-    """A clause of the query with what the index knows of it."""
-
-    clause: Clause
-    lexemes: list[str] = field(default_factory=list)
-    terms: dict[int, int] = field(default_factory=dict)  # term id -> df
-    packed: set[int] = field(default_factory=set)  # term ids with a pack (search.models.Bm25Pack)
-
-
-@dataclass
-class Statistics:
-    """The collection's BM25 statistics and the state of its packs."""
-
-    documents: int = 0
-    avg_title: float = 0.0
-    avg_body: float = 0.0
-    collection_id: int | None = None
-    changes: int = 0  # documents written since the packs were taken (counted up to the limit + 1)
-    impacts_current: bool = True  # the postings' impacts were computed with the SEARCH_BM25_* settings
-
-
-@dataclass
-class Resolution:
-    """Each clause's lexemes and terms, in the order asked, and the collection's statistics."""
-
-    clauses: list[ResolvedClause]
-    statistics: Statistics
 
 
 @dataclass
@@ -92,8 +64,9 @@ class Plan:
     needs_row: bool = False
     phrases: list[str] = field(default_factory=list)  # required phrases of common words (GIN pool)
     packed: list[int] | None = None  # scored in numpy: the terms read from packs (search.backends.packed)
-    unknown_terms: int = 0  # lexemes of the query the collection lacks
+    unknown_terms: int = 0  # lexemes of the query the collection lacks (and nothing stands in for)
     known_terms: int = 0  # lexemes of the query the collection has
+    expanded_words: list[str] = field(default_factory=list)  # library words matched besides the query's
 
     def filter_sql(self) -> str:
         """Return the statement that keeps the scored documents (`ids`) passing the filters."""
@@ -138,41 +111,6 @@ def idf(df: int, documents: int) -> float:
     return math.log(1 + (documents - df + 0.5) / (df + 0.5))
 
 
-def fetch(sql: str, params: dict) -> list[tuple]:
-    """Return the rows of one statement on the Django connection."""
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-def resolve(clauses: list[Clause], collection: str) -> Resolution:
-    """Return each clause's lexemes and terms, and the collection's statistics (one statement)."""
-    resolved = [ResolvedClause(clause=clause) for clause in clauses]
-    stats = Statistics()
-    params = {
-        "texts": [segment_for_index(clause.text) for clause in clauses],
-        "config": TS_CONFIG,
-        "collection": collection,
-        "changes": settings.SEARCH_PACK_CHANGES,
-        "k1": settings.SEARCH_BM25_K1,
-        "b": settings.SEARCH_BM25_B,
-        "title_weight": settings.SEARCH_BM25_TITLE_WEIGHT,
-    }
-    for row in fetch(TERMS_SQL, params):
-        position, lexeme, term_id, df, documents, title_tokens, body_tokens, collection_id, changes = row[:9]
-        impacts_current, is_packed = row[9:]
-        item = resolved[position - 1]
-        item.lexemes.append(lexeme)
-        if term_id is not None:
-            item.terms[term_id] = df
-            if is_packed:
-                item.packed.add(term_id)
-        if documents:
-            averages = title_tokens / documents, body_tokens / documents
-            stats = Statistics(documents, *averages, collection_id, changes, impacts_current)
-    return Resolution(resolved, stats)
-
-
 class _Binder:
     """Names each filter value as a statement parameter."""
 
@@ -193,8 +131,8 @@ def _required(group: list[ResolvedClause], bind: _Binder) -> tuple[list[str], bo
             needs_row = True
             template = HAS_TEXT if has_cjk(member.clause.text) else HAS_PHRASE
             alternatives.append(template.format(bind(member.clause.text)))
-        elif member.terms:
-            alternatives.append(HAS_TERM.format(bind(list(member.terms)) + "::bigint[]"))
+        elif member.terms or member.expansions:
+            alternatives.append(HAS_TERM.format(bind([*member.terms, *member.expansions]) + "::bigint[]"))
     return alternatives, needs_row
 
 
@@ -279,27 +217,33 @@ def _nothing_to_score(scored: list[ResolvedClause]) -> Plan:
 
 
 def plan(
-    query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None = None, use_packs: bool = True
+    query: ParsedQuery,
+    *,
+    k: int,
+    collection: str,
+    languages: list[str] | None = None,
+    use_packs: bool = True,
+    expand: bool = False,
 ) -> Plan:
-    """Return the candidate statement for `query` with its parameters (SQL: TERMS_SQL)."""
+    """Return the candidate statement for `query` with its parameters (SQL: TERMS_SQL; with
+    `expand`, the bounded vocabulary reads of search.backends.postgres.vocabulary.expand)."""
     resolution = resolve([*query.scored, *query.excluded], collection)
     stats = resolution.statistics
     scored = resolution.clauses[: len(query.scored)]
     excluded = resolution.clauses[len(query.scored) :]
     if not any(item.lexemes for item in scored):
         return _nothing_to_score(scored)
-    terms = {term_id: df for item in scored for term_id, df in item.terms.items()}
-    unknown = sum(len(item.lexemes) - len(item.terms) for item in scored)
+    notices = []
+    if expand and stats.collection_id is not None:
+        notices = vocabulary.expand(query, scored, collection_id=stats.collection_id, collection=collection)
+    idfs = query_idfs(scored, stats)
+    terms = {term_id: df for item in scored for term_id, df in _dfs(item).items()}
+    unknown = sum(max(0, len(item.lexemes) - len(item.terms)) for item in scored if not item.expansions)
     if not terms or not stats.documents:
         return Plan(unknown_terms=unknown)
-    by_clause = {id(item.clause): item for item in scored}
-    filters = compile_filters([[by_clause[id(member)] for member in group] for group in query.required], excluded)
+    filters = _query_filters(query, scored, excluded, languages)
     if not filters.satisfiable:
         return Plan()  # a required group that nothing can satisfy
-    if languages:
-        filters.params["languages"] = list(languages)
-        filters.conditions.append(IN_LANGUAGES)
-        filters.needs_row = True
     spend = budget(terms)
     packs = usable_packs(scored, spend, stats) if use_packs else None
     # Pools follow the postings' impacts; computed with other parameters than the settings'
@@ -307,20 +251,59 @@ def plan(
     if packs is None and (not stats.impacts_current or spend.read_whole()):
         spend.exhaustive = [True] * len(spend.exhaustive)
     found = Plan(
-        params={**filters.params, **_score_params(spend, stats, collection=collection, k=k)},
+        params={**filters.params, **_score_params(spend, idfs, stats, collection=collection, k=k)},
+        notices=notices,
         filters=filters.conditions,
         needs_row=filters.needs_row,
         unknown_terms=unknown,
-        known_terms=len(terms),
+        known_terms=len({term_id for item in scored for term_id in item.terms}),
+        expanded_words=_expanded_words(scored),
     )
     return _strategy(found, query, spend, packs, stats)
 
 
-def _score_params(spend: Budget, stats: Statistics, *, collection: str, k: int) -> dict:
+def _query_filters(
+    query: ParsedQuery, scored: list[ResolvedClause], excluded: list[ResolvedClause], languages: list[str] | None
+) -> Filters:
+    """Return the filters of the query's required groups, exclusions and languages."""
+    by_clause = {id(item.clause): item for item in scored}
+    filters = compile_filters([[by_clause[id(member)] for member in group] for group in query.required], excluded)
+    if languages and filters.satisfiable:
+        filters.params["languages"] = list(languages)
+        filters.conditions.append(IN_LANGUAGES)
+        filters.needs_row = True
+    return filters
+
+
+def _expanded_words(scored: list[ResolvedClause]) -> list[str]:
+    return [expansion.spelled for item in scored for expansion in item.expansions.values()]
+
+
+def _dfs(item: ResolvedClause) -> dict[int, int]:
+    """Return the clause's terms (its own and those it was expanded to) with their df."""
+    return {**{e.term_id: e.df for e in item.expansions.values()}, **item.terms}
+
+
+def query_idfs(scored: list[ResolvedClause], stats: Statistics) -> dict[int, float]:
+    """Return each query term's idf: the term's own for the query's words; for an expansion, the
+    EXPANSION_WEIGHT share of it, capped at that share of the typed word's own idf (a term both
+    typed and expanded to keeps its own)."""
+    found: dict[int, float] = {}
+    for item in scored:
+        own_df = max(item.terms.values(), default=0)
+        for e in item.expansions.values():
+            weight = bounds.EXPANSION_WEIGHT * idf(max(e.df, own_df), stats.documents)
+            found[e.term_id] = max(found.get(e.term_id, 0.0), weight)
+    for item in scored:
+        found.update((term_id, idf(df, stats.documents)) for term_id, df in item.terms.items())
+    return found
+
+
+def _score_params(spend: Budget, idfs: dict[int, float], stats: Statistics, *, collection: str, k: int) -> dict:
     """Return the parameters every scoring statement shares: the terms, their idfs, the shape."""
     return {
         "term_ids": [term_id for term_id, _ in spend.ordered],
-        "idfs": [idf(df, stats.documents) for _, df in spend.ordered],
+        "idfs": [idfs[term_id] for term_id, _ in spend.ordered],
         "exhaustive": spend.exhaustive,
         "avg_title": stats.avg_title,
         "avg_body": stats.avg_body,

@@ -69,13 +69,23 @@ def _with_rows(best: dict[int, float], plan: Plan, *, exact: bool) -> CandidateS
     """Return the candidates of `best` (document id -> score, best first) with their rows (one statement)."""
     rows = {row[0]: row for row in fetch(ROWS, {"ids": list(best)})} if best else {}
     found = [candidate(rows[pk], score) for pk, score in best.items() if pk in rows]
-    return CandidateSet(candidates=found, exact=exact, unknown_terms=plan.unknown_terms, known_terms=plan.known_terms)
+    return _result(found, plan, exact=exact)
+
+
+def _result(found: list[Candidate], plan: Plan, *, exact: bool = True) -> CandidateSet:
+    return CandidateSet(
+        candidates=found,
+        notices=list(plan.notices),
+        exact=exact,
+        unknown_terms=plan.unknown_terms,
+        known_terms=plan.known_terms,
+        expanded_words=list(plan.expanded_words),
+    )
 
 
 def exhaustive(plan: Plan) -> CandidateSet:
     """Return the top k of one statement that scores every posting (SQL: one statement)."""
-    found = [candidate(row[:5], row[5]) for row in fetch(plan.sql, plan.params)]
-    return CandidateSet(candidates=found, unknown_terms=plan.unknown_terms, known_terms=plan.known_terms)
+    return _result([candidate(row[:5], row[5]) for row in fetch(plan.sql, plan.params)], plan)
 
 
 def pooled(plan: Plan, *, k: int) -> CandidateSet:
