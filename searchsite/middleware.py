@@ -6,6 +6,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest, JsonResponse
 from django.template.loader import render_to_string
@@ -62,25 +63,43 @@ class DatabaseOutageMiddleware:
 DATABASE_UNAVAILABLE = "The document database is not answering; try again shortly."
 
 
-class AdminNulRefusalMiddleware:
-    """Answer 400 to an admin request whose address holds a NUL character (%00) anywhere.
+class AdminFilterGuardMiddleware:
+    """Answer 400 to an admin request whose address holds what PostgreSQL would fail on: a NUL
+    character (%00) anywhere, or a regular-expression lookup (`?title__regex=(`).
 
-    PostgreSQL cannot store or compare text with NUL, and the admin passes its list filters and
-    search straight to the database (a filter with %00 answered 500). Refusing here covers every
-    admin list, Django's own included. Our own API filters check their values themselves
-    (evaluation.api); search queries drop control characters (search.services.clean_query).
+    The admin passes its list filters and search straight to the database, and a value the
+    database refuses surfaces while the page renders, as a 500 (issue 25, finding 12; the
+    regular expressions were found by tests/reliability/test_fuzz_pages_admin.py). Refusing here
+    covers every admin list, Django's own included. Our own API filters check their values
+    themselves (evaluation.api); search queries drop control characters (clean_query).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path.startswith(ADMIN_PREFIX) and _holds_nul(request):
-            return HttpResponseBadRequest(
-                "A filter or search in this address holds a NUL character (%00), which no field can contain.",
-                content_type="text/plain; charset=utf-8",
-            )
+        if request.path.startswith(ADMIN_PREFIX):
+            if _holds_nul(request):
+                return _bad_filter(
+                    "A filter or search in this address holds a NUL character (%00), which no field can contain."
+                )
+            if any(name.endswith(REGEX_LOOKUPS) for name in request.GET):
+                return _bad_filter("Admin lists do not filter by regular expression (__regex, __iregex).")
         return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """Return 400 when a hand-written admin filter value cannot be applied (`?created__year=-1`
+        fails in Python while the list is counted, after the admin checked the lookup)."""
+        if not (request.path.startswith(ADMIN_PREFIX) and request.method == "GET" and request.GET):
+            return None
+        if not isinstance(exception, ValueError | TypeError | OverflowError | ValidationError):
+            return None
+        logger.warning("admin filter refused for %s: %s: %s", request.path, type(exception).__name__, exception)
+        return _bad_filter("A filter in this address cannot be applied to this list.")
+
+
+def _bad_filter(message: str) -> HttpResponse:
+    return HttpResponseBadRequest(message, content_type="text/plain; charset=utf-8")
 
 
 def _holds_nul(request: HttpRequest) -> bool:
@@ -119,6 +138,8 @@ class ApiJsonErrorsMiddleware:
 
 API_PREFIX = "/api/"
 ADMIN_PREFIX = "/admin/"
+# Lookups whose value PostgreSQL compiles (an invalid pattern fails the query): never in an address.
+REGEX_LOOKUPS = ("__regex", "__iregex")
 # Kept from the original error response: what a client needs to act on the error.
 KEPT_HEADERS = ("Retry-After", "Allow", "WWW-Authenticate", "Vary")
 

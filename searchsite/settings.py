@@ -67,8 +67,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
-    # Admin lists pass their filters to PostgreSQL, which cannot take NUL: refused first (400).
-    "searchsite.middleware.AdminNulRefusalMiddleware",
+    # Admin lists pass their filters to PostgreSQL: NUL and regular expressions refused (400).
+    "searchsite.middleware.AdminFilterGuardMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "searchsite.middleware.ContentSecurityPolicyMiddleware",
     # A database outage met outside a view's own handling (a signed-in user's session): 503.

@@ -31,3 +31,19 @@ def test_it_refuses_nul_in_every_filter_of_every_admin_list(staff_client, url, p
 
             assert response.status_code == 400, (param, response.status_code)
             assert "NUL" in response.content.decode()
+
+
+def test_it_refuses_a_regular_expression_lookup(staff_client):
+    # An invalid pattern failed in PostgreSQL while the list rendered (found by the page fuzz).
+    response = staff_client.get("/admin/documents/document/", {"title__regex": "\\"})
+
+    assert response.status_code == 400
+    assert "regular expression" in response.content.decode()
+
+
+def test_it_refuses_a_filter_value_the_list_cannot_apply(staff_client):
+    # The admin takes the lookup, and the year fails in Python while the list is counted.
+    response = staff_client.get("/admin/documents/document/", {"updated_at__year": "-1"})
+
+    assert response.status_code == 400
+    assert "cannot be applied" in response.content.decode()
