@@ -115,3 +115,36 @@ def test_a_chinese_word_the_library_lacks_meets_the_words_it_holds(collection):
 def test_expansion_reads_a_bounded_number_of_spellings():
     assert len(one_edit("a" * bounds.TYPO_MAX_CHARS)) <= 54 * bounds.TYPO_MAX_CHARS + 25
     assert "python" in one_edit("pyhton")
+
+
+# --- the sample library, as the issue found it --------------------------------------------------
+
+
+def test_the_sample_librarys_misspellings_find_their_documents():
+    from documents.models import LIBRARY
+
+    plain = find_candidates("mercury toxcity", k=3, collection=LIBRARY)
+    found = find_candidates("mercury toxcity", k=3, collection=LIBRARY, expand=True)
+    assert found.candidates[0].title == "Mercury Toxicity: How Mercury Poisoning Happens"
+    assert found.notices == ["Including results for toxicity."]
+    assert [c.title for c in plain.candidates] != [c.title for c in found.candidates]
+    assert find_candidates("pyhton snak", k=10, collection=LIBRARY).candidates == []
+    assert find_candidates("pyhton snak", k=10, collection=LIBRARY, expand=True).candidates
+
+
+def test_the_sample_librarys_single_chinese_character_finds_the_pandas():
+    from documents.models import LIBRARY
+
+    assert find_candidates("熊", k=10, collection=LIBRARY).candidates == []
+    found = [c.title for c in find_candidates("熊", k=10, collection=LIBRARY, expand=True).candidates]
+    assert "大熊猫为什么吃竹子" in found
+
+
+def test_the_api_forgives_typos_unless_switched_off(client, settings):
+    settings.RERANK_TIMEOUT = 1.0  # no worker is needed: the full-text order is the point
+    tolerant = client.get("/api/v1/search", {"q": "pyhton"}).json()
+    assert tolerant["fulltext"]
+    assert "Including results for python." in tolerant["notice"]
+    exact = client.get("/api/v1/search", {"q": "pyhton", "typo_tolerance": "false"}).json()
+    assert exact["fulltext"] == []
+    assert "Including results" not in exact["notice"]
