@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 # What "Redis cannot be reached" looks like. Celery's Redis result consumer turns a failed
 # reconnect into RuntimeError("... must be restarted"); it does reconnect on the next call.
 UNREACHABLE = (KombuError, RedisError, OSError, RuntimeError)
+# What ask_worker raises when no answer came: the above, or no worker answered in time.
+NO_ANSWER = (CeleryTimeout, *UNREACHABLE)
 
 # Seconds between two looks at the result channel while a search waits for its scores.
 RESULT_POLL_SECONDS = 0.05
@@ -260,7 +262,7 @@ def _forget(result: object) -> None:
 
 
 def ask_worker(task: str, *args: object, timeout: float) -> dict:
-    """Send `task` to the rerank worker and return its answer (network: Redis; raises CeleryTimeout)."""
+    """Send `task` to the rerank worker and return its answer (network: Redis; raises one of NO_ANSWER)."""
     result = app.send_task(task, args=list(args), queue=settings.RERANK_QUEUE, retry=False, expires=timeout)
     try:
         return result.get(timeout=timeout, interval=0.05)

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import uuid
 
-from celery.exceptions import TimeoutError as CeleryTimeout
 from django.core.management.base import BaseCommand, CommandError
 
 from documents.models import Document
 from search.vectors import chunk_texts, worker_keeps_vectors
-from search.worker_client import UNREACHABLE, ask_worker
+from search.worker_client import NO_ANSWER, ask_worker
 from worker.protocol import KEEP_TASK, PRUNE_TASK, text_key
 
 # Documents whose chunk keys go in one task (a few hundred kB of keys at most).
@@ -46,7 +45,7 @@ class Command(BaseCommand):
                 keys = sorted({text_key(text) for text in chunk_texts(ids[start : start + DOCUMENTS_PER_STEP])})
                 kept += self._ask(KEEP_TASK, token, keys)["kept"]
             done = self._ask(PRUNE_TASK, token, since)
-        except (CeleryTimeout, *UNREACHABLE) as error:
+        except NO_ANSWER as error:
             # Nothing is deleted before the last step: stopping here loses no vector.
             raise CommandError(f"the worker did not answer ({type(error).__name__}); nothing pruned") from error
         self.stdout.write(
