@@ -298,8 +298,8 @@ REST_FRAMEWORK = {
     # only the upload view takes multipart (its own parser_classes).
     "DEFAULT_PARSER_CLASSES": ["searchsite.api_parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # Document lists come in pages (?page=N); search results are bounded by k instead.
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    # Lists come in pages (?page=N, ?page_size=M up to 200); search results are bounded by k instead.
+    "DEFAULT_PAGINATION_CLASS": "searchsite.pagination.ApiPagination",
     "PAGE_SIZE": 50,
     # search.throttling: anonymous clients by address (searchsite.client_address), signed-in
     # users who are not staff by account, staff not at all.
