@@ -145,3 +145,44 @@ def serving_sentence(status: WorkerStatus) -> str:
     if model.is_fallback:
         sentence += f"; the configured `{model.requested}` could not be loaded, so this is the fallback"
     return sentence + ". GET /api/v1/status says the same as JSON."
+
+
+# One line per operation, as Swagger lists them. A new operation needs its line here:
+# tests/search/test_api_schema_conventions.py fails on an operation without one.
+SUMMARIES = {
+    ("get", "/api/v1/search"): "Search: the full-text and the reranked order",
+    ("post", "/api/v1/rerank"): "Rerank texts (Cohere v1 shape)",
+    ("post", "/api/v2/rerank"): "Rerank texts (Cohere v2 shape)",
+    ("post", "/api/tei/rerank"): "Rerank texts (TEI shape)",
+    ("get", "/api/tei/info"): "What model serves (TEI /info shape)",
+    ("get", "/api/v1/status"): "What model serves, or why none does",
+    ("get", "/api/v1/documents"): "List the library's documents",
+    ("post", "/api/v1/documents"): "Create a document (staff)",
+    ("get", "/api/v1/documents/{id}"): "Read one document",
+    ("put", "/api/v1/documents/{id}"): "Replace a document (staff)",
+    ("patch", "/api/v1/documents/{id}"): "Change a document (staff)",
+    ("delete", "/api/v1/documents/{id}"): "Delete a document (staff)",
+    ("post", "/api/v1/documents/upload"): "Upload files into the library (staff)",
+    ("get", "/api/v1/judgments"): "List and filter judgments (staff)",
+    ("post", "/api/v1/judgments"): "Judge a result (anyone while JUDGMENTS_PUBLIC is on)",
+    ("get", "/api/v1/judgments/{id}"): "Read one judgment (staff)",
+    ("delete", "/api/v1/judgments/{id}"): "Delete a judgment (staff)",
+}
+ANONYMOUS_NOTE = (
+    "**Anonymous access: allowed**, throttled per client address. A token (`Authorization: Token ...`) "
+    "or a session is accepted too: signed-in users get larger limits, staff none."
+)
+
+
+def add_summaries_and_access(result: dict, generator: object, request: object, public: bool) -> dict:
+    """Return the schema with a summary on every operation, and, on each operation anonymous
+    clients may call, security `[{}]` (no padlock in Swagger UI) and a sentence saying so (a
+    drf-spectacular hook, after add_error_responses, which marks those operations with `{}`)."""
+    for path, operations in result.get("paths", {}).items():
+        for method, operation in operations.items():
+            if (method, path) in SUMMARIES:
+                operation["summary"] = SUMMARIES[(method, path)]
+            if {} in operation.get("security", []):
+                operation["security"] = [{}]
+                operation["description"] = f"{ANONYMOUS_NOTE}\n\n{operation.get('description', '')}".strip()
+    return result

@@ -336,6 +336,8 @@ SPECTACULAR_SETTINGS = {
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "searchsite.api_schema.add_error_responses",
+        # A summary on every operation; anonymous operations say so, without a padlock.
+        "searchsite.api_schema.add_summaries_and_access",
         "searchsite.api_schema.describe_serving_model",
     ],
 }
