@@ -350,19 +350,22 @@ def query_evaluate(
     ids: dict[int, tuple[str, str]],
     aliases: dict[int, list[str]] | None = None,
     rerank: bool = True,
+    expand: bool = False,
 ) -> QueryResult:
     """Return both orderings of one query and their metrics (SQL; network: one rerank round trip).
 
-    Without `rerank`, only the full-text candidates are fetched (the first stage alone).
+    Without `rerank`, only the full-text candidates are fetched (the first stage alone). `expand`:
+    with the site's typo, prefix and Chinese-character expansion (off: plain BM25, the published
+    figures).
     """
     aliases = aliases or {}
     if not rerank:
-        found = find_candidates(query.text, k=k_initial, collection=collection).candidates
+        found = find_candidates(query.text, k=k_initial, collection=collection, expand=expand).candidates
         fulltext = corpus_ranking([c.document_id for c in found], ids, aliases, k_initial)
         metrics = query_metrics(fulltext, judged, k_initial=k_initial)
         status = NOT_REQUESTED if found else NO_CANDIDATES
         return QueryResult(query, fulltext, list(fulltext), status, metrics, dict(metrics))
-    outcome = search_run(query=query.text, k=k_initial, k_initial=k_initial, collection=collection)
+    outcome = search_run(query=query.text, k=k_initial, k_initial=k_initial, collection=collection, expand=expand)
     fulltext = corpus_ranking([row.document_id for row in outcome.fulltext], ids, aliases, k_initial)
     reranked = (
         corpus_ranking([row.document_id for row in outcome.reranked], ids, aliases, k_initial)

@@ -140,6 +140,11 @@ class Command(BaseCommand):
         )
         parser.add_argument("--rerank-timeout", type=float, default=DEFAULT_RERANK_TIMEOUT)
         parser.add_argument(
+            "--expand",
+            action="store_true",
+            help="search as the site does, forgiving typos and completing the last word (default: plain BM25)",
+        )
+        parser.add_argument(
             "--no-rerank",
             action="store_true",
             help="evaluate the full-text candidates alone (no worker; with --baseline: the first-stage table)",
@@ -163,6 +168,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, **options: object) -> None:
         self.job = None
+        self.expand = bool(options["expand"])
         if options["job"] is None:
             self._handle(options)
             return
@@ -302,6 +308,7 @@ class Command(BaseCommand):
     def _queries(
         self, dataset, collection: str, k_initial: int, ids: dict, aliases: dict, *, rerank: bool
     ) -> list[QueryResult]:
+        expand = self.expand
         results = []
         total = len(dataset.queries)
         for done, query in enumerate(tqdm(dataset.queries, desc=dataset.name, unit="query", mininterval=2.0)):
@@ -317,6 +324,7 @@ class Command(BaseCommand):
                         ids=ids,
                         aliases=aliases,
                         rerank=rerank,
+                        expand=expand,
                     )
                 )
             except SearchUnavailable as error:
@@ -372,6 +380,7 @@ class Command(BaseCommand):
             },
             "per_query_depth": depth,
             "reranking": not options["no_rerank"],
+            "expansion": self.expand,  # typo, prefix and Chinese-character expansion (--expand)
             # The share of BM25 in the reranked order's score (a bi-encoder's blend; 0: the model's alone).
             "bm25_weight": settings.RERANK_BI_ENCODER_BM25_WEIGHT if served.kind == "bi-encoder" else 0.0,
             "fulltext_parameters": {

@@ -52,6 +52,7 @@ PACK_LOCK_KEY = 2512
 # never a whole scan: per query at most EXPANDED_WORDS words * (the 1-edit variants of one word,
 # under 54 * TYPO_MAX_CHARS + 25 = 1,321 lookups, + TYPO_SCAN_LIMIT + CHINESE_SCAN_LIMIT rows)
 # + PREFIX_SCAN_LIMIT rows for the last word.
+# Measured at a 1M-term vocabulary: docs/benchmarks.md, section 4b.
 
 # Query words expanded at most, the first ones (typos, Chinese): bounds a long question's cost.
 EXPANDED_WORDS = 4
@@ -73,9 +74,11 @@ PREFIX_MIN_CHARS = 3
 # Completions read in lexeme order at most, and kept (the most common).
 PREFIX_SCAN_LIMIT = 2000
 PREFIX_EXPANSIONS = 8
-# Chinese words holding a query's characters: the CJK lexemes (a contiguous range of the index)
-# read at most, and the words kept (the most common).
-CHINESE_SCAN_LIMIT = 20000
+# Chinese words holding a query's characters: the words it begins are read from their own range
+# (complete); those holding it elsewhere among the first CHINESE_SCAN_LIMIT CJK lexemes (a
+# contiguous range of the index in code-point order: 2 ms for 5,000, 10 ms for 20,000). Kept:
+# the most common.
+CHINESE_SCAN_LIMIT = 5000
 CHINESE_EXPANSIONS = 8
 # An expanded word weighs this share of its idf, and never more than this share of the typed
 # word's own idf when the library has it: the same document scores lower through an expansion

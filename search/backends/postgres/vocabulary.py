@@ -153,30 +153,33 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 ASCII_WORD = re.compile(r"[a-z]+")
 # The CJK lexemes: CJK_RANGES (documents.textsearch) in code-point order, one range of the index.
 CJK_LOW, CJK_HIGH = "\u3400", "\ufb00"
-# One statement for every word of a query that is expanded (search.backends.postgres.terms
-# reads the query's own words first; this runs only when some word is lacking or rare):
+# One statement for every word of a query that is expanded (search.backends.postgres.terms reads
+# the query's own words first; this runs only when some word is lacking or rare). A word's
+# spellings travel as one space-separated string: as an array, psycopg takes ~10 ms to quote them.
 # - spellings one edit away, stemmed by PostgreSQL and looked up (one index probe per stem);
 # - ranges of the lexeme index (a prefix, or the CJK lexemes), the first `scan` lexemes in index
 #   order at most, whatever the vocabulary's size, keeping the `keep` most common holding `part`;
 # - lexemes looked up as they are (the words a Chinese word holds).
 EXPAND_SQL = """
 WITH variants AS (
-    SELECT v.clause, %(typo)s AS kind, v.word, t.id, t.lexeme, t.df
-    FROM unnest(%(variant_words)s::text[], %(variant_clauses)s::int[]) AS v(word, clause)
+    SELECT l.clause, %(typo)s AS kind, v.word, t.id, t.lexeme, t.df
+    FROM unnest(%(variant_lists)s::text[], %(variant_clauses)s::int[]) AS l(words, clause)
+    CROSS JOIN LATERAL unnest(string_to_array(l.words, ' ')) AS v(word)
     CROSS JOIN LATERAL unnest(to_tsvector(%(config)s::regconfig, v.word)) AS s
     JOIN search_bm25_term t ON t.collection_id = %(collection_id)s AND t.lexeme = s.lexeme AND t.df > 0
 ), ranges AS (
     SELECT r.clause, r.kind, NULL::text AS word, x.id, x.lexeme, x.df
     FROM unnest(%(range_clauses)s::int[], %(range_kinds)s::text[], %(range_lows)s::text[], %(range_highs)s::text[],
-                %(range_parts)s::text[], %(range_scans)s::int[], %(range_keeps)s::int[])
-         AS r(clause, kind, low, high, part, scan, keep)
+                %(range_parts)s::text[], %(range_scans)s::int[], %(range_keeps)s::int[],
+                %(range_shortest)s::int[], %(range_longest)s::int[])
+         AS r(clause, kind, low, high, part, scan, keep, shortest, longest)
     CROSS JOIN LATERAL (
         SELECT y.id, y.lexeme, y.df FROM (
             SELECT t.id, t.lexeme, t.df FROM search_bm25_term t
             WHERE t.collection_id = %(collection_id)s AND t.lexeme >= r.low AND t.lexeme < r.high
             ORDER BY t.lexeme LIMIT r.scan
         ) y
-        WHERE y.df > 0 AND strpos(y.lexeme, r.part) > 0
+        WHERE y.df > 0 AND strpos(y.lexeme, r.part) > 0 AND length(y.lexeme) BETWEEN r.shortest AND r.longest
         ORDER BY y.df DESC, y.lexeme LIMIT r.keep
     ) x
 ), exact AS (
@@ -206,31 +209,36 @@ class _Found:
 class _Request:
     """What the expansion statement is asked for, per clause (by its position among the scored)."""
 
-    variants: list[tuple[int, str]] = field(default_factory=list)  # (clause, spelling)
-    ranges: list[tuple[int, str, str, str, str, int, int]] = field(default_factory=list)  # as range()
+    variants: list[tuple[int, list[str]]] = field(default_factory=list)  # (clause, its spellings)
+    ranges: list[tuple[int, str, str, str, str, int, int, int, int]] = field(default_factory=list)  # as range()
     exact: list[tuple[int, str, str]] = field(default_factory=list)  # (clause, kind, lexeme)
 
     def __bool__(self) -> bool:
         return bool(self.variants or self.ranges or self.exact)
 
-    def range(self, clause: int, kind: str, low: str, high: str, part: str, *, scan: int, keep: int) -> None:
-        """Ask for the `keep` most common lexemes holding `part` among the first `scan` in [low, high)."""
-        self.ranges.append((clause, kind, low, high, part, scan, keep))
+    def range(
+        self, clause: int, kind: str, low: str, high: str, part: str, *, scan: int, keep: int, lengths=(0, 1000)
+    ) -> None:
+        """Ask for the `keep` most common lexemes holding `part`, of `lengths` (shortest, longest), among
+        the first `scan` in [low, high)."""
+        self.ranges.append((clause, kind, low, high, part, scan, keep, *lengths))
 
-    def prefix(self, clause: int, kind: str, prefix: str, part: str, *, scan: int, keep: int) -> None:
+    def prefix(
+        self, clause: int, kind: str, prefix: str, part: str, *, scan: int, keep: int, lengths=(0, 1000)
+    ) -> None:
         """Ask for the `keep` most common lexemes holding `part` among the first `scan` beginning `prefix`."""
-        self.range(clause, kind, prefix, _after(prefix), part, scan=scan, keep=keep)
+        self.range(clause, kind, prefix, _after(prefix), part, scan=scan, keep=keep, lengths=lengths)
 
     def params(self, collection_id: int) -> dict:
-        ranges = list(zip(*self.ranges, strict=True)) or [()] * 7
-        clauses, kinds, lows, highs, parts, scans, keeps = (list(column) for column in ranges)
+        ranges = list(zip(*self.ranges, strict=True)) or [()] * 9
+        clauses, kinds, lows, highs, parts, scans, keeps, shortest, longest = (list(column) for column in ranges)
         exact = list(zip(*self.exact, strict=True)) or [()] * 3
         return {
             "collection_id": collection_id,
             "config": TS_CONFIG,
             "typo": TYPO,
             "variant_clauses": [clause for clause, _ in self.variants],
-            "variant_words": [word for _, word in self.variants],
+            "variant_lists": [" ".join(words) for _, words in self.variants],
             "range_clauses": clauses,
             "range_kinds": kinds,
             "range_lows": lows,
@@ -238,6 +246,8 @@ class _Request:
             "range_parts": parts,
             "range_scans": scans,
             "range_keeps": keeps,
+            "range_shortest": shortest,
+            "range_longest": longest,
             "exact_clauses": list(exact[0]),
             "exact_kinds": list(exact[1]),
             "exact_lexemes": list(exact[2]),
@@ -326,10 +336,14 @@ def _ask_typos(request: _Request, position: int, item: ResolvedClause) -> bool:
     word = _plain_word(item)
     if word is None or not bounds.TYPO_MIN_CHARS <= len(word) <= bounds.TYPO_MAX_CHARS or not _rare(item):
         return False
-    request.variants.extend((position, variant) for variant in one_edit(word))
+    request.variants.append((position, one_edit(word)))
     if len(word) >= bounds.TYPO_TWO_EDITS_CHARS:
-        stem = item.lexemes[0][: bounds.TYPO_SCAN_PREFIX]
-        request.prefix(position, TYPO_SCAN, stem, "", scan=bounds.TYPO_SCAN_LIMIT, keep=bounds.TYPO_SCAN_LIMIT)
+        lexeme = item.lexemes[0]
+        lengths = (len(lexeme) - 2, len(lexeme) + 2)
+        scan = bounds.TYPO_SCAN_LIMIT
+        request.prefix(
+            position, TYPO_SCAN, lexeme[: bounds.TYPO_SCAN_PREFIX], "", scan=scan, keep=scan, lengths=lengths
+        )
     return True
 
 
