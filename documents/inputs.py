@@ -34,6 +34,7 @@ class DocumentInput:
     source: str = ""
     external_id: str = ""
     metadata: dict = field(default_factory=dict)
+    markdown: str = ""  # the Markdown source `body` is the text of (documents.markdown)
 
     @classmethod
     def of(cls, document: Document) -> DocumentInput:
@@ -45,6 +46,7 @@ class DocumentInput:
             source=document.source,
             external_id=document.external_id,
             metadata=document.metadata,
+            markdown=document.markdown,
         )
 
 

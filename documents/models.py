@@ -33,6 +33,9 @@ class Document(models.Model):
     external_id = models.CharField(max_length=200, blank=True, help_text="Id in the source, e.g. a corpus _id")
     title = models.CharField(max_length=500)
     body = models.TextField()
+    # The Markdown a .md file was written in: shown rendered on the document page. `body` is its
+    # text (documents.markdown), which is what is indexed, chunked and reranked.
+    markdown = models.TextField(blank=True, default="", editable=False)
     language = models.CharField(max_length=8, choices=Language.choices, db_index=True)
     source = models.CharField(max_length=1000, blank=True, help_text="File name or URL it came from")
     metadata = models.JSONField(default=dict, blank=True)

@@ -18,6 +18,7 @@ from django.utils import timezone
 from documents import index_hooks
 from documents.chunking import split_into_chunks
 from documents.inputs import DocumentInput, IngestError, clean_text, derived_title
+from documents.markdown import markdown_text
 from documents.models import LIBRARY, Chunk, Document, Language, content_hash
 from documents.textsearch import detect_language, segment_for_index
 from searchsite.json_limits import MAX_JSON_DEPTH
@@ -84,6 +85,7 @@ def _validate(item: DocumentInput) -> DocumentInput:
         source=clean_text(item.source or "")[:1000],
         external_id=clean_text(str(item.external_id or ""))[:200],
         metadata=_clean_json(item.metadata or {}),
+        markdown=clean_text(item.markdown or ""),
     )
 
 
@@ -111,7 +113,8 @@ def _new_document(clean: DocumentInput, collection: str, digest: str) -> Documen
 
 # What an import writes into a document it updates (its collection and external id stay).
 IMPORT_UPDATE_FIELDS = [
-    "title", "body", "language", "source", "metadata", "content_hash", "title_search", "body_search", "updated_at",
+    "title", "body", "language", "source", "metadata", "markdown", "content_hash", "title_search", "body_search",
+    "updated_at",
 ]  # fmt: skip
 
 
@@ -119,6 +122,7 @@ def _fill(document: Document, clean: DocumentInput, digest: str) -> Document:
     """Return `document` holding validated input and its segmented search text (not saved)."""
     document.title, document.body, document.language = clean.title, clean.body, clean.language
     document.source, document.metadata, document.content_hash = clean.source, clean.metadata, digest
+    document.markdown = clean.markdown
     for name, value in _search_fields(clean.title, clean.body).items():
         setattr(document, name, value)
     return document
@@ -182,6 +186,8 @@ def document_update(*, document: Document, **changes: object) -> Document:
     clean = _validate(DocumentInput.of(document))
     document.title, document.body, document.language = clean.title, clean.body, clean.language
     document.source, document.external_id, document.metadata = clean.source, clean.external_id, clean.metadata
+    # An edit of the text leaves the Markdown it came from behind: the page then shows the text.
+    document.markdown = clean.markdown if clean.markdown and markdown_text(clean.markdown).text == clean.body else ""
     document.content_hash = content_hash(clean.title, clean.body)
     for name, value in _search_fields(clean.title, clean.body).items():
         setattr(document, name, value)

@@ -10,8 +10,10 @@ from django.db import DatabaseError
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
+from documents.markdown import render_markdown
 from documents.models import LIBRARY, Document
 from evaluation.pages import judging_context
 from search.api import WHOLE_NUMBER, SearchInputSerializer
@@ -197,19 +199,29 @@ def document_page(request: HttpRequest, pk: int) -> HttpResponse:
         return render(request, "search/unavailable.html", {"query": ""}, status=503)
     if document is None:
         raise Http404("No such document.")
-    spans = page_spans(document.body)
+    # A Markdown document is paged, searched and shown in its Markdown, rendered (documents.markdown).
+    source = document.markdown or document.body
+    spans = page_spans(source)
     if asked is not None and asked > len(spans):
         raise Http404("Invalid page.")
     terms = query_terms(query)
     page = DocumentPage(number=asked or 1, count=len(spans), start=0, end=0)
     if asked is None and terms and len(spans) > 1:
-        _seek_first_match(page, document.body, spans, terms)
+        _seek_first_match(page, source, spans, terms)
     page.start, page.end = spans[page.number - 1]
-    text = document.body[page.start : page.end]
-    paragraphs = [highlight(p, terms) for p in text.split("\n\n") if p.strip()]
+    text = source[page.start : page.end]
+    rendered = None
+    if document.markdown:
+        # Every piece of text goes through highlight(), which escapes it; markdown-it-py escapes
+        # the rest (raw HTML is off) and drops unsafe link targets.
+        rendered = mark_safe(render_markdown(text, lambda piece: highlight(piece, terms)))  # noqa: S308
+        paragraphs = []
+    else:
+        paragraphs = [highlight(p, terms) for p in text.split("\n\n") if p.strip()]
     context = {
         "document": document,
         "paragraphs": paragraphs,
+        "rendered": rendered,
         "query": query,
         "chunk_count": chunk_count,
         "page": page,

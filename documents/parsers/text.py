@@ -7,6 +7,7 @@ import codecs
 import re
 
 from documents.inputs import DocumentInput, clean_text
+from documents.markdown import markdown_text
 from documents.parsers import limits
 from documents.parsers.common import ParseError, document, magic_name
 
@@ -15,16 +16,25 @@ CONTROL_BYTES = bytes(b for b in range(32) if b not in b"\t\n\r\x0c\x1b")
 # A GB18030 decode only counts when most of its non-ASCII characters are common Chinese (in
 # GB2312); otherwise a Latin-1 file would "decode" into nonsense ideographs.
 MIN_GB2312_SHARE = 0.9
+# The title of a Markdown file too long to parse: its first `# heading` line.
 MARKDOWN_TITLE = re.compile(r"^#[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 
 
 def parse_text(text: str, source: str, *, markdown: bool) -> DocumentInput:
-    """Return the document of a text file's text; a Markdown file's first `# heading` titles it."""
-    title = ""
-    if markdown:
+    """Return the document of a text file's text. A Markdown file's body is its text without the
+    markup (documents.markdown), its source kept to show it rendered; its first level-1 heading
+    titles it."""
+    if not markdown:
+        return document("", text, source)
+    if len(text) > limits.MAX_BODY_CHARS or text.count("\n") > limits.MAX_MARKDOWN_LINES:
+        # Too long to parse in reasonable time: stored as plain text, as written (or refused for
+        # its length by document()).
         heading = MARKDOWN_TITLE.search(text)
-        title = heading.group(1) if heading else ""
-    return document(title, text, source)
+        return document(heading.group(1) if heading else "", text, source)
+    converted = markdown_text(text)
+    if not converted.text:
+        raise ParseError("the Markdown file has no text")
+    return document(converted.title, converted.text, source, markdown=text)
 
 
 def refuse_binary(data: bytes, extension: str, kind: str) -> None:
