@@ -7,7 +7,7 @@ import re
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, Throttled
 from rest_framework.permissions import AllowAny
@@ -15,6 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView, exception_handler
 
+from search.highlight import snippet_parts
 from search.services import SearchUnavailable, search_run
 from search.throttling import SearchThrottle
 
@@ -104,6 +105,23 @@ class ServedModelSerializer(serializers.Serializer):
     fallback = serializers.BooleanField(source="is_fallback", help_text="serving a fallback: the configured one failed")
 
 
+class SnippetTextField(serializers.CharField):
+    """A snippet's plain text (search.highlight.snippet_parts); read only."""
+
+    def to_representation(self, value: object) -> str:
+        return snippet_parts(str(value))[0]
+
+
+@extend_schema_field(
+    {"type": "array", "items": {"type": "array", "items": {"type": "integer"}, "minItems": 2, "maxItems": 2}}
+)
+class SnippetHighlightsField(serializers.Field):
+    """A snippet's match offsets (search.highlight.snippet_parts) as [[start, end], ...]; read only."""
+
+    def to_representation(self, value: object) -> list[list[int]]:
+        return [[start, end] for start, end in snippet_parts(str(value))[1]]
+
+
 # `rank` and `snippet` are those of the ordering a result is listed in: the full-text rank and
 # snippet, or with `ordering="reranked"` the rerank rank and the chunk that won.
 class SearchResultSerializer(serializers.Serializer):
@@ -112,6 +130,11 @@ class SearchResultSerializer(serializers.Serializer):
     document_id = serializers.IntegerField()
     title = serializers.CharField()
     snippet = serializers.CharField(help_text="HTML: the text escaped, query terms in <mark>")
+    snippet_text = SnippetTextField(source="snippet", help_text="the same snippet as plain text (not escaped)")
+    snippet_highlights = SnippetHighlightsField(
+        source="snippet",
+        help_text="[start, end) of each query-term match in snippet_text, in Unicode code points",
+    )
     language = serializers.CharField()
     rank = serializers.IntegerField(source="fulltext_rank")
     fulltext_rank = serializers.IntegerField()
@@ -136,7 +159,8 @@ class SearchResultSerializer(serializers.Serializer):
         fields = super().get_fields()
         if self.ordering == "reranked":
             fields["rank"].source = "rerank_rank"
-            fields["snippet"].source = "reranked_snippet"
+            for name in ("snippet", "snippet_text", "snippet_highlights"):
+                fields[name].source = "reranked_snippet"
         return fields
 
 

@@ -16,6 +16,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import lru_cache
+from html import unescape
 
 import snowballstemmer
 from django.utils.html import escape
@@ -147,9 +148,13 @@ def count_matches(text: str, terms: QueryTerms) -> int:
 
 def highlight(text: str, terms: QueryTerms) -> SafeString:
     """Return `text` HTML-escaped with every match wrapped in <mark>."""
+    return _marked_html(text, find_matches(text, terms))
+
+
+def _marked_html(text: str, matches: list[tuple[int, int]]) -> SafeString:
     pieces: list[str] = []
     position = 0
-    for start, end in find_matches(text, terms):
+    for start, end in matches:
         pieces.append(escape(text[position:start]))
         pieces.append(f"<mark>{escape(text[start:end])}</mark>")
         position = end
@@ -158,7 +163,8 @@ def highlight(text: str, terms: QueryTerms) -> SafeString:
 
 
 def snippet(text: str, terms: QueryTerms, width: int | None = None) -> SafeString:
-    """Return the `width`-character window of `text` with the most matches, highlighted."""
+    """Return the `width`-character window of `text` with the most matches, highlighted
+    (snippet_parts gives its plain text and match offsets back)."""
     text = " ".join(text.split())
     if width is None:
         cjk = sum(len(run) for run in CJK_RUN.findall(text[:1000]))
@@ -175,6 +181,28 @@ def snippet(text: str, terms: QueryTerms, width: int | None = None) -> SafeStrin
     prefix = "… " if best_start > 0 else ""
     suffix = " …" if best_start + width < len(text) else ""
     return mark_safe(escape(prefix) + highlight(window, terms) + escape(suffix))  # noqa: S308
+
+
+# The only markup in what highlight() and snippet() write: everything else is escaped text.
+MARK_TAG = re.compile(r"</?mark>")
+
+
+def snippet_parts(html: str) -> tuple[str, list[tuple[int, int]]]:
+    """Return the plain text of a snippet written by highlight() or snippet() and the [start, end)
+    offsets of its <mark>ed matches in that text, in code points (Python string indexes)."""
+    text: list[str] = []
+    marks: list[tuple[int, int]] = []
+    length = 0
+    inside = False
+    for i, piece in enumerate(MARK_TAG.split(html)):
+        if i:
+            inside = not inside
+        plain = unescape(piece)
+        if inside:
+            marks.append((length, length + len(plain)))
+        text.append(plain)
+        length += len(plain)
+    return "".join(text), marks
 
 
 def _best_window(matches: list[tuple[int, int]], width: int) -> int:
