@@ -148,3 +148,28 @@ def test_the_api_forgives_typos_unless_switched_off(client, settings):
     exact = client.get("/api/v1/search", {"q": "pyhton", "typo_tolerance": "false"}).json()
     assert exact["fulltext"] == []
     assert "Including results" not in exact["notice"]
+
+
+def test_the_banded_edit_distance_is_the_full_ones_within_its_limit():
+    """search.suggest.edit_distance computes only the band near the diagonal (two-edit neighbours
+    are compared by the hundred per word); within `limit` it equals the whole table's answer."""
+    import random
+
+    from search.suggest import edit_distance
+
+    def full(a: str, b: str) -> int:
+        table = [[i + j if i * j == 0 else 0 for j in range(len(b) + 1)] for i in range(len(a) + 1)]
+        for i in range(1, len(a) + 1):
+            for j in range(1, len(b) + 1):
+                cost = 0 if a[i - 1] == b[j - 1] else 1
+                table[i][j] = min(table[i - 1][j] + 1, table[i][j - 1] + 1, table[i - 1][j - 1] + cost)
+                if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                    table[i][j] = min(table[i][j], table[i - 2][j - 2] + 1)
+        return table[-1][-1]
+
+    rng = random.Random(23)
+    for _ in range(3000):
+        a = "".join(rng.choice("abc") for _ in range(rng.randint(0, 8)))
+        b = "".join(rng.choice("abc") for _ in range(rng.randint(0, 8)))
+        for limit in (1, 2, 8):
+            assert edit_distance(a, b, limit=limit) == min(full(a, b), limit + 1)

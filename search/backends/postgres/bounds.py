@@ -49,13 +49,14 @@ PACK_LOCK_KEY = 2512
 
 # --- Expansion: typos, prefixes and Chinese characters (search.backends.postgres.vocabulary) ---
 # Every expansion reads the vocabulary (search_bm25_term) through its (collection, lexeme) index,
-# never a whole scan: per query at most EXPANDED_WORDS words * (the 1-edit variants of one word,
-# under 54 * TYPO_MAX_CHARS + 25 = 1,321 lookups, + TYPO_SCAN_LIMIT + CHINESE_SCAN_LIMIT rows)
-# + PREFIX_SCAN_LIMIT rows for the last word.
+# never a whole scan: per query at most EXPANDED_WORDS words, each either English (its 1-edit
+# variants, under 54 * TYPO_MAX_CHARS + 25 = 1,321 lookups, and TYPO_SCAN_LIMIT rows) or Chinese
+# (PREFIX_SCAN_LIMIT + CHINESE_SCAN_LIMIT rows and 20 lookups), + PREFIX_SCAN_LIMIT rows for the
+# last word's completions: under 24,000 index entries in all.
 # Measured at a 1M-term vocabulary: docs/benchmarks.md, section 4b.
 
 # Query words expanded at most, the first ones (typos, Chinese): bounds a long question's cost.
-EXPANDED_WORDS = 4
+EXPANDED_WORDS = 3
 # One edit is forgiven from this many letters, two from TYPO_TWO_EDITS_CHARS (Meilisearch's
 # defaults): shorter words have too many neighbours one edit away to guess from.
 TYPO_MIN_CHARS = 5
@@ -63,10 +64,11 @@ TYPO_TWO_EDITS_CHARS = 9
 # Longer words are not corrected: their 1-edit variants would pass 1,300 lookups.
 TYPO_MAX_CHARS = 24
 # Two-edit neighbours are read from the stems sharing the first TYPO_SCAN_PREFIX letters (a range
-# of the lexeme index), TYPO_SCAN_LIMIT rows at most; a typo among those letters is found at one
-# edit only (by the variants, which cover every position).
-TYPO_SCAN_PREFIX = 3
-TYPO_SCAN_LIMIT = 2000
+# of the lexeme index) and of a length within 2 of its own, TYPO_SCAN_LIMIT rows at most,
+# compared in Python (10-40 µs each: 3 letters and 2,000 rows cost up to 120 ms at 1M terms); a
+# typo among those letters is found at one edit only (by the variants, which cover every position).
+TYPO_SCAN_PREFIX = 4
+TYPO_SCAN_LIMIT = 500
 # Near spellings kept per word, closest then most common first.
 TYPO_EXPANSIONS = 3
 # The last word is completed from this many letters on (fewer match too much to be a hint).
