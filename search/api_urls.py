@@ -2,15 +2,16 @@
 (searchsite/urls.py mounts them)."""
 
 from django.urls import path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from search import api, rerank_api
+from searchsite.api_schema import SchemaApi
 
 urlpatterns = [
     path("search", api.SearchApi.as_view(), name="api-search"),
     path("rerank", rerank_api.CohereRerankApi.as_view(), name="api-rerank"),
     path("status", rerank_api.StatusApi.as_view(), name="api-status"),
-    path("schema", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema", SchemaApi.as_view(), name="api-schema"),
     # Its start-up script is served as a file of its own (?script), not inline: the page keeps the CSP.
     path(
         "docs",

@@ -106,6 +106,13 @@ class DocumentPageThrottle(ClientRateThrottle):
     user_scope = "user_document_page"
 
 
+class SchemaThrottle(ClientRateThrottle):
+    """The API schema, 63 KB a copy (SCHEMA_ANON_THROTTLE, SEARCH_USER_THROTTLE)."""
+
+    anon_scope = "anon_schema"
+    user_scope = "user_schema"
+
+
 # --- the rerank API's budget ----------------------------------------------------------------
 
 # The rerank API's budgets count over a sliding minute (two fixed minutes, the older one weighed by

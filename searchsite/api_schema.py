@@ -1,4 +1,5 @@
-"""OpenAPI schema post-processing: every operation documents the errors it can answer with.
+"""The API schema, served (SchemaApi: throttled, kept rendered, what serves read from the heartbeat),
+and its post-processing: every operation documents the errors it can answer with.
 
 The views declare their successful responses; the errors follow from how each view is set up
 (input, permissions, throttling, an object in the path), so they are added here in one place, all
@@ -10,13 +11,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from django.http import HttpResponse
+from django.utils import translation
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+
+from search.throttling import SchemaThrottle
 
 if TYPE_CHECKING:
     from worker.protocol import WorkerStatus
-
-# Seconds the schema waits for the worker's status before it says none answered.
-STATUS_TIMEOUT_SECONDS = 1.0
 
 SAFE_METHODS = {"get", "head", "options"}
 ERROR_SCHEMA = {
@@ -115,18 +119,49 @@ def _staff_only(permissions: list[type]) -> bool:
     return any(p is IsAdminUser or getattr(p, "staff_only_reads", False) for p in permissions)
 
 
-def describe_serving_model(result: dict, generator: object, request: object, public: bool) -> dict:
-    """Return the schema with the model the worker serves now in its description (a drf-spectacular
-    hook; network: one Celery round trip, only when the schema is served over HTTP)."""
-    if request is None:
-        return result
-    from search.worker_client import worker_status
+class SchemaApi(SpectacularAPIView):
+    """GET /api/v1/schema: throttled (SchemaThrottle), rendered once per process for each format,
+    version, language and serving sentence; what serves is read from the worker's heartbeat
+    (Redis: one read per request), never asked of the worker with a task."""
 
-    info = result.setdefault("info", {})
-    info["description"] = (
-        f"{info.get('description', '')}\n\n{serving_sentence(worker_status(timeout=STATUS_TIMEOUT_SECONDS))}"
-    )
-    return result
+    throttle_classes = [SchemaThrottle]
+
+    def _get_schema_response(self, request: Request) -> HttpResponse:
+        version = self.api_version or request.version or self._get_version_parameter(request)
+        sentence = serving_sentence(serving_status())
+        renderer = request.accepted_renderer
+        key = (renderer.media_type, version, translation.get_language(), sentence)
+        body = _RENDERED.get(key)
+        if body is None:
+            generator = self.generator_class(urlconf=self.urlconf, api_version=version, patterns=self.patterns)
+            schema = generator.get_schema(request=request, public=self.serve_public)
+            info = schema.setdefault("info", {})
+            info["description"] = f"{info.get('description', '')}\n\n{sentence}"
+            body = renderer.render(schema, renderer.media_type, self.get_renderer_context())
+            if len(_RENDERED) >= RENDERED_KEPT:
+                _RENDERED.clear()
+            _RENDERED[key] = body
+        charset = f"; charset={renderer.charset}" if renderer.charset else ""
+        response = HttpResponse(body, content_type=renderer.media_type + charset)
+        response["Content-Disposition"] = f'inline; filename="{self._get_filename(request, version)}"'
+        return response
+
+
+# Rendered schemas kept per process: a few formats and serving sentences (a new model, a worker
+# gone); past this many, all are dropped and built again as asked.
+RENDERED_KEPT = 16
+_RENDERED: dict[tuple, bytes] = {}
+
+
+def serving_status() -> WorkerStatus:
+    """Return what the worker serves, from its last heartbeat (search.worker_client; Redis: one read)."""
+    from search.worker_client import worker_heartbeat
+    from worker.protocol import HEARTBEAT_FRESH_SECONDS, WorkerStatus
+
+    beat = worker_heartbeat()
+    if beat is None:
+        return WorkerStatus(ready=False, problem=f"no rerank worker has reported in for {HEARTBEAT_FRESH_SECONDS:g} s")
+    return beat
 
 
 def serving_sentence(status: WorkerStatus) -> str:

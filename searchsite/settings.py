@@ -314,6 +314,9 @@ REST_FRAMEWORK = {
         "user_document_page": SEARCH_USER_THROTTLE,
         # Relevance judgments (evaluation.judgments): a reader judges a few results per search;
         # more than this from one client is a script, not a reader.
+        # The API schema (searchsite.api_schema.SchemaApi): the docs page reads it once a visit.
+        "anon_schema": env_rate("SCHEMA_ANON_THROTTLE", "30/min"),
+        "user_schema": SEARCH_USER_THROTTLE,
         "anon_judgment": env_rate("JUDGMENTS_ANON_THROTTLE", "30/min"),
         "user_judgment": env_rate("JUDGMENTS_USER_THROTTLE", "120/min"),
     },
@@ -338,7 +341,6 @@ SPECTACULAR_SETTINGS = {
         "searchsite.api_schema.add_error_responses",
         # A summary on every operation; anonymous operations say so, without a padlock.
         "searchsite.api_schema.add_summaries_and_access",
-        "searchsite.api_schema.describe_serving_model",
     ],
 }
 CACHES = {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 
 from evaluation.judgments import JudgmentThrottle
-from search.throttling import DocumentPageThrottle, SearchPageThrottle, SearchThrottle
+from search.throttling import DocumentPageThrottle, SchemaThrottle, SearchPageThrottle, SearchThrottle
 
 
 def unique_address() -> str:
@@ -22,5 +22,6 @@ def lift_limits(settings, monkeypatch) -> None:
     monkeypatch.setattr(SearchPageThrottle, "THROTTLE_RATES", {"anon_search_page": "1000000/min"})
     monkeypatch.setattr(DocumentPageThrottle, "THROTTLE_RATES", {"anon_document_page": "1000000/min"})
     monkeypatch.setattr(JudgmentThrottle, "THROTTLE_RATES", {"anon_judgment": "1000000/min"})
+    monkeypatch.setattr(SchemaThrottle, "THROTTLE_RATES", {"anon_schema": "1000000/min"})
     settings.RERANK_API_ANON_PAIRS_PER_MINUTE = 10**9
     settings.RERANK_API_ANON_CHARS_PER_MINUTE = 10**12
