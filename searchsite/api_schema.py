@@ -50,7 +50,8 @@ DESCRIPTIONS = {
     413: "The body is larger than the site reads (DATA_UPLOAD_MAX_MEMORY_SIZE), or, for rerank, more "
     "documents or characters than one call may have scored; the message names the limit.",
     415: "The body's Content-Type is not one this operation reads (or could not be made out).",
-    422: "Rerank: the serving model does not rerank queries in this language (RERANKER_LANGUAGES); TEI: "
+    422: "Rerank: the serving model does not rerank queries in this language (RERANKER_LANGUAGES: en or zh, told "
+    "by the query's script; other languages read as en and are scored); TEI: "
     "input that is not TEI's shape.",
     429: (
         "Too many requests from this client (anonymous: per address; signed in: per account), or the "

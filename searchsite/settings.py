@@ -181,8 +181,16 @@ RERANKER_MODEL = env_str("RERANKER_MODEL", "BAAI/bge-reranker-v2-m3")
 RERANKER_FALLBACK_MODEL = env_str("RERANKER_FALLBACK_MODEL", "packaged-e5-fp32,packaged-e5,packaged-minilm")
 # Query languages the reranker serves ("en,zh"); unset: all for a configured model, English and
 # Chinese for packaged-e5 and packaged-e5-fp32, English for packaged-minilm (a fallback always uses its own list).
-# Queries in other languages keep the full-text order.
+# Queries in other languages keep the full-text order. A query's language is told by its script
+# (documents.textsearch.detect_language): Chinese, or not Chinese ("en"). A French or Russian
+# query reads as "en" (measured: bench/language_detector.py, README "Query languages"), so only
+# en and zh can be named here.
 RERANKER_LANGUAGES = env_list("RERANKER_LANGUAGES", []) or None
+if RERANKER_LANGUAGES and not set(RERANKER_LANGUAGES) <= {"en", "zh"}:
+    raise ImproperlyConfigured(
+        f"RERANKER_LANGUAGES={','.join(RERANKER_LANGUAGES)}: only en and zh can be named; the site tells a query's "
+        "language by its script (Chinese or not), so any other language reads as en."
+    )
 RERANKER_DEVICE = env_str("RERANKER_DEVICE", "auto")  # auto | cpu | cuda | cuda:N
 RERANKER_MAX_LENGTH = env_int("RERANKER_MAX_LENGTH", 512, minimum=16, maximum=8192)
 RERANKER_BATCH_SIZE = env_int("RERANKER_BATCH_SIZE", 32, minimum=1, maximum=1024)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -102,3 +105,18 @@ def test_it_applies_the_workers_language_rule_to_every_shape(client, english_onl
         assert chinese.json()["status"] == "language"
         assert "reranks only queries in: en; this query is zh" in chinese.json()["error"]
         assert english.status_code == 200, (shape, english.content[:300])
+        # The script tells Chinese from the rest, and no more (README, "Query languages"): a French
+        # query reads as English and is scored, as the README and the schema now say.
+        french = post(client, shape, "valeur nutritive des pommes", ["Les pommes sont riches en fibres."])
+        assert french.status_code == 200, (shape, french.content[:300])
+
+
+@pytest.mark.parametrize("languages", ["fr", "en,de"])
+def test_it_refuses_to_start_with_a_language_it_cannot_tell(languages):
+    env = {**os.environ, "RERANKER_LANGUAGES": languages, "DATABASE_URL": "postgres://u@localhost:5432/x"}
+    started = subprocess.run(
+        [sys.executable, "-c", "import searchsite.settings"], env=env, capture_output=True, text=True, check=False
+    )
+
+    assert started.returncode != 0
+    assert "only en and zh can be named" in started.stderr
