@@ -51,9 +51,9 @@ MAX_SOCKET_PATH = 100
 # Seconds the embedded Redis gets to answer a PING after it starts.
 REDIS_READY_SECONDS = 15.0
 # Seconds the web, the worker and the embedding catch-up get to exit together once `make run` is
-# stopped, before they are killed: Ctrl-C must give the terminal back within 5 s in all (a worker's
-# warm shutdown waits for its running tasks; rerank and embedding tasks are acknowledged late, so a
-# killed one is delivered again on the next start).
+# stopped, before they are killed: Ctrl-C must give the terminal back within 5 s in all. A worker's
+# warm shutdown waits for its running tasks; killing it loses nothing that matters: a search waiting
+# on it answers in full-text order, and the next start's catch-up queues the chunks still unembedded.
 RUN_STOP_SECONDS = 3.0
 # Seconds pytest gets to tear its session down (stop its web servers and workers, drop the test
 # database) after it was told to stop, and a management command to end, before they are killed.
