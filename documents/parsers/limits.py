@@ -18,6 +18,9 @@ MAX_PDF_SECONDS = 15
 # Building the tree of an HTML file costs about 25 µs per tag (5 s for 200,000 one-line
 # paragraphs); a 20 MB file of them would hold a web process for minutes.
 MAX_HTML_TAGS = 100_000
+# Finding the main content (trafilatura) costs about 0.2 ms a tag (2 s for 10,000); a page of
+# more tags is read whole instead, as the visible text. Real pages have a few thousand.
+MAX_HTML_MAIN_CONTENT_TAGS = 20_000
 # A .docx is a zip: refuse it before extracting when it would unpack to more than this...
 MAX_UNZIPPED_BYTES = 100 * 1024 * 1024
 # ...or when a large member compresses better than any real document does (a zip bomb).
