@@ -85,7 +85,9 @@ def queries(count: int) -> dict[str, list[str]]:
         "typo, 2 edits (9+ letters)": [f"{rng.choice(english)} {typo(rng.choice(long), 2)}" for _ in range(count)],
         "unfinished last word": [f"{rng.choice(english)} {rng.choice(medium)[:4]}" for _ in range(count)],
         "Chinese character": [rng.choice(chinese)[0] for _ in range(count)],
-        "four typos": [" ".join(typo(rng.choice(medium), 1) for _ in range(4)) for _ in range(count)],
+        "four misspelt words (3 expanded)": [
+            " ".join(typo(rng.choice(medium), 1) for _ in range(4)) for _ in range(count)
+        ],
     }
 
 
@@ -95,20 +97,27 @@ def measure(classes: dict[str, list[str]], *, repeats: int) -> dict:
 
     results = {}
     for name, texts in classes.items():
-        on, off, added = [], [], []
+        on, off, added, added_best = [], [], [], []
         for text in texts:
-            timings = {}
+            median, best = {}, {}
             for expand in (False, True):
-                best = []
+                times = []
                 for _ in range(repeats):
                     started = time.perf_counter()
                     planning.plan(parse(text), k=50, collection=COLLECTION, expand=expand)
-                    best.append((time.perf_counter() - started) * 1000)
-                timings[expand] = sorted(best)[len(best) // 2]
-            off.append(timings[False])
-            on.append(timings[True])
-            added.append(timings[True] - timings[False])
-        results[name] = {"expansion off": summary(off), "expansion on": summary(on), "added": summary(added)}
+                    times.append((time.perf_counter() - started) * 1000)
+                median[expand], best[expand] = sorted(times)[len(times) // 2], min(times)
+            off.append(median[False])
+            on.append(median[True])
+            added.append(median[True] - median[False])
+            # The best of the repeats: what the work costs when the shared machine lets it run.
+            added_best.append(best[True] - best[False])
+        results[name] = {
+            "expansion off": summary(off),
+            "expansion on": summary(on),
+            "added": summary(added),
+            "added, best of repeats": summary(added_best),
+        }
     return results
 
 
