@@ -18,10 +18,10 @@ from django.utils import timezone
 from documents import index_hooks
 from documents.chunking import split_into_chunks
 from documents.inputs import DocumentInput, IngestError, clean_text, derived_title
+from documents.json_limits import MAX_JSON_DEPTH
 from documents.markdown import markdown_text
 from documents.models import LIBRARY, Chunk, Document, Language, content_hash
 from documents.textsearch import detect_language, segment_for_index
-from searchsite.json_limits import MAX_JSON_DEPTH
 
 logger = logging.getLogger(__name__)
 

@@ -1,5 +1,5 @@
 """The REST API's JSON parsers: size and nesting (and, where a shape is bounded, the number of
-tokens) checked before json.loads (searchsite.json_limits)."""
+tokens) checked before json.loads (documents.json_limits)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import JSONParser, get_encoding
 from rest_framework.utils import json as drf_json
 
+from documents.json_limits import nesting_problem, tokens_problem
 from searchsite.errors import too_large_message
-from searchsite.json_limits import nesting_problem, tokens_problem
 
 
 class TooManyTokens(APIException):

@@ -302,7 +302,7 @@ REST_FRAMEWORK = {
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
-    # The API takes JSON, its size and nesting bounded before it is parsed (searchsite.json_limits);
+    # The API takes JSON, its size and nesting bounded before it is parsed (documents.json_limits);
     # only the upload view takes multipart (its own parser_classes).
     "DEFAULT_PARSER_CLASSES": ["searchsite.api_parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

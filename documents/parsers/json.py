@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 
 from documents.inputs import DocumentInput, clean_text
+from documents.json_limits import MAX_JSON_DEPTH, nesting_problem
 from documents.parsers.common import ParsedFile, ParseError, document, summarize_problems
-from searchsite.json_limits import MAX_JSON_DEPTH, nesting_problem
 
 JSON_EXTENSIONS = {".json": "JSON", ".jsonl": "JSON Lines"}
 TOO_DEEP = f"the JSON nests deeper than {MAX_JSON_DEPTH} levels of arrays and objects"

@@ -12,9 +12,9 @@ import zipfile
 
 import pytest
 
+from documents.json_limits import MAX_JSON_DEPTH
 from documents.models import Document
 from documents.parsers import limits
-from searchsite.json_limits import MAX_JSON_DEPTH
 from tests.support.files import upload
 
 pytestmark = pytest.mark.django_db

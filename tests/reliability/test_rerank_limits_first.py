@@ -13,9 +13,9 @@ import tracemalloc
 
 import pytest
 
+from documents.json_limits import tokens_problem
 from search.rerank_api import MAX_DOCUMENT_FIELDS, MAX_RANK_FIELDS, CohereRerankParser
 from search.reranking import MAX_RERANK_DOCUMENTS, MAX_RERANK_TEXT_CHARS
-from searchsite.json_limits import tokens_problem
 
 pytestmark = pytest.mark.django_db
 

@@ -41,7 +41,6 @@ PENDING = {
     "search -> searchsite.client_address",
     "search -> evaluation.pages",
     "search -> searchsite.celery",
-    "documents -> searchsite.json_limits",
 }
 PENDING_CIRCLES = [["evaluation.management.commands.evaluate", "evaluation.runs"]]
 
