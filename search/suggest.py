@@ -29,6 +29,7 @@ def edit_distance(a: str, b: str, *, limit: int) -> int:
     """
     if abs(len(a) - len(b)) > limit:
         return limit + 1
+    a, b = _without_common_ends(a, b)
     beyond = limit + 1
     previous2: list[int] = []
     previous = [j if j <= limit else beyond for j in range(len(b) + 1)]
@@ -45,6 +46,17 @@ def edit_distance(a: str, b: str, *, limit: int) -> int:
             return beyond
         previous2, previous = previous, current
     return min(previous[-1], beyond)
+
+
+def _without_common_ends(a: str, b: str) -> tuple[str, str]:
+    """Return `a` and `b` without the prefix and suffix they share: no edit is needed there."""
+    start, shortest = 0, min(len(a), len(b))
+    while start < shortest and a[start] == b[start]:
+        start += 1
+    end = 0
+    while end < shortest - start and a[len(a) - 1 - end] == b[len(b) - 1 - end]:
+        end += 1
+    return a[start : len(a) - end], b[start : len(b) - end]
 
 
 def corrections(word: str, df: int, vocabulary: list[tuple[str, int]], *, best: int = 5) -> list[str]:

@@ -164,9 +164,10 @@ EXPAND_SQL = """
 WITH variants AS (
     SELECT l.clause, %(typo)s AS kind, v.word, t.id, t.lexeme, t.df
     FROM unnest(%(variant_lists)s::text[], %(variant_clauses)s::int[]) AS l(words, clause)
-    CROSS JOIN LATERAL unnest(string_to_array(l.words, ' ')) AS v(word)
+    CROSS JOIN LATERAL unnest(string_to_array(l.words, ' ')) WITH ORDINALITY AS v(word, ord)
     CROSS JOIN LATERAL unnest(to_tsvector(%(config)s::regconfig, v.word)) AS s
     JOIN search_bm25_term t ON t.collection_id = %(collection_id)s AND t.lexeme = s.lexeme AND t.df > 0
+    ORDER BY l.clause, v.ord
 ), ranges AS (
     SELECT r.clause, r.kind, NULL::text AS word, x.id, x.lexeme, x.df
     FROM unnest(%(range_clauses)s::int[], %(range_kinds)s::text[], %(range_lows)s::text[], %(range_highs)s::text[],
@@ -350,17 +351,18 @@ def _ask_typos(request: _Request, position: int, item: ResolvedClause) -> bool:
 def _typos(item: ResolvedClause, rows: list[_Found]) -> list[_Found]:
     """Return the closest, then most common, near spellings of the clause's word."""
     lexeme, df = item.lexemes[0], _own_df(item)
+    # A word the library has (rarely) yields only to words many times more common.
+    rows = [row for row in rows if row.lexeme != lexeme and (not df or row.df >= df * suggest.COMMON_FACTOR)]
     edits: dict[int, tuple[int, _Found]] = {}
     for row in rows:
-        if row.kind == TYPO and row.lexeme != lexeme:
-            edits.setdefault(row.term_id, (1, row))
+        if row.kind == TYPO:
+            edits.setdefault(row.term_id, (1, row))  # the first spelling that reached the term names it
     for row in rows:
-        if row.kind == TYPO_SCAN and row.lexeme != lexeme and row.term_id not in edits:
+        if row.kind == TYPO_SCAN and row.term_id not in edits:
             distance = suggest.edit_distance(lexeme, row.lexeme, limit=2)
             if distance <= 2:
                 edits[row.term_id] = (distance, row)
-    # A word the library has (rarely) yields only to words many times more common.
-    kept = [entry for entry in edits.values() if not df or entry[1].df >= df * suggest.COMMON_FACTOR]
+    kept = list(edits.values())
     kept.sort(key=lambda entry: (entry[0], -entry[1].df, entry[1].lexeme))
     return [row for _, row in kept[: bounds.TYPO_EXPANSIONS]]
 
