@@ -1,7 +1,8 @@
 """A worker known to be dead costs nothing (issue 25). With the queue's heartbeat stale (here: a
 worker stopped by SIGSTOP, as a frozen process or machine would be) a search answers at once in the
 full-text order with the notice, and the rerank API answers 503 at once: neither sends the worker
-a task, however generous the budget. Running again, the worker reranks again.
+a task, however generous the budget. Running again, the worker reranks again. The same holds while
+the heartbeat says the worker is still loading its model.
 
 The worker is this test's own, on its own queue, stopped and continued by its process group id.
 """
@@ -80,5 +81,29 @@ def test_it_sends_nothing_to_a_stopped_worker_and_answers_at_once(
         )
         again = client.get("/api/v1/search", {"q": QUERY, "k_initial": 3}).json()
         assert again["reranked_applied"] is True, again["notice"]
+    finally:
+        worker.stop()
+
+
+def test_it_sends_nothing_to_a_worker_still_loading_its_model(
+    client, settings, own_queue, tiny_model_dir: Path, artifacts_dir: Path
+):
+    settings.RERANK_TIMEOUT = GENEROUS_SECONDS
+    worker = start_own_worker(own_queue, str(tiny_model_dir), artifacts_dir)
+    try:
+        # Its first heartbeat is written before torch and the model load: seconds, even on a fast
+        # machine, against the milliseconds between this read and the search's own.
+        wait_for(
+            lambda: (beat := worker_client.worker_heartbeat()) is not None and beat.loading,
+            timeout=HEARTBEAT_WAIT_SECONDS,
+            interval=0.02,
+            what="the starting worker's heartbeat saying it loads its model",
+        )
+        page = client.get("/search", {"q": QUERY})
+
+        # Sent a task, the search would have waited for the model and been reranked.
+        outcome = page.context["outcome"]
+        assert outcome.rerank_status == "unavailable" and outcome.fulltext
+        assert any("still loading its model" in notice for notice in outcome.notices), outcome.notices
     finally:
         worker.stop()
