@@ -13,11 +13,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from common.throttling import is_staff
 from documents.models import Language
 from evaluation import judgments
 from evaluation.models import GRADE_MAX, GRADE_NOT_RELEVANT, GRADE_RELEVANT, RANK_MAX, Judgment, Ordering
 from search.api import WholeNumberField
-from search.throttling import is_staff
 
 # The largest id PostgreSQL's bigint holds (Document's BigAutoField).
 MAX_DOCUMENT_ID = 2**63 - 1

@@ -19,12 +19,12 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.crypto import salted_hmac
 
+from common.client_address import client_ident
+from common.throttling import ClientRateThrottle, is_staff
 from documents.models import LIBRARY, Document
 from documents.textsearch import detect_language
 from evaluation.models import GRADE_MAX, GRADE_RELEVANT, RANK_MAX, Judgment, Ordering
 from search.services import clean_query
-from search.throttling import ClientRateThrottle, is_staff
-from searchsite.client_address import client_ident
 
 # The salt of the client hash: a different purpose from every other use of SECRET_KEY, so the
 # hash of an address here cannot be matched with any other value the site derives from it.

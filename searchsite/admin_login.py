@@ -1,7 +1,7 @@
 """The admin login with a limit on wrong passwords, counted per client and per account in Redis.
 
 Our own small throttle rather than django-axes: it counts clients with the same identity as every
-other throttle (searchsite.client_address, so TRUSTED_PROXIES applies and X-Forwarded-For is
+other throttle (common.client_address, so TRUSTED_PROXIES applies and X-Forwarded-For is
 not believed), it keeps its counters in the Redis the site already has (no tables, no
 migrations), and it only delays: a locked client or account may try again once its window has
 passed, with no lock for staff to lift by hand.
@@ -26,8 +26,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from redis.exceptions import RedisError
 
-from searchsite import counters
-from searchsite.client_address import client_ident
+from common import counters
+from common.client_address import client_ident
 
 logger = logging.getLogger(__name__)
 

@@ -5,10 +5,10 @@ import os
 
 from django.core.exceptions import ImproperlyConfigured
 
+from common.client_address import MAX_FORWARDED_HOPS
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-# Addresses looked at in one X-Forwarded-For header at most; a longer chain is someone padding it.
-MAX_FORWARDED_HOPS = 32
 
 
 def env_str(name: str, default: str = "") -> str:

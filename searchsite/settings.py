@@ -35,7 +35,7 @@ elif not DEBUG and (weakness := secret_key_weakness(SECRET_KEY)):
     )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
-# Who is the client (throttles, the admin login limit; searchsite.client_address): unset, the
+# Who is the client (throttles, the admin login limit; common.client_address): unset, the
 # socket address; "N", N proxies in front that each append to X-Forwarded-For; or the proxies'
 # addresses/networks ("172.18.0.0/16"), whose requests alone have their header read.
 TRUSTED_PROXY_COUNT, TRUSTED_PROXY_NETWORKS = env_trusted_proxies("TRUSTED_PROXIES")
@@ -309,7 +309,7 @@ REST_FRAMEWORK = {
     # Lists come in pages (?page=N, ?page_size=M up to 200); search results are bounded by k instead.
     "DEFAULT_PAGINATION_CLASS": "searchsite.pagination.ApiPagination",
     "PAGE_SIZE": 50,
-    # search.throttling: anonymous clients by address (searchsite.client_address), signed-in
+    # search.throttling: anonymous clients by address (common.client_address), signed-in
     # users who are not staff by account, staff not at all.
     "DEFAULT_THROTTLE_RATES": {
         "anon_search": env_rate("SEARCH_ANON_THROTTLE", "60/min"),

@@ -1,5 +1,5 @@
 """Request throttles are atomic: however many requests of one client are in flight, at most the
-rate passes (search.throttling, searchsite.counters).
+rate passes (search.throttling, common.counters).
 
 The site runs as a real threaded web process on the session's Redis and test database; many
 threads send one anonymous client's requests at once, released together by a barrier. Before the

@@ -15,8 +15,8 @@ from functools import lru_cache
 from django.conf import settings
 from django.http import HttpRequest
 
-from searchsite.env import MAX_FORWARDED_HOPS
-
+# Addresses looked at in one X-Forwarded-For header at most; a longer chain is someone padding it.
+MAX_FORWARDED_HOPS = 32
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 # One IPv6 subscriber gets a whole /64 and may pick any address in it at will: throttles count
