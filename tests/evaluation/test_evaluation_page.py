@@ -73,3 +73,12 @@ def test_it_shows_staff_the_runs_tables_chart_and_movers(staff_client):
     chart = staff_client.get(f"/evaluation/runs/{run.pk}/chart.png")
     assert chart["Content-Type"] == "image/png" and chart.content.startswith(b"\x89PNG")
     assert staff_client.get("/evaluation/runs/999999999").status_code == 404
+
+
+def test_it_reads_the_model_of_a_run_stored_before_the_typed_contract(staff_client):
+    # Runs store the served model as JSON (worker.protocol.ModelInfo); older runs lack later fields.
+    run = stored_run()
+    run.report["model_info"] = {"model": "tiny-cross-encoder", "kind": "cross-encoder", "device": "cpu"}
+    run.save()
+    html = staff_client.get(f"/evaluation/runs/{run.pk}").content.decode()
+    assert "model tiny-cross-encoder (cross-encoder)" in html
