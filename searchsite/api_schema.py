@@ -27,6 +27,11 @@ ERROR_SCHEMA = {
     "type": "object",
     "properties": {
         "error": {"type": "string", "description": "what went wrong, for a person"},
+        "message": {
+            "type": "string",
+            "description": "Cohere-shaped rerank APIs (/api/v1/rerank, /api/v2/rerank, /api/tei/rerank): the same "
+            "as `error`, or the first field problem, where Cohere's clients read it",
+        },
         "fields": {"type": "object", "description": "400, 413, 422: the problems of each input field"},
         "retry_after_seconds": {"type": "integer", "description": "429: seconds until a retry is allowed"},
         "status": {

@@ -48,3 +48,12 @@ def test_staff_operations_keep_their_credentials(operations):
         if key not in ANONYMOUS:
             assert {} not in operation["security"], key
             assert {"tokenAuth": []} in operation["security"], key
+
+
+@pytest.mark.parametrize("path", ["/api/v1/documents", "/api/v1/search", "/api/v1/rerank"])
+def test_an_anonymous_path_answers_405_for_a_method_it_does_not_take(client, path):
+    # Anonymous clients are told the method is wrong, not asked for credentials they need not have.
+    response = client.generic("TRACE", path)
+
+    assert response.status_code == 405
+    assert "Allow" in response

@@ -60,6 +60,17 @@ def test_it_answers_malformed_input_as_each_shape_does(client, shape):
     else:
         assert response.status_code == 400
         assert list(body["fields"]) == ["documents"]
+        # Cohere's clients read `message` (issue 26 §4): the first problem, named.
+        assert body["message"] == 'documents: Expected a string or an object of strings such as {"text": "..."}.'
+
+
+@pytest.mark.parametrize("shape", ["cohere-v1", "cohere-v2"])
+def test_every_cohere_error_carries_a_message(client, shape):
+    too_many = post(client, shape, "apple", ["text"] * (MAX_RERANK_DOCUMENTS + 1))
+    not_json = client.post(SHAPES[shape][0], "{", content_type="application/json")
+
+    assert too_many.json()["message"] == too_many.json()["error"]
+    assert not_json.status_code == 400 and not_json.json()["message"].startswith("JSON parse error")
 
 
 def test_it_truncates_long_texts_for_tei_only_when_asked(client, rerank_worker, settings):
