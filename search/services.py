@@ -30,7 +30,7 @@ LANGUAGE_FILTERS = {"zh": ["zh", "mixed"], "en": ["en", "mixed"]}
 SUGGEST_WHEN_FEWER = 3
 
 
-# The page's one short line for each way the reranked order can be missing (rerank_client.NOTICES
+# The page's one short line for each way the reranked order can be missing (worker_client.NOTICES
 # has the statuses; the full reason is behind the line's disclosure).
 SHORT_FALLBACKS = {
     "unavailable": "Not reranked: the reranker is unavailable",
