@@ -15,6 +15,7 @@ document scored: exact BM25), and the two top-50s are compared. bm25s ranks the 
 (its own tokenizer over the same segmented text, the same k1 and b) for a second comparison.
 
     .venv/bin/python -m bench.fulltext_scale run --sizes 10000 100000 1000000 --output /tmp/ft.json
+    .venv/bin/python -m bench.fulltext_scale count --size 100000 --output /tmp/count.json  # the match count
     .venv/bin/python -m bench.fulltext_scale drop      # delete the bench rows afterwards
 
 `run` grows the collection to each size in turn and measures at each (the collection is kept
@@ -415,6 +416,58 @@ def cmd_run(args: argparse.Namespace) -> dict:
     return report
 
 
+def cmd_count(args: argparse.Namespace) -> dict:
+    """Time the match count (search.backends.postgres.counting) of each query class at one size:
+    exact (every posting read) and as the site runs it (SEARCH_COUNT_POSTINGS: a sample beyond),
+    with how far each estimate is from the exact count."""
+    from django.conf import settings
+    from django.db import connection
+    from django.test.utils import override_settings
+
+    from search.backends import count_matches
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SET statement_timeout = {STATEMENT_TIMEOUT_MS}")
+    vocabulary = Vocabulary()
+    loading = grow_to(args.size, vocabulary)
+    queries = pick_queries(vocabulary)
+    budget = settings.SEARCH_COUNT_POSTINGS
+    classes = {}
+    for name, texts in queries.items():
+        rows = []
+        for text in texts:
+            timed = {}
+            for mode, limit in (("exact", 10**12), ("bounded", budget)):
+                with override_settings(SEARCH_COUNT_POSTINGS=limit):
+                    took = []
+                    for _ in range(args.repeats):
+                        started = time.perf_counter()
+                        counted = count_matches(text, collection=COLLECTION)
+                        took.append((time.perf_counter() - started) * 1000)
+                timed[mode] = (counted, summary(took))
+            exact, bounded = timed["exact"][0], timed["bounded"][0]
+            rows.append(
+                {
+                    "query": text,
+                    "postings": exact.postings,
+                    "matches": exact.total,
+                    "estimate": bounded.total if not bounded.exact else None,
+                    "error": round(bounded.total / exact.total - 1, 3) if exact.total and not bounded.exact else 0.0,
+                    "exact_ms": timed["exact"][1],
+                    "bounded_ms": timed["bounded"][1],
+                }
+            )
+        classes[name] = rows
+    return {
+        "benchmark": "fulltext_scale count",
+        "machine": machine(),
+        "documents": collection_size(),
+        "count_postings": budget,
+        **loading,
+        "classes": classes,
+    }
+
+
 def cmd_drop(args: argparse.Namespace) -> dict:
     from django.db import connection
 
@@ -449,13 +502,18 @@ def main() -> None:
         "--bm25s-title-repeat", type=int, default=1, help="index each title this many times in bm25s (1: once)"
     )
     run.add_argument("--output")
+    count = sub.add_parser("count", help="grow the bench collection to a size and time the match count")
+    count.add_argument("--size", type=int, default=100_000)
+    count.add_argument("--repeats", type=int, default=3)
+    count.add_argument("--output")
     sub.add_parser("drop", help="delete the bench collection's rows")
     args = parser.parse_args()
     with django_stack():
         from django.core.management import call_command
 
         call_command("migrate", "--noinput", verbosity=0)
-        report = cmd_run(args) if args.command == "run" else cmd_drop(args)
+        commands = {"run": cmd_run, "count": cmd_count, "drop": cmd_drop}
+        report = commands[args.command](args)
     write_json(getattr(args, "output", None), report)
 
 

@@ -7,6 +7,7 @@ import re
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_field
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, Throttled
@@ -37,14 +38,20 @@ class WholeNumberField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+# The date filter's values: any time, or added within the last day, week, month (30 days), year.
+ADDED_CHOICES = ["any", "day", "week", "month", "year"]
+
+
 class SearchInputSerializer(serializers.Serializer):
     """The parameters of a search, for the API and the result page alike."""
 
     q = serializers.CharField(allow_blank=True, trim_whitespace=False, max_length=100_000)
     k = WholeNumberField(required=False, min_value=1, max_value=settings.SEARCH_K_INITIAL_MAX)
     k_initial = WholeNumberField(required=False, min_value=1, max_value=settings.SEARCH_K_INITIAL_MAX)
-    page = WholeNumberField(required=False, min_value=1, max_value=settings.SEARCH_K_INITIAL_MAX)
+    page = WholeNumberField(required=False, min_value=1, max_value=settings.SEARCH_MAX_DEPTH)
     lang = serializers.ChoiceField(choices=["all", "zh", "en"], required=False, default="all")
+    source = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False, max_length=1000)
+    added = serializers.ChoiceField(choices=ADDED_CHOICES, required=False, default="any")
     # Typo tolerance, the last word's completions and Chinese words found from their characters
     # (search.backends.postgres.vocabulary); false searches the words exactly as typed.
     typo_tolerance = serializers.BooleanField(required=False, default=True)
@@ -86,6 +93,37 @@ class DocumentUrlField(serializers.CharField):
 
     def to_representation(self, document_id: int) -> str:
         return self.context["request"].build_absolute_uri(f"/documents/{document_id}")
+
+
+FACETS_HELP = (
+    "counts of matching documents per value, each under the other filters (what choosing it gives): "
+    '{"exact": bool, "language": [{"value": "all"|"zh"|"en", "count"}], "source": [{"value", "count"}] '
+    '(the most frequent), "added": [{"value": "any"|"day"|"week"|"month"|"year", "count"}]}'
+)
+
+
+@extend_schema_field(OpenApiTypes.OBJECT)
+class FacetsField(serializers.Field):
+    """The facets' counts of a search (search_run's MatchCount), as the API lists them."""
+
+    def to_representation(self, outcome: object) -> dict:
+        return facets_json(outcome.facets)
+
+
+def facets_json(facets: object) -> dict:
+    """Return the facets as lists of {"value", "count"}; a language counts its mixed documents too."""
+    by_language = facets.languages
+    mixed = by_language.get("mixed", 0)
+    return {
+        "exact": facets.exact,
+        "language": [
+            {"value": "all", "count": sum(by_language.values())},
+            {"value": "zh", "count": by_language.get("zh", 0) + mixed},
+            {"value": "en", "count": by_language.get("en", 0) + mixed},
+        ],
+        "source": [{"value": value, "count": count} for value, count in facets.sources],
+        "added": [{"value": value, "count": count} for value, count in facets.added.items()],
+    }
 
 
 class ServedModelSerializer(serializers.Serializer):
@@ -191,8 +229,24 @@ class SearchApi(APIView):
         timings = serializers.DictField()
         notice = serializers.CharField(allow_blank=True)
         page = serializers.IntegerField(help_text="this page of both orderings, 1-based")
-        pages = serializers.IntegerField(help_text="pages the candidates fill, k per page")
+        pages = serializers.IntegerField(
+            help_text="pages of the full-text order, k per page (up to SEARCH_MAX_DEPTH results); past "
+            "reranked_pages a page has the full-text order only"
+        )
+        reranked_pages = serializers.IntegerField(
+            help_text="pages the reranked order covers: its k_initial candidates (candidate_count), k per page"
+        )
+        total = serializers.IntegerField(
+            help_text="documents matching the query under the filters, whatever the rerank pool; exact, or an "
+            "estimate (total_exact false) when the engine bounded its work"
+        )
+        total_exact = serializers.BooleanField(help_text="false: total is an estimate (about)")
+        facets = FacetsField(source="*", help_text=FACETS_HELP)
         language = serializers.CharField(source="language_filter", help_text="the language filter: all, zh or en")
+        source = serializers.CharField(allow_null=True, help_text="the source filter, or null")
+        added = serializers.CharField(
+            allow_null=True, help_text="the date filter: day, week, month or year (added within it), or null"
+        )
         suggestion = serializers.CharField(allow_null=True, help_text="did you mean: a corrected query, or null")
 
     @extend_schema(
@@ -210,6 +264,16 @@ class SearchApi(APIView):
                 "lang",
                 {"type": "string", "enum": ["all", "zh", "en"]},
                 description="only documents in this language (mixed documents count for both)",
+            ),
+            OpenApiParameter(
+                "source",
+                {"type": "string", "maxLength": 1000},
+                description="only documents of this source (facets.source lists the frequent ones)",
+            ),
+            OpenApiParameter(
+                "added",
+                {"type": "string", "enum": ADDED_CHOICES},
+                description="only documents added to the library within the last day, week, month or year",
             ),
             OpenApiParameter(
                 "typo_tolerance",
@@ -234,5 +298,7 @@ class SearchApi(APIView):
             page=data.get("page"),
             language=data["lang"],
             expand=data["typo_tolerance"],
+            source=data.get("source") or None,
+            added=data["added"],
         )
         return Response(self.SearchOutputSerializer(outcome, context={"request": request}).data)

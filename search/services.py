@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError
@@ -14,7 +15,14 @@ from documents.inputs import clean_text
 from documents.models import LIBRARY
 from documents.textsearch import detect_language
 from search import worker_client
-from search.backends import CandidatesUnavailable, find_candidates, get_backend
+from search.backends import (
+    CandidatesUnavailable,
+    MatchCount,
+    Narrowing,
+    count_matches,
+    find_candidates,
+    get_backend,
+)
 from search.highlight import query_terms, snippet
 from search.passages import attach_passages, rerank_text
 from search.query import parse
@@ -26,6 +34,8 @@ logger = logging.getLogger(__name__)
 # The language filter of the page and the API: a document of mixed Chinese and English counts
 # for both.
 LANGUAGE_FILTERS = {"zh": ["zh", "mixed"], "en": ["en", "mixed"]}
+# The date filter: documents added to the library within the last this many days.
+ADDED_WITHIN_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
 # Fewer candidates than this, or a query word the library lacks: offer a "did you mean".
 SUGGEST_WHEN_FEWER = 3
 
@@ -78,7 +88,15 @@ class SearchOutcome:
     suggestion: str | None = None  # a corrected query from the library's vocabulary
     fulltext: list[ResultRow] = field(default_factory=list)
     reranked: list[ResultRow] = field(default_factory=list)
-    candidate_count: int = 0
+    candidate_count: int = 0  # the rerank pool: the full-text order's first k_initial
+    # Documents matching the query under the filters, whatever the pool (exact, or "about").
+    total: int = 0
+    total_exact: bool = True
+    facets: MatchCount = field(default_factory=MatchCount)
+    source: str | None = None  # the source filter
+    added: str | None = None  # the date filter: "day", "week", "month", "year" or None (any time)
+    pages: int = 1  # pages of the full-text order reachable (k per page, SEARCH_MAX_DEPTH at most)
+    beyond_pool: bool = False  # this page is past the rerank pool: full-text order only
     reranker: ModelInfo | None = None
     rerank_status: str = "skipped"
     bm25_weight: float = 0.0  # the share of BM25 in the reranked order's score (a bi-encoder's blend)
@@ -107,8 +125,8 @@ class SearchOutcome:
         return self.rerank_status == "ok"
 
     @property
-    def pages(self) -> int:
-        """Return how many pages the candidates fill (each ordering shows k per page)."""
+    def reranked_pages(self) -> int:
+        """Return how many pages the reranked order covers (the pool, k per page)."""
         return max(1, -(-self.candidate_count // self.k))
 
     @property
@@ -136,6 +154,8 @@ class SearchOutcome:
         # The model's own name, without its hub owner or folder, or a note in brackets.
         model = self.reranker.model if self.reranker else ""
         name = model.split(" (")[0].rstrip("/").rsplit("/", 1)[-1]
+        if self.beyond_pool:
+            return f"Full-text order: the reranked order covers pages 1–{self.reranked_pages}"
         if self.is_reranked:
             line = f"Stand-in reranker: {name}" if self.is_fallback else f"Reranked by {name}"
             return line + (f"; {self.unscored_count} not scored yet" if self.unscored_count else "")
@@ -175,12 +195,17 @@ def search_run(
     language: str | None = None,
     lane: str = protocol.API,
     expand: bool = True,
+    source: str | None = None,
+    added: str | None = None,
 ) -> SearchOutcome:
     """Return both orderings of one page of results for `query` (SQL: the backend's two statements
     and one for the chunks; network: one rerank round trip, cached for the other pages).
 
     All k_initial candidates are reranked, so every page of the reranked order is right; `page`
-    picks which k of each ordering are shown. `language` ("zh", "en") keeps documents in it.
+    picks which k of each ordering are shown. Pages past the pool show the full-text order alone,
+    as deep as SEARCH_MAX_DEPTH. `language` ("zh", "en") keeps documents in it, `source` those of
+    that source, `added` ("day", "week", "month", "year") those added within it; the count of
+    every match and the facets' counts come from search.backends.postgres.counting.
     `lane` "page" is for a result page a person waits for: the worker serves it before API work.
     `expand` forgives typos, completes the last word and finds Chinese words from their
     characters (search.backends.postgres.vocabulary); False searches the words as typed.
@@ -188,28 +213,78 @@ def search_run(
     started = time.perf_counter()
     query, notices = clean_query(query)
     k_initial = clamp(k_initial, settings.SEARCH_K_INITIAL, settings.SEARCH_K_INITIAL_MAX)
-    k = clamp(k, settings.SEARCH_K_FINAL, k_initial)
+    k = min(clamp(k, settings.SEARCH_K_FINAL, k_initial), k_initial)
     language = language if language in LANGUAGE_FILTERS else None
-    outcome = SearchOutcome(query=query, k=k, k_initial=k_initial, notices=notices, language=language)
+    added = added if added in ADDED_WITHIN_DAYS else None
+    outcome = SearchOutcome(
+        query=query, k=k, k_initial=k_initial, notices=notices, language=language, source=source or None, added=added
+    )
     if not query:
         return outcome
+    now = datetime.now(UTC)
+    narrowing = Narrowing(
+        source=outcome.source, added_since=now - timedelta(days=ADDED_WITHIN_DAYS[added]) if added else None
+    )
+    # Deep enough for the page asked for (past the pool: the full-text order alone), within the window.
+    asked = max(1, page or 1)
+    depth = max(k_initial, min(asked * k, settings.SEARCH_MAX_DEPTH))
+    count_ms = 0.0
     try:
         languages = LANGUAGE_FILTERS.get(language)
-        found = find_candidates(query, k=k_initial, collection=collection, languages=languages, expand=expand)
+        found = find_candidates(
+            query, k=depth, collection=collection, languages=languages, expand=expand, narrowing=narrowing
+        )
         if found.unknown_terms or (found.known_terms and len(found.candidates) < SUGGEST_WHEN_FEWER):
             outcome.suggestion = suggest_query(query, collection=collection)
+        counting = time.perf_counter()
+        since = {"any": datetime(1970, 1, 1, tzinfo=UTC)}
+        since.update((name, now - timedelta(days=days)) for name, days in ADDED_WITHIN_DAYS.items())
+        # Nothing found and no filter that could have hidden it: nothing matches, nothing to count.
+        if found.candidates or languages or narrowing:
+            outcome.facets = count_matches(
+                query,
+                relaxed_query=found.relaxed,
+                collection=collection,
+                languages=languages,
+                narrowing=narrowing,
+                since=since,
+                expand=expand,
+            )
+        count_ms = (time.perf_counter() - counting) * 1000
     except CandidatesUnavailable as error:
         raise SearchUnavailable(str(error)) from error
+    everything = found.candidates
+    pool = everything[:k_initial]
+    outcome.candidate_count = len(pool)
+    outcome.total, outcome.total_exact = max(outcome.facets.total, len(everything)), outcome.facets.exact
+    if len(everything) < depth:
+        reachable = len(everything)  # the engine found no more: paging ends here
+        if found.exact:
+            outcome.total, outcome.total_exact = len(everything), True
+    else:
+        reachable = min(outcome.total, settings.SEARCH_MAX_DEPTH)
+    outcome.pages = max(1, -(-reachable // k))
+    outcome.page = min(asked, outcome.pages)
+    if page and page > outcome.pages:
+        pages = "1 page" if outcome.pages == 1 else f"{outcome.pages} pages"
+        outcome.notices.append(f"The results fill only {pages}; showing the last.")
+    if reachable < outcome.total and outcome.page == outcome.pages:
+        outcome.notices.append(
+            f"Only the first {reachable:,} results can be paged through; narrow the search to see the others."
+        )
+    shown = slice(outcome.first_rank - 1, outcome.first_rank - 1 + k)
+    outcome.beyond_pool = outcome.first_rank > len(pool)
     # Passages and highlights look for the library words matched besides the query's own.
     terms = query_terms(" ".join([query, *found.expanded_words]))
     try:
-        attach_passages(found.candidates, terms)
+        # The pool's chunks (the reranker reads them) and the shown page's snippets: never all `depth`.
+        attach_passages(pool if not outcome.beyond_pool else everything[shown], terms)
     except DatabaseError as error:
         # The chunks are the library's own rows (PostgreSQL), whatever engine found the candidates.
         raise SearchUnavailable("the document database is not answering") from error
     outcome.notices.extend(found.notices)
-    fulltext_ms = (time.perf_counter() - started) * 1000
-    rows = [
+    fulltext_ms = (time.perf_counter() - started) * 1000 - count_ms
+    all_rows = [
         ResultRow(
             document_id=c.document_id,
             title=c.title,
@@ -218,19 +293,23 @@ def search_run(
             fulltext_rank=i,
             fulltext_score=round(c.score, 4),
         )
-        for i, c in enumerate(found.candidates, start=1)
+        for i, c in enumerate(everything, start=1)
     ]
-    outcome.candidate_count = len(rows)
-    outcome.page = min(max(1, page or 1), outcome.pages)
-    if page and page > outcome.pages:
-        pages = "1 page" if outcome.pages == 1 else f"{outcome.pages} pages"
-        outcome.notices.append(f"The results fill only {pages}; showing the last.")
-    shown = slice(outcome.first_rank - 1, outcome.first_rank - 1 + k)
-    outcome.fulltext = rows[shown]
-    outcome.timings = {"fulltext_ms": round(fulltext_ms, 2), "rerank_ms": None, "queue_ms": None, "model_ms": None}
+    rows = all_rows[: len(pool)]
+    outcome.fulltext = all_rows[shown]
+    outcome.timings = {
+        "fulltext_ms": round(fulltext_ms, 2),
+        "count_ms": round(count_ms, 2),
+        "rerank_ms": None,
+        "queue_ms": None,
+        "model_ms": None,
+    }
+    if outcome.beyond_pool:
+        outcome.rerank_status = "beyond_pool"
+        rows = []
     if rows:
-        groups = [[rerank_text(c.title, text) for text in c.chunks] or [c.title] for c in found.candidates]
-        versions = [f"{c.document_id}:{c.content_hash}" for c in found.candidates]
+        groups = [[rerank_text(c.title, text) for text in c.chunks] or [c.title] for c in pool]
+        versions = [f"{c.document_id}:{c.content_hash}" for c in pool]
         reply = worker_client.rerank(query, groups, language=detect_language(query), versions=versions, lane=lane)
         outcome.rerank_status = reply.status
         outcome.reranker = reply.model
@@ -241,7 +320,7 @@ def search_run(
             outcome.timings.update(vectors_stored=reply.vectors.stored, vectors_embedded_now=reply.vectors.embedded)
         rerank_notices: list[str] = []
         if reply.ok:
-            _apply_scores(outcome, rows, found.candidates, reply, terms, shown)
+            _apply_scores(outcome, rows, pool, reply, terms, shown)
             if reply.unscored:
                 count = outcome.unscored_count = len(reply.unscored)
                 why = (

@@ -16,16 +16,26 @@ from django.views.decorators.http import require_GET
 from documents.markdown import render_markdown
 from documents.models import LIBRARY, Document
 from evaluation.pages import judging_context
-from search.api import WHOLE_NUMBER, SearchInputSerializer
+from search.api import WHOLE_NUMBER, SearchInputSerializer, facets_json
 from search.highlight import count_matches, highlight, query_terms
 from search.services import SearchUnavailable, search_run
 from search.throttling import ClientRateThrottle, DocumentPageThrottle, SearchPageThrottle
 from worker import protocol
 
 # The parameters of a result page, which its links and a document's "back to results" keep.
-RESULT_PARAMETERS = ("q", "page", "lang", "k", "k_initial")
+RESULT_PARAMETERS = ("q", "page", "lang", "source", "added", "k", "k_initial")
 # The language filter's choices, as the page shows them.
 LANGUAGE_CHOICES = [("all", "All"), ("zh", "中文"), ("en", "English")]
+# The date filter's choices, as the page shows them.
+ADDED_LABELS = [
+    ("any", "Any time"),
+    ("day", "Past day"),
+    ("week", "Past week"),
+    ("month", "Past month"),
+    ("year", "Past year"),
+]
+# Page links the pager shows around the current page (and the first and last always).
+PAGER_WINDOW = 2
 # Characters of a document shown on one page of the document page: enough to read on, and the
 # most one request highlights (a 5 MB body is 250 pages, never one 5 MB page).
 DOCUMENT_PAGE_CHARS = 20_000
@@ -71,6 +81,8 @@ def search_page(request: HttpRequest) -> HttpResponse:
             k_initial=data.get("k_initial"),
             page=data.get("page"),
             language=data["lang"],
+            source=data.get("source") or None,
+            added=data["added"],
             lane=protocol.PAGE,
         )
     except SearchUnavailable:
@@ -95,30 +107,68 @@ def search_page(request: HttpRequest) -> HttpResponse:
 
 
 def _result_state(request: HttpRequest, outcome) -> dict:
-    """Return the links of a result page that keep its query and filters: pages, languages, back."""
+    """Return the links of a result page that keep its query and filters: pages, facets, back."""
     kept = {name: request.GET[name] for name in ("k", "k_initial") if request.GET.get(name)}
     base = {"q": outcome.query, **kept}
     language = outcome.language_filter
+    current = {"lang": language, "source": outcome.source, "added": outcome.added or "any", "page": outcome.page}
 
     def link(**changes: object) -> str:
-        params = {**base, "lang": language, "page": outcome.page, **changes}
-        return "?" + urlencode({key: value for key, value in params.items() if value not in ("all", 1, None, "")})
+        params = {**base, **current, **changes}
+        return "?" + urlencode(
+            {key: value for key, value in params.items() if value not in ("all", "any", 1, None, "")}
+        )
 
+    facets = facets_json(outcome.facets)
+    counts = {item["value"]: item["count"] for item in facets["language"]}
+    added_counts = {item["value"]: item["count"] for item in facets["added"]}
+    sources = [
+        {"value": item["value"], "count": item["count"], "url": link(source=item["value"], page=1)}
+        for item in facets["source"]
+        if item["value"] != outcome.source
+    ]
     return {
-        "pages": [
-            {"number": number, "url": link(page=number), "current": number == outcome.page}
-            for number in range(1, outcome.pages + 1)
-        ],
+        "pages": _pager(outcome.page, outcome.pages, link),
         "previous": link(page=outcome.page - 1) if outcome.page > 1 else None,
         "next": link(page=outcome.page + 1) if outcome.page < outcome.pages else None,
         "languages": [
-            {"code": code, "label": label, "url": link(lang=code, page=1), "current": code == language}
+            {
+                "code": code,
+                "label": label,
+                "count": counts.get(code, 0),
+                "url": link(lang=code, page=1),
+                "current": code == language,
+            }
             for code, label in LANGUAGE_CHOICES
         ],
+        "added": [
+            {
+                "code": code,
+                "label": label,
+                "count": added_counts.get(code, 0),
+                "url": link(added=code, page=1),
+                "current": code == (outcome.added or "any"),
+            }
+            for code, label in ADDED_LABELS
+        ],
+        "sources": sources,
+        "clear_source": link(source=None, page=1) if outcome.source else None,
+        "about": "" if outcome.facets.exact else "~",  # an estimate (the summary says so)
         "suggestion": link(q=outcome.suggestion, page=1) if outcome.suggestion else None,
         # What a document page's "back to results" link returns to (search.views.document_page).
         "back": link(),
     }
+
+
+def _pager(page: int, pages: int, link) -> list[dict]:
+    """Return the pager's items: the first and last pages, those near `page`, and gaps between."""
+    shown = sorted({1, pages, *range(max(1, page - PAGER_WINDOW), min(pages, page + PAGER_WINDOW) + 1)})
+    items: list[dict] = []
+    for number in shown:
+        if items and number - items[-1]["number"] > 1:
+            items.append({"number": None, "gap": True})
+        items.append({"number": number, "url": link(page=number), "current": number == page})
+    return items
 
 
 def _server_timing(timings: dict, *, status: str, render_ms: float) -> str:

@@ -253,6 +253,12 @@ SEARCH_BM25_TITLE_WEIGHT = env_float("SEARCH_BM25_TITLE_WEIGHT", 4.0, minimum=0.
 # COMMON_TERM_POOL documents of highest BM25 weight join the pool (docs/benchmarks.md, section 3).
 SEARCH_EXHAUSTIVE_POSTINGS = env_int("SEARCH_EXHAUSTIVE_POSTINGS", 20_000, minimum=100)
 SEARCH_COMMON_TERM_POOL = env_int("SEARCH_COMMON_TERM_POOL", 1000, minimum=10)
+# The match count reads every posting of the query's terms up to this many in all; beyond, it
+# estimates from a sample of that size and the page and the API say "about" (search.backends.postgres.counting).
+SEARCH_COUNT_POSTINGS = env_int("SEARCH_COUNT_POSTINGS", 200_000, minimum=100)
+# Results reachable by paging in the full-text order (beyond the rerank pool), as search engines
+# cap their result window: deeper pages cost a deeper full-text top k.
+SEARCH_MAX_DEPTH = env_int("SEARCH_MAX_DEPTH", 1000, minimum=10, maximum=10_000)
 # Several common terms are scored from packed postings (search.backends.packed): the packs of
 # terms in at least PACK_MIN_DF documents, taken by `manage.py pack_postings`, by
 # `reindex_documents`, and again in the background once PACK_REFRESH documents were written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
 
 from django.conf import settings
@@ -9,14 +10,24 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from documents.models import LIBRARY
-from search.backends.base import Candidate, CandidateSet, CandidatesUnavailable, SearchBackend
+from search.backends.base import (
+    Candidate,
+    CandidateSet,
+    CandidatesUnavailable,
+    MatchCount,
+    Narrowing,
+    SearchBackend,
+)
 from search.query import parse, relaxed, relaxed_notice
 
 __all__ = [
     "Candidate",
     "CandidateSet",
     "CandidatesUnavailable",
+    "MatchCount",
+    "Narrowing",
     "SearchBackend",
+    "count_matches",
     "find_candidates",
     "get_backend",
     "index_hook",
@@ -50,7 +61,13 @@ def rebuild_hook(*, collection: str | None) -> str:
 
 
 def find_candidates(
-    query: str, *, k: int, collection: str = LIBRARY, languages: list[str] | None = None, expand: bool = False
+    query: str,
+    *,
+    k: int,
+    collection: str = LIBRARY,
+    languages: list[str] | None = None,
+    expand: bool = False,
+    narrowing: Narrowing | None = None,
 ) -> CandidateSet:
     """Return the configured backend's candidates for a raw web-search query (parsed here).
 
@@ -59,11 +76,32 @@ def find_candidates(
     words from their characters (what a person typing wants; plain BM25 without it).
     """
     parsed = parse(query)
-    options = {"k": k, "collection": collection, "languages": languages, "expand": expand}
+    options = {"k": k, "collection": collection, "languages": languages, "expand": expand, "narrowing": narrowing}
     found = get_backend().candidates(parsed, **options)
     if found.candidates or not parsed.required:
         return found
     again = get_backend().candidates(relaxed(parsed), **options)
     if again.candidates:
         again.notices.insert(0, relaxed_notice(parsed))
+        again.relaxed = True
     return again
+
+
+def count_matches(
+    query: str,
+    *,
+    relaxed_query: bool = False,
+    collection: str = LIBRARY,
+    languages: list[str] | None = None,
+    narrowing: Narrowing | None = None,
+    since: dict[str, datetime] | None = None,
+    expand: bool = False,
+) -> MatchCount:
+    """Return how many documents match a raw query (relaxed and expanded as find_candidates did),
+    with the facets' counts; `since` names the date buckets to count (e.g. {"week": a week ago})."""
+    parsed = parse(query)
+    if relaxed_query:
+        parsed = relaxed(parsed)
+    return get_backend().count(
+        parsed, collection=collection, languages=languages, narrowing=narrowing, since=since, expand=expand
+    )

@@ -9,6 +9,7 @@ more module implementing the same four methods, named by the SEARCH_BACKEND sett
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Protocol
 
 from search.query import ParsedQuery
@@ -43,6 +44,34 @@ class CandidateSet:
     # Library words matched besides the query's own (near spellings, completions, Chinese words):
     # where passages and highlights should look too.
     expanded_words: list[str] = field(default_factory=list)
+    relaxed: bool = False  # required phrases no document has were relaxed to their words
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """Facet filters beside the language: one source, and documents added since a moment."""
+
+    source: str | None = None
+    added_since: datetime | None = None
+
+    def __bool__(self) -> bool:
+        return self.source is not None or self.added_since is not None
+
+
+@dataclass
+class MatchCount:
+    """How many documents a query matches, whatever the rerank pool, and its facets' counts.
+
+    Each facet is counted under the other facets' filters, not its own (a chip's count is what
+    choosing it would give), as Algolia's and Meilisearch's facets are.
+    """
+
+    total: int = 0  # under every filter
+    exact: bool = True  # False: estimated from a sample of the query's postings ("about")
+    languages: dict[str, int] = field(default_factory=dict)  # document language -> count
+    sources: list[tuple[str, int]] = field(default_factory=list)  # the most frequent sources, most first
+    added: dict[str, int] = field(default_factory=dict)  # "day", "week", ... -> count added within it
+    postings: int = 0  # postings of the query's terms (what an exact count reads)
 
 
 class SearchBackend(Protocol):
@@ -54,14 +83,29 @@ class SearchBackend(Protocol):
         collection: str,
         languages: list[str] | None = None,
         expand: bool = False,
+        narrowing: Narrowing | None = None,
     ) -> CandidateSet:
         """Return up to `k` candidates for `query` in `collection`, best first (an empty query: none);
         with `languages`, only documents in those languages. With `expand`, query words also match
         near spellings, the last word its completions, Chinese characters the words holding them,
-        each below the word itself, with a notice naming the near spellings matched.
+        each below the word itself, with a notice naming the near spellings matched. With
+        `narrowing`, only documents of that source or added since then.
 
         Raises CandidatesUnavailable when the engine cannot answer.
         """
+
+    def count(
+        self,
+        query: ParsedQuery,
+        *,
+        collection: str,
+        languages: list[str] | None = None,
+        narrowing: Narrowing | None = None,
+        since: dict[str, datetime] | None = None,
+        expand: bool = False,
+    ) -> MatchCount:
+        """Return how many documents match `query` (the same matching as `candidates`, to any
+        depth) under the filters, with the facets' counts; `since` names the date buckets."""
 
     def suggest(self, query: ParsedQuery, *, collection: str) -> str | None:
         """Return a corrected query built from the library's own vocabulary, or None."""

@@ -209,15 +209,17 @@ def test_it_caps_the_candidates_at_k_initial(client):
 
 
 def test_it_makes_three_sql_queries_per_search(django_assert_num_queries):
-    with django_assert_num_queries(3):  # the query's terms, the candidates, then their chunks
+    # The query's terms, the candidates, the count of every match (its terms, then the count:
+    # search.backends.postgres.counting), then the candidates' chunks.
+    with django_assert_num_queries(5):
         outcome = search_run(query="苹果营养价值")
     assert outcome.candidate_count > 0 and outcome.is_reranked
 
 
 def test_it_makes_four_sql_queries_for_the_search_page(client, django_assert_num_queries):
-    # The query terms' statistics, the ranked candidates with their documents, their chunks, then
-    # what this visitor already judged (issue 14).
-    with django_assert_num_queries(4):
+    # The query terms' statistics, the ranked candidates with their documents, the count (two:
+    # issue 26), their chunks, then what this visitor already judged (issue 14).
+    with django_assert_num_queries(6):
         response = client.get("/search", {"q": "python snake diet"})
     assert response.context["outcome"].candidate_count > 0
 

@@ -31,7 +31,9 @@ def test_it_pages_both_orderings_over_the_reranked_candidates(settings):
     second = search_run(query=COMMON_WORD, k=5, k_initial=20, page=2)
     assert first.is_reranked and second.is_reranked
     assert first.candidate_count == second.candidate_count == 20
-    assert (first.pages, second.page) == (4, 2)
+    # Both orderings over the 20 candidates (4 pages); the full-text order goes on past them.
+    assert (first.reranked_pages, second.page) == (4, 2)
+    assert first.pages == -(-first.total // 5) > 4
     assert [r.fulltext_rank for r in second.fulltext] == [6, 7, 8, 9, 10]
     assert [r.rerank_rank for r in second.reranked] == [6, 7, 8, 9, 10]
     # One reranking for all pages: page 2 continues page 1's reranked order.
@@ -40,9 +42,10 @@ def test_it_pages_both_orderings_over_the_reranked_candidates(settings):
 
 
 def test_it_shows_the_last_page_with_a_notice_when_asked_for_too_far():
-    outcome = search_run(query=COMMON_WORD, k=5, k_initial=10, page=9)
-    assert outcome.page == 2
-    assert any("fill only 2 pages" in notice for notice in outcome.notices)
+    outcome = search_run(query=COMMON_WORD, k=5, k_initial=10, page=99)
+    last = -(-outcome.total // 5)
+    assert outcome.page == outcome.pages == last < 99
+    assert any(f"fill only {last} pages" in notice for notice in outcome.notices)
 
 
 def test_it_links_pages_that_keep_the_query_and_the_filter(client):
@@ -52,7 +55,10 @@ def test_it_links_pages_that_keep_the_query_and_the_filter(client):
     links = [parse_qs(urlsplit(href.replace("&amp;", "&")).query) for href in re.findall(r'href="([^"]+)"', pager)]
     assert {tuple(link["q"]) for link in links} == {(COMMON_WORD,)}
     assert all(link["lang"] == ["en"] and link["k"] == ["5"] for link in links)
-    assert sorted(link.get("page", ["1"])[0] for link in links) == ["1", "1", "3", "3", "4"]  # prev, 1, 3, 4, next
+    last = response.context["outcome"].pages
+    # prev, 1, 3, 4, the last, next (pages near the current one, and the last)
+    expected = sorted(["1", "1", "3", "3", "4", str(last)])
+    assert sorted(link.get("page", ["1"])[0] for link in links) == expected
     assert '<span class="where" aria-current="page">2</span>' in pager
 
 

@@ -39,12 +39,13 @@ with k1, b and the title weight from the settings (SEARCH_BM25_*).
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from django.db import DatabaseError
 
 from search.backends import packed
-from search.backends.base import CandidateSet, CandidatesUnavailable
-from search.backends.postgres import maintenance, planning, scoring, vocabulary
+from search.backends.base import CandidateSet, CandidatesUnavailable, MatchCount, Narrowing
+from search.backends.postgres import counting, maintenance, planning, scoring, vocabulary
 from search.backends.postgres.planning import Plan, idf
 from search.backends.postgres.planning import fetch as _fetch
 from search.backends.postgres.statements import POOL_FILL
@@ -66,6 +67,7 @@ class PostgresBM25Backend:
         collection: str,
         languages: list[str] | None = None,
         expand: bool = False,
+        narrowing: Narrowing | None = None,
     ) -> CandidateSet:
         """Return up to `k` candidates, best BM25 first (SQL: two statements when every term is rare;
         with a common term a few more: the pool, its filters, the missing weights, the rows; with
@@ -73,14 +75,23 @@ class PostgresBM25Backend:
         if not query:
             return CandidateSet()
         try:
-            return self._candidates(query, k=k, collection=collection, languages=languages, expand=expand)
+            return self._candidates(
+                query, k=k, collection=collection, languages=languages, expand=expand, narrowing=narrowing
+            )
         except DatabaseError as error:
             raise CandidatesUnavailable(f"PostgreSQL did not answer the full-text query ({error})") from error
 
     def _candidates(
-        self, query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None, expand: bool
+        self,
+        query: ParsedQuery,
+        *,
+        k: int,
+        collection: str,
+        languages: list[str] | None,
+        expand: bool,
+        narrowing: Narrowing | None = None,
     ) -> CandidateSet:
-        plan = planning.plan(query, k=k, collection=collection, languages=languages, expand=expand)
+        plan = planning.plan(query, k=k, collection=collection, languages=languages, expand=expand, narrowing=narrowing)
         if plan.sql is None:
             return CandidateSet(notices=plan.notices, unknown_terms=plan.unknown_terms)
         if plan.packed is not None:
@@ -90,7 +101,13 @@ class PostgresBM25Backend:
                 # Packs taken again (or dropped) between the two statements: plan without them.
                 logger.info("full-text search without packs: %s", error)
                 plan = planning.plan(
-                    query, k=k, collection=collection, languages=languages, use_packs=False, expand=expand
+                    query,
+                    k=k,
+                    collection=collection,
+                    languages=languages,
+                    use_packs=False,
+                    expand=expand,
+                    narrowing=narrowing,
                 )
         if plan.exhaustive:
             return scoring.exhaustive(plan)
@@ -101,6 +118,26 @@ class PostgresBM25Backend:
     ) -> Plan:
         """Return the candidate statement for `query` (tests and benchmarks inspect it)."""
         return planning.plan(query, k=k, collection=collection, languages=languages, use_packs=use_packs)
+
+    def count(
+        self,
+        query: ParsedQuery,
+        *,
+        collection: str,
+        languages: list[str] | None = None,
+        narrowing: Narrowing | None = None,
+        since: dict[str, datetime] | None = None,
+        expand: bool = False,
+    ) -> MatchCount:
+        """Return how many documents match, and the facets' counts (search.backends.postgres.counting)."""
+        if not query:
+            return MatchCount()
+        try:
+            return counting.count(
+                query, collection=collection, languages=languages, narrowing=narrowing, since=since or {}, expand=expand
+            )
+        except DatabaseError as error:
+            raise CandidatesUnavailable(f"PostgreSQL did not answer the count ({error})") from error
 
     def _from_packs(self, plan: Plan, *, k: int) -> CandidateSet:
         return scoring.from_packs(plan, k=k)

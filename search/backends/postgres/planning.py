@@ -15,8 +15,10 @@ from django.conf import settings
 
 from documents.textsearch import TS_CONFIG, has_cjk, segment_for_index
 from search.backends import packed
+from search.backends.base import Narrowing
 from search.backends.postgres import bounds, vocabulary
 from search.backends.postgres.statements import (
+    ADDED_SINCE,
     CANDIDATES,
     HAS_PHRASE,
     HAS_TERM,
@@ -24,6 +26,7 @@ from search.backends.postgres.statements import (
     HAS_WORDS_SQL,
     IN_LANGUAGES,
     JOIN_DOCUMENT,
+    OF_SOURCE,
     POOL_FILTER,
     POOL_READ,
     QUERY_TERMS,
@@ -224,6 +227,7 @@ def plan(
     languages: list[str] | None = None,
     use_packs: bool = True,
     expand: bool = False,
+    narrowing: Narrowing | None = None,
 ) -> Plan:
     """Return the candidate statement for `query` with its parameters (SQL: TERMS_SQL; with
     `expand`, the bounded vocabulary reads of search.backends.postgres.vocabulary.expand)."""
@@ -244,6 +248,7 @@ def plan(
     filters = _query_filters(query, scored, excluded, languages)
     if not filters.satisfiable:
         return Plan()  # a required group that nothing can satisfy
+    narrow(filters, narrowing)
     spend = budget(terms)
     packs = usable_packs(scored, spend, stats) if use_packs else None
     # Pools follow the postings' impacts; computed with other parameters than the settings'
@@ -273,6 +278,18 @@ def _query_filters(
         filters.conditions.append(IN_LANGUAGES)
         filters.needs_row = True
     return filters
+
+
+def narrow(filters: Filters, narrowing: Narrowing | None) -> None:
+    """Add the facet filters (a source, added since a moment) to `filters`, which then read the row."""
+    if narrowing and narrowing.source is not None:
+        filters.params["source"] = narrowing.source
+        filters.conditions.append(OF_SOURCE)
+        filters.needs_row = True
+    if narrowing and narrowing.added_since is not None:
+        filters.params["added_since"] = narrowing.added_since
+        filters.conditions.append(ADDED_SINCE)
+        filters.needs_row = True
 
 
 def _expanded_words(scored: list[ResolvedClause]) -> list[str]:

@@ -103,6 +103,9 @@ ROWS = "SELECT id, title, language, source, content_hash FROM documents_document
 HAS_TERM = "EXISTS (SELECT 1 FROM search_bm25_posting x WHERE x.document_id = s.document_id AND x.term_id = ANY({}))"
 HAS_PHRASE = "d.search_vector @@ phraseto_tsquery(%(config)s::regconfig, {})"
 IN_LANGUAGES = "d.language = ANY(%(languages)s::text[])"
+# The facet filters beside the language (search.backends.base.Narrowing).
+OF_SOURCE = "d.source = %(source)s"
+ADDED_SINCE = "d.created_at >= %(added_since)s"
 # Chinese has no spaces between words and documents are segmented into overlapping sub-words, so a
 # Chinese (or mixed) phrase is required as the text itself.
 HAS_TEXT = "strpos(lower(d.title || ' ' || d.body), lower({})) > 0"
