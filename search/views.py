@@ -15,7 +15,6 @@ from django.views.decorators.http import require_GET
 
 from documents.markdown import render_markdown
 from documents.models import LIBRARY, Document
-from evaluation.pages import judging_context
 from search.api import WHOLE_NUMBER, SearchInputSerializer, facets_json
 from search.highlight import count_matches, highlight, query_terms
 from search.services import SearchUnavailable, search_run
@@ -92,11 +91,6 @@ def search_page(request: HttpRequest) -> HttpResponse:
         "outcome": outcome,
         "submitted": "q" in request.GET,
         "state": _result_state(request, outcome),
-        "judging": judging_context(
-            request=request,
-            query=outcome.query,
-            document_ids=[r.document_id for r in [*outcome.fulltext, *outcome.reranked]],
-        ),
     }
     started = time.perf_counter()
     response = render(request, "search/results.html", context)

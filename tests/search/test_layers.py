@@ -36,7 +36,6 @@ PENDING = {
     "evaluation -> searchsite.worker_command",
     "search -> searchsite.api_schema",
     "search -> searchsite.api_parsers",
-    "search -> evaluation.pages",
     "search -> searchsite.celery",
 }
 PENDING_CIRCLES = [["evaluation.management.commands.evaluate", "evaluation.runs"]]
