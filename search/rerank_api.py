@@ -8,6 +8,7 @@ an output serializer.
 from __future__ import annotations
 
 import math
+import time
 import uuid
 
 from drf_spectacular.utils import extend_schema, extend_schema_field
@@ -27,6 +28,7 @@ from search.reranking import (
     RerankRefused,
     budget_refusal,
     limits_check,
+    rerank_call_log,
     texts_rerank,
     texts_truncate,
 )
@@ -140,6 +142,22 @@ def cohere_limits_check(data: object) -> None:
             )
         sizes.append(_joined_chars(document, names))
     limits_check(count=len(documents), query_chars=len(query) if isinstance(query, str) else 0, text_chars=sizes)
+
+
+def _log_refused(data: object, key: str, refusal: RerankRefused, started: float) -> None:
+    """Log the one line of a call refused on its sizes, sized from the raw JSON (the parser has
+    bounded its values, so this loop is bounded too)."""
+    data = data if isinstance(data, dict) else {}
+    query, documents, names = data.get("query"), data.get(key), data.get("rank_fields")
+    documents = documents if isinstance(documents, list) else []
+    names = names if isinstance(names, list) and names and all(isinstance(n, str) for n in names) else ["text"]
+    rerank_call_log(
+        query_chars=len(query) if isinstance(query, str) else 0,
+        documents=len(documents),
+        chars=sum(_joined_chars(document, names) for document in documents),
+        status=refusal.reason,
+        started=started,
+    )
 
 
 def _joined_chars(document: object, names: list[str]) -> int:
@@ -273,9 +291,11 @@ class CohereRerankApi(APIView):
         if (refusal := budget_refusal(request)) is not None:  # before the body is read
             return refusal_response(refusal)
         # Limits first, on the raw JSON (the parser has bounded its tokens): then validation.
+        started = time.perf_counter()
         try:
             cohere_limits_check(request.data)
         except RerankRefused as refusal:
+            _log_refused(request.data, "documents", refusal, started)
             return refusal_response(refusal)
         params = CohereRerankInputSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -392,9 +412,11 @@ class TeiRerankApi(TeiApiView):
         if (refusal := budget_refusal(request)) is not None:  # before the body is read
             return refusal_response(refusal, error_type=TEI_ERROR_TYPES[refusal.reason])
         texts = request.data.get("texts") if isinstance(request.data, dict) else None
+        started = time.perf_counter()
         try:  # the count first, on the raw JSON: then each text is validated
             limits_check(count=len(texts) if isinstance(texts, list) else 0)
         except RerankRefused as refusal:
+            _log_refused(request.data, "texts", refusal, started)
             return refusal_response(refusal, error_type=TEI_ERROR_TYPES[refusal.reason])
         params = TeiRerankInputSerializer(data=request.data)
         params.is_valid(raise_exception=True)

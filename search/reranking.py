@@ -131,11 +131,26 @@ def texts_truncate(query: str, texts: list[str], *, keep_start: bool = True) -> 
 
 def _log_rerank(query: str, texts: list[str], status: str, started: float, model: ModelInfo | None) -> None:
     """Log one line per rerank API call: sizes, outcome, time, model; never the query or texts."""
+    rerank_call_log(
+        query_chars=len(query),
+        documents=len(texts),
+        chars=sum(len(text) for text in texts),
+        status=status,
+        started=started,
+        model=model,
+    )
+
+
+def rerank_call_log(
+    *, query_chars: int, documents: int, chars: int, status: str, started: float, model: ModelInfo | None = None
+) -> None:
+    """Log the one line of a rerank API call from its sizes (search.rerank_api logs the calls it
+    refuses before any text is built this way): never the query or the texts."""
     logger.info(
         "rerank api: query_chars=%d documents=%d chars=%d status=%s total_ms=%.1f model=%s kind=%s",
-        len(query),
-        len(texts),
-        sum(len(text) for text in texts),
+        query_chars,
+        documents,
+        chars,
         status,
         (time.perf_counter() - started) * 1000,
         model.model if model else "-",

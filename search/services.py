@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -38,6 +39,7 @@ LANGUAGE_FILTERS = {"zh": ["zh", "mixed"], "en": ["en", "mixed"]}
 ADDED_WITHIN_DAYS = {"day": 1, "week": 7, "month": 30, "year": 365}
 # Fewer candidates than this, or a query word the library lacks: offer a "did you mean".
 SUGGEST_WHEN_FEWER = 3
+WORD = re.compile(r"\w+")  # the words a suggestion may change
 
 
 # The page's one short line for each way the reranked order can be missing (worker_client.NOTICES
@@ -236,6 +238,8 @@ def search_run(
         )
         if found.unknown_terms or (found.known_terms and len(found.candidates) < SUGGEST_WHEN_FEWER):
             outcome.suggestion = suggest_query(query, collection=collection)
+        elif found.stood_in_terms:
+            outcome.suggestion = _agreeing_suggestion(query, found.expanded_words, collection=collection)
         counting = time.perf_counter()
         since = {"any": datetime(1970, 1, 1, tzinfo=UTC)}
         since.update((name, now - timedelta(days=days)) for name, days in ADDED_WITHIN_DAYS.items())
@@ -371,6 +375,19 @@ def _log_search(outcome: SearchOutcome) -> None:
         model.model if model else "-",
         model.kind if model else "-",
     )
+
+
+def _agreeing_suggestion(query: str, expanded_words: list[str], *, collection: str) -> str | None:
+    """Return the corrected query when each word it changes is one the results already include
+    (pythn: "Did you mean python snake?" beside "Including results for python"), else None: a
+    completed word (pyth, found as python) is not offered a correction to another word (path).
+    SQL: suggest_query's reads."""
+    suggestion = suggest_query(query, collection=collection)
+    if suggestion is None:
+        return None
+    included = {word.casefold() for word in expanded_words}
+    changed = set(WORD.findall(suggestion.casefold())) - set(WORD.findall(query.casefold()))
+    return suggestion if changed and changed <= included else None
 
 
 def suggest_query(query: str, *, collection: str = LIBRARY) -> str | None:

@@ -40,6 +40,7 @@ class CandidateSet:
     notices: list[str] = field(default_factory=list)  # e.g. a query of only stop words
     exact: bool = True  # False when a very common term's documents were only partly scored
     unknown_terms: int = 0  # query words the collection does not have (a "did you mean" may help)
+    stood_in_terms: int = 0  # query words the collection lacks, matched through near spellings or completions
     known_terms: int = 0  # query words the collection has
     # Library words matched besides the query's own (near spellings, completions, Chinese words):
     # where passages and highlights should look too.

@@ -26,6 +26,8 @@ RESULT_FIELDS = {
     "document_id",
     "title",
     "snippet",
+    "snippet_text",
+    "snippet_highlights",
     "language",
     "rank",
     "fulltext_rank",

@@ -84,6 +84,9 @@ def test_it_suggests_a_correction_on_the_page_and_in_the_api(client):
     assert 'Did you mean <a href="?q=python+snake">python snake</a>?' in html
     assert client.get("/api/v1/search", {"q": "jagaur speed"}).json()["suggestion"] == "jaguar speed"
     assert client.get("/api/v1/search", {"q": "python snake"}).json()["suggestion"] is None
+    # A word found by its completions (python) is not offered another word one edit away (path).
+    unfinished = client.get("/api/v1/search", {"q": "pyth"}).json()
+    assert unfinished["fulltext"] and unfinished["suggestion"] is None
 
 
 def test_it_links_a_document_back_to_the_results_it_was_opened_from(client):

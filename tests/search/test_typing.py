@@ -47,7 +47,8 @@ def test_a_misspelt_word_finds_the_library_word_one_edit_away_with_a_notice(coll
     found = find_candidates("pyhton", k=10, collection=collection, expand=True)
     assert {c.title for c in found.candidates} == {"Python packaging", "Python for data"}
     assert found.notices == ["Including results for python."]
-    assert found.unknown_terms == 0  # the word was stood in for: no "did you mean" needed
+    assert found.unknown_terms == 0  # the word was stood in for: results, not an empty page
+    assert found.stood_in_terms == 1  # the page may still offer the corrected spelling
 
 
 def test_a_typo_in_a_suffix_meets_the_right_stem_and_ranks_its_documents_first(collection):

@@ -68,6 +68,7 @@ class Plan:
     phrases: list[str] = field(default_factory=list)  # required phrases of common words (GIN pool)
     packed: list[int] | None = None  # scored in numpy: the terms read from packs (search.backends.packed)
     unknown_terms: int = 0  # lexemes of the query the collection lacks (and nothing stands in for)
+    stood_in_terms: int = 0  # lexemes the collection lacks that library words stand in for
     known_terms: int = 0  # lexemes of the query the collection has
     expanded_words: list[str] = field(default_factory=list)  # library words matched besides the query's
 
@@ -243,6 +244,7 @@ def plan(
     idfs = query_idfs(scored, stats)
     terms = {term_id: df for item in scored for term_id, df in _dfs(item).items()}
     unknown = sum(max(0, len(item.lexemes) - len(item.terms)) for item in scored if not item.expansions)
+    stood_in = sum(max(0, len(item.lexemes) - len(item.terms)) for item in scored if item.expansions)
     if not terms or not stats.documents:
         return Plan(unknown_terms=unknown)
     filters = _query_filters(query, scored, excluded, languages)
@@ -261,6 +263,7 @@ def plan(
         filters=filters.conditions,
         needs_row=filters.needs_row,
         unknown_terms=unknown,
+        stood_in_terms=stood_in,
         known_terms=len({term_id for item in scored for term_id in item.terms}),
         expanded_words=_expanded_words(scored),
     )

@@ -78,6 +78,7 @@ def _result(found: list[Candidate], plan: Plan, *, exact: bool = True) -> Candid
         notices=list(plan.notices),
         exact=exact,
         unknown_terms=plan.unknown_terms,
+        stood_in_terms=plan.stood_in_terms,
         known_terms=plan.known_terms,
         expanded_words=list(plan.expanded_words),
     )
