@@ -277,7 +277,8 @@ def search_run(
             f"Only the first {reachable:,} results can be paged through; narrow the search to see the others."
         )
     shown = slice(outcome.first_rank - 1, outcome.first_rank - 1 + k)
-    outcome.beyond_pool = outcome.first_rank > len(pool)
+    # Past the pool only when there is a pool to be past: no candidates is not 'beyond' anything.
+    outcome.beyond_pool = bool(pool) and outcome.first_rank > len(pool)
     # Passages and highlights look for the library words matched besides the query's own.
     terms = query_terms(" ".join([query, *found.expanded_words]))
     try:

@@ -167,3 +167,9 @@ def test_the_count_keeps_the_querys_phrases_and_exclusions(query, tsquery):
         truth = cursor.fetchone()[0]
     outcome = search_run(query=query, k=10, k_initial=5)
     assert truth > 0 and (outcome.total, outcome.total_exact) == (truth, True)
+
+
+def test_a_search_that_finds_nothing_is_not_past_the_pool(client):
+    # An empty pool has no end to be past: page 1 of nothing is skipped, not "beyond_pool".
+    body = client.get("/api/v1/search", {"q": "zzqxjvwk"}).json()
+    assert (body["total"], body["fulltext"], body["rerank_status"]) == (0, [], "skipped")

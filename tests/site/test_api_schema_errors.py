@@ -48,4 +48,4 @@ def test_it_lists_the_rerank_refusals(schema, path):
 def test_it_documents_the_error_shape_once(schema):
     error = schema["components"]["schemas"]["Error"]
     assert error["required"] == ["error"]
-    assert {"error", "fields", "retry_after_seconds", "status", "error_type"} == error["properties"].keys()
+    assert {"error", "message", "fields", "retry_after_seconds", "status", "error_type"} == error["properties"].keys()
