@@ -84,9 +84,12 @@ def _inline_text(children: list) -> str:
     return "".join(pieces)
 
 
-def render_markdown(source: str, mark: Callable[[str], str] = escape) -> str:
+def render_markdown(source: str, mark: Callable[[str], str] = escape, *, title: str = "") -> str:
     """Return the HTML of `source`, every piece of its text passed through `mark`, which must
-    escape it (the document page marks the query's terms there too)."""
+    escape it (the document page marks the query's terms there too).
+
+    When `source` opens with a level-1 heading reading `title`, that heading is left out: the page
+    already shows the title above the text (markdown_text took it from that heading)."""
     # A parser of this call's own: rules shared between threads would mix their `mark`s.
     parser = _parser()
 
@@ -102,7 +105,17 @@ def render_markdown(source: str, mark: Callable[[str], str] = escape) -> str:
 
     for name, rule in (("text", text), ("image", image), ("link_open", link_open)):
         parser.add_render_rule(name, rule)
-    return parser.render(source)
+    env: dict = {}
+    tokens = parser.parse(source, env)
+    if (
+        title
+        and len(tokens) >= 3
+        and tokens[0].type == "heading_open"
+        and tokens[0].tag == "h1"
+        and " ".join(tokens[1].content.split()) == " ".join(title.split())
+    ):
+        tokens = tokens[3:]
+    return parser.renderer.render(tokens, parser.options, env)
 
 
 def _parser() -> MarkdownIt:

@@ -258,7 +258,9 @@ def document_page(request: HttpRequest, pk: int) -> HttpResponse:
     if document.markdown:
         # Every piece of text goes through highlight(), which escapes it; markdown-it-py escapes
         # the rest (raw HTML is off) and drops unsafe link targets.
-        rendered = mark_safe(render_markdown(text, lambda piece: highlight(piece, terms)))  # noqa: S308
+        rendered = mark_safe(  # noqa: S308
+            render_markdown(text, lambda piece: highlight(piece, terms), title=document.title)
+        )
         paragraphs = []
     else:
         paragraphs = [highlight(p, terms) for p in text.split("\n\n") if p.strip()]

@@ -70,6 +70,19 @@ def test_the_document_page_shows_markdown_rendered_with_the_query_marked(staff_a
     assert "**" not in page and "## " not in page
 
 
+def test_the_title_heading_is_shown_once(staff_api, client):
+    # The title comes from the first level-1 heading; the page shows it above the text, not twice.
+    document = store(staff_api, "guide.md", GUIDE)
+    page = client.get(document.get_absolute_url()).content.decode()
+    article = page[page.index('<div class="markdown">') :]
+
+    assert document.title == "Orchard guide" and page.count("Orchard guide</h1>") == 1
+    assert "<h1>" not in article and "<h2>Green ones</h2>" in article
+    # A level-1 heading that is not the title stays.
+    other = store(staff_api, "other.md", "# First\n\ntext\n\n# Second\n\nmore\n")
+    assert "<h1>Second</h1>" in client.get(other.get_absolute_url()).content.decode()
+
+
 def test_the_document_page_renders_markdown_safely(staff_api, client):
     document = store(staff_api, "hostile.md", HOSTILE)
 
