@@ -1,6 +1,6 @@
 """Celery hop: what a rerank through the worker costs beyond the same call in-process.
 
-A real worker (searchsite.worker_command: threads pool, batching thread) serves a queue of its own
+A real worker (worker.command: threads pool, batching thread) serves a queue of its own
 on the embedded Redis; the same small rerank (one query, a few short texts, so the model's time
 is small next to the hop) runs alternately through search.worker_client and in-process through
 the same batching code. Overhead = median(through the worker) - median(in-process).

@@ -1,6 +1,6 @@
 """End to end: latency of /api/v1/search and of the result page under concurrent clients.
 
-Starts the site on loopback (gunicorn, threads) and a real rerank worker (searchsite.worker_command,
+Starts the site on loopback (gunicorn, threads) and a real rerank worker (worker.command,
 or `--pool solo` for the one-search-at-a-time worker of before) with the tiny CrossEncoder, on
 the embedded PostgreSQL (the sample library) and Redis. Each client thread sends different
 sample queries, alternating API and page, for a bounded number of requests and seconds per
@@ -27,7 +27,7 @@ import urllib.request
 from pathlib import Path
 
 from bench.common import ROOT, TINY_MODEL, django_stack, machine, sample_queries, summary, write_json
-from searchsite.processes import ChildExited, free_port, start_group, stop_group, wait_until_ready
+from common.processes import ChildExited, free_port, start_group, stop_group, wait_until_ready
 
 # Gunicorn as in docker-compose.yml, scaled to this machine: processes x threads.
 WEB_WORKERS = 2

@@ -33,7 +33,7 @@ from pathlib import Path
 import psutil
 
 from bench.common import ROOT, machine, sample_queries, summary, write_json
-from searchsite.processes import ChildExited, free_port, start_group, stop_group, wait_until_ready
+from common.processes import ChildExited, free_port, start_group, stop_group, wait_until_ready
 
 READY_SECONDS = 600.0  # first start: migrate, load the sample library, load the model
 REQUEST_TIMEOUT_SECONDS = 30.0

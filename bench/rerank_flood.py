@@ -38,7 +38,7 @@ from bench.load_search import (
     stop,
     wait_until_reranking,
 )
-from searchsite.processes import free_port
+from common.processes import free_port
 
 FLOOD = 3
 DOCUMENTS, CHARS = 200, 20_000

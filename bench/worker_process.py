@@ -1,5 +1,5 @@
-"""Start a real rerank worker for a benchmark: the product's command line (searchsite.worker_command),
-a queue of its own, started, waited for and stopped through searchsite.processes."""
+"""Start a real rerank worker for a benchmark: the product's command line (worker.command),
+a queue of its own, started, waited for and stopped through common.processes."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ READY_SECONDS = 180.0
 def running_worker(
     model: str, log_path: Path, extra_env: dict[str, str] | None = None, *, pool: str = "threads"
 ) -> Iterator[str]:
-    """Yield the queue of a worker started with searchsite.worker_command; stop it after.
+    """Yield the queue of a worker started with worker.command; stop it after.
 
     `pool="solo"` runs the one-search-at-a-time worker of before, for comparisons.
 
@@ -27,9 +27,9 @@ def running_worker(
     """
     from django.conf import settings
 
+    from common.processes import ChildExited, start_group, stop_group, wait_until_ready
     from search.worker_client import worker_status
-    from searchsite.processes import ChildExited, start_group, stop_group, wait_until_ready
-    from searchsite.worker_command import worker_command
+    from worker.command import worker_command
 
     queue = f"rerank-bench-{uuid.uuid4().hex[:8]}"
     env = {

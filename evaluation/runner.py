@@ -29,6 +29,7 @@ from pathlib import Path
 from django.conf import settings
 from django.test.utils import override_settings
 
+from common.processes import ChildExited, start_group, stop_group, wait_until_ready
 from documents.models import LIBRARY, Document
 from documents.services import DocumentInput, IngestError, content_hash_of, documents_import
 from documents.textsearch import detect_language
@@ -36,8 +37,7 @@ from evaluation.judgments import JudgedSet
 from search import worker_client
 from search.backends import find_candidates
 from search.services import search_run
-from searchsite.processes import ChildExited, start_group, stop_group, wait_until_ready
-from searchsite.worker_command import worker_command
+from worker.command import worker_command
 from worker.protocol import ModelInfo, WorkerStatus
 
 # The metrics reported for both orderings, in table order.

@@ -6,12 +6,11 @@ import tempfile
 from pathlib import Path
 
 from evaluation.models import EvaluationRun, RunSource
+from evaluation.reports import chart_write
 
 
 def chart_png(report: dict) -> bytes:
     """Return the report's chart as PNG bytes (CPU: matplotlib draws it into a temporary file)."""
-    from evaluation.management.commands.evaluate import chart_write
-
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "chart.png"
         chart_write(report, path)

@@ -19,6 +19,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from documents.api_parsers import CountedJSONParser, TooManyTokens
 from search import worker_client
 from search.api import WholeNumberField, json_exception_handler
 from search.reranking import (
@@ -33,7 +34,6 @@ from search.reranking import (
     texts_truncate,
 )
 from search.throttling import SearchThrottle
-from searchsite.api_parsers import CountedJSONParser, TooManyTokens
 
 # Cohere bills one search unit per query with up to 100 documents; `meta.billed_units` counts the
 # same way so that tools tracking Cohere usage see comparable numbers. Nothing is charged here.

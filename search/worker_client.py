@@ -21,8 +21,8 @@ from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from search import rerank_cache
-from searchsite.celery import app
 from worker import protocol
+from worker.app import app
 from worker.protocol import HEARTBEAT_FRESH_SECONDS, Heartbeat, ModelInfo, WorkerReply, WorkerStatus
 
 logger = logging.getLogger(__name__)

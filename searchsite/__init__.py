@@ -1,5 +1,6 @@
-"""The Django project: settings, URLs, the Celery app and the embedded dev stack."""
+"""The Django project: settings, URLs and the embedded dev stack; `celery -A searchsite` finds the
+Celery app here (defined in worker/app.py)."""
 
-from searchsite.celery import app as celery_app
+from worker.app import app as celery_app
 
 __all__ = ("celery_app",)

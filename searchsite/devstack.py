@@ -8,7 +8,7 @@ it started when it exits. It imports neither Django nor torch, so it starts in a
 Stopping: SIGINT (Ctrl-C), SIGTERM and SIGHUP (a closed terminal) all stop everything it started,
 in order: the children it runs (pytest, a management command, or the web, the worker and the
 embedding catch-up), then the embedded Redis and PostgreSQL. A devstack killed outright (SIGKILL)
-takes its children with it (searchsite.processes.die_with_parent); only the embedded PostgreSQL,
+takes its children with it (common.processes.die_with_parent); only the embedded PostgreSQL,
 a daemon, stays up then, and the next start reuses it.
 """
 
@@ -31,7 +31,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from searchsite.processes import (
+from common.processes import (
     ROOT,
     STOP_GRACE_SECONDS,
     STOP_SIGNALS,
@@ -43,7 +43,7 @@ from searchsite.processes import (
     stop_groups,
     wait_until_ready,
 )
-from searchsite.worker_command import worker_command
+from worker.command import worker_command
 
 DATA_DIR = Path(os.environ.get("SEARCHSITE_DATA_DIR", ROOT / ".data"))
 # Unix socket paths are limited to ~107 bytes; deep checkouts fall back to a short /tmp path.

@@ -6,16 +6,13 @@ elsewhere it is Django's own page.
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
+from documents.api_parsers import too_large_message
+
 API_PREFIX = "/api/"
-
-
-def too_large_message() -> str:
-    return f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes."
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:

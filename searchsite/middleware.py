@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 
 # Every page keeps to it: ours use only our own scripts, styles and images, no inline script;
 # Django's admin (5.2) has no inline script or style attribute; the API docs load Swagger UI's
-# start-up script and their style as files (search/api_urls.py, templates/api/docs.html).
+# start-up script and their style as files (searchsite/urls.py, templates/api/docs.html).
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'"

@@ -310,7 +310,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticatedOrReadOnly"],
     # The API takes JSON, its size and nesting bounded before it is parsed (documents.json_limits);
     # only the upload view takes multipart (its own parser_classes).
-    "DEFAULT_PARSER_CLASSES": ["searchsite.api_parsers.BoundedJSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["documents.api_parsers.BoundedJSONParser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # Lists come in pages (?page=N, ?page_size=M up to 200); search results are bounded by k instead.
     "DEFAULT_PAGINATION_CLASS": "searchsite.pagination.ApiPagination",

@@ -2,15 +2,25 @@
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularSwaggerSplitView
 
 from search import api_urls
 from search.views import healthz
 from searchsite import admin_login
+from searchsite.api_schema import SchemaApi
 
 urlpatterns = [
     path("", include("search.urls")),
     path("", include("evaluation.urls")),
     path("api/v1/", include("search.api_urls")),
+    # The schema of the whole API (every app's endpoints), and its docs page.
+    path("api/v1/schema", SchemaApi.as_view(), name="api-schema"),
+    # Its start-up script is served as a file of its own (?script), not inline: the page keeps the CSP.
+    path(
+        "api/v1/docs",
+        SpectacularSwaggerSplitView.as_view(url_name="api-schema", template_name="api/docs.html"),
+        name="api-docs",
+    ),
     path("api/v2/", include(api_urls.v2_urlpatterns)),
     path("api/tei/", include(api_urls.tei_urlpatterns)),
     path("api/v1/", include("evaluation.api_urls")),

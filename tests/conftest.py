@@ -16,7 +16,7 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from searchsite.processes import interrupt_on_stop_signals
+from common.processes import interrupt_on_stop_signals
 from tests.support.clients import unique_address
 from tests.support.database_claim import DatabaseInUse, claim_test_database
 from tests.support.processes import ROOT, Started, free_port, start_web, start_worker

@@ -21,6 +21,7 @@ from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.test.utils import override_settings
 
+from common.processes import STOP_GRACE_SECONDS, pid_alive
 from documents.models import LIBRARY, Document
 from evaluation.runner import (
     DatasetError,
@@ -33,7 +34,6 @@ from evaluation.runner import (
     reciprocal_rank,
 )
 from search.services import search_run
-from searchsite.processes import STOP_GRACE_SECONDS, pid_alive
 from tests.support.processes import ROOT, WORKER_READY_SECONDS
 from tests.support.session import child_env
 

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from search import worker_client
-from searchsite.celery import app
 from tests.support.budgets import reply_limit_seconds, rerank_wait_limit_ms
 from tests.support.own_services import Reply, http, start_ready_worker, wait_for
 from tests.support.processes import ROOT, start_site
 from tests.support.session import child_env
+from worker.app import app
 
 pytestmark = pytest.mark.faults
 

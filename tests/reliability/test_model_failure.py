@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from search import worker_client
-from searchsite.celery import app
 from tests.support.processes import start_worker
 from tests.support.session import MODELS, child_env, wait_for_worker
+from worker.app import app
 from worker.batching import BatchingReranker, ModelFailed
 from worker.reranker import load_model
 

@@ -19,8 +19,8 @@ from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
 from search.throttling import BUDGET_WINDOW_SECONDS, RerankCharge, rerank_budget_charge
-from searchsite.celery import app
 from tests.support.clients import unique_address
+from worker.app import app
 
 pytestmark = pytest.mark.django_db
 

@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from searchsite.celery import app
+from worker.app import app
 
 
 @pytest.fixture

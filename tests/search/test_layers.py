@@ -15,7 +15,7 @@ from tests.support.processes import ROOT
 
 # Package -> the project packages it may import (besides itself). Highest layer first.
 LAYERS: dict[str, frozenset[str]] = {
-    # The project: settings, URLs, WSGI, the Celery app, the dev stack; it wires the apps together.
+    # The project: settings, URLs, WSGI, the dev stack; it wires the apps together.
     "searchsite": frozenset({"evaluation", "search", "documents", "worker", "common"}),
     # Offline evaluation of the ranking, and the judging controls it adds to the result page.
     "evaluation": frozenset({"search", "documents", "worker", "common"}),
@@ -25,20 +25,11 @@ LAYERS: dict[str, frozenset[str]] = {
     "documents": frozenset({"common"}),
     # Helpers with no app behind them (client address, rate counting, generic throttles, processes).
     "common": frozenset(),
-    # The rerank worker and its typed contract (worker.protocol): no Django models, no web code.
+    # The rerank worker, its typed contract (worker.protocol), the Celery app (worker.app) and the
+    # worker's command line (worker.command): no Django models, no web code.
     "worker": frozenset(),
 }
 PACKAGES = tuple(LAYERS)
-# Arrows the table forbids that are still being moved (issue 24 §4): this list only shrinks, and
-# an entry that no longer occurs fails the test too, so it cannot go stale.
-PENDING = {
-    "evaluation -> searchsite.processes",
-    "evaluation -> searchsite.worker_command",
-    "search -> searchsite.api_schema",
-    "search -> searchsite.api_parsers",
-    "search -> searchsite.celery",
-}
-PENDING_CIRCLES = [["evaluation.management.commands.evaluate", "evaluation.runs"]]
 
 
 def module_name(path: Path) -> str:
@@ -90,9 +81,7 @@ def test_every_package_imports_only_what_the_layer_table_allows():
             target = name.split(".")[0]
             if target != own and target not in LAYERS[own]:
                 wrong.setdefault(f"{own} -> {name}", f"{path.relative_to(ROOT)}:{line} {own} -> {name}")
-    new = [where for arrow, where in wrong.items() if arrow not in PENDING]
-    assert new == [], "imports the layer table does not allow:\n" + "\n".join(new)
-    assert sorted(PENDING - set(wrong)) == [], "moved already: take these out of PENDING"
+    assert list(wrong.values()) == [], "imports the layer table does not allow:\n" + "\n".join(wrong.values())
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -131,7 +120,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_the_project_modules_import_one_another_without_circles():
-    assert cycles(GRAPH) == PENDING_CIRCLES
+    assert cycles(GRAPH) == []
 
 
 def test_the_circle_finder_finds_a_circle():

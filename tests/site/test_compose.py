@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from searchsite.worker_command import worker_arguments
+from worker.command import worker_arguments
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -265,7 +265,7 @@ def test_worker_command(services: dict) -> None:
 
 
 def test_the_images_run_the_worker_command_that_make_run_runs(services: dict) -> None:
-    # One worker command line (searchsite.worker_command): compose and the image spell it out.
+    # One worker command line (worker.command): compose and the image spell it out.
     node = re.search(r"-n (\S+)", " ".join(services["worker"]["command"])).group(1)
     expected = ["celery", *worker_arguments("rerank", name=node)]
     assert services["worker"]["command"] == expected

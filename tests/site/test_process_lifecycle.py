@@ -27,7 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 
-from searchsite.processes import pid_alive, start_group, stop_group
+from common.processes import pid_alive, start_group, stop_group
 from tests.support.database_claim import claim_test_database, maintenance_url
 from tests.support.processes import ROOT, free_port
 

