@@ -4,7 +4,7 @@ and its post-processing: every operation documents the errors it can answer with
 The views declare their successful responses; the errors follow from how each view is set up
 (input, permissions, throttling, an object in the path), so they are added here in one place, all
 in the JSON shape of search.api.json_exception_handler. Schema-driven fuzzing
-(tests/reliability/test_api_schema_fuzz.py) holds every answer to this schema.
+(tests/site/test_api_schema_fuzz.py) holds every answer to this schema.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ class AdminFilterGuardMiddleware:
 
     The admin passes its list filters and search straight to the database, and a value the
     database refuses surfaces while the page renders, as a 500 (issue 25, finding 12; the
-    regular expressions were found by tests/reliability/test_fuzz_pages_admin.py). Refusing here
+    regular expressions were found by tests/site/test_fuzz_pages_admin.py). Refusing here
     covers every admin list, Django's own included. Our own API filters check their values
     themselves (evaluation.api); search queries drop control characters (clean_query).
     """

@@ -1,5 +1,6 @@
 """Shared fixtures: the real PostgreSQL test database with the sample library, a real Celery
-rerank worker running a real (small, locally built) CrossEncoder, the live site, users with
+rerank worker running a real (small, locally built) CrossEncoder, a rerank queue of a test's own,
+the live site, users with
 logged-in clients, and an anonymous client address of each test's own. Helpers that tests import
 live in tests/support/, never here."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -28,6 +30,7 @@ from tests.support.session import (
     child_env,
     wait_for_worker,
 )
+from worker.app import app
 
 # The site's database name, before pytest-django switches the connection to the test database.
 SITE_DATABASE_NAME = settings.DATABASES["default"]["NAME"]
@@ -101,6 +104,16 @@ def rerank_worker(tiny_model_dir: Path, artifacts_dir: Path, django_db_setup) ->
         yield worker
     finally:  # also when the run is interrupted while the worker loads
         worker.stop()
+
+
+@pytest.fixture
+def own_queue(settings):
+    """Point this test's searches at a queue of its own, which no worker serves unless the test
+    starts one on it; purge what is left in it afterwards."""
+    settings.RERANK_QUEUE = f"rerank-fault-{uuid.uuid4().hex[:8]}"
+    yield settings.RERANK_QUEUE
+    with app.connection_for_write() as connection:
+        connection.default_channel.queue_purge(settings.RERANK_QUEUE)
 
 
 @pytest.fixture(scope="session")

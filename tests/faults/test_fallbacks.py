@@ -3,7 +3,7 @@ the full-text order stands, with a notice that says why (the API and the result 
 
 Every fault here happens to an instance the test started itself (its own worker on its own
 queue), stopped by its process id. A worker killed mid-rerank and a Redis outage are in
-tests/reliability/ (test_worker_killed.py, test_redis_restart.py).
+test_worker_killed.py and test_redis_restart.py.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Property-based fuzzing (hypothesis) of the page forms and the admin list filters, beside the
-API fuzz (test_api_schema_fuzz.py, test_fuzz_*.py): the document page's query, page and back
+API fuzz (test_api_schema_fuzz.py, tests/search/test_fuzz_search.py,
+tests/documents/test_fuzz_documents_api.py): the document page's query, page and back
 link, the judging form, and every admin list's search, filters, lookups, ordering and page, with
 hostile text and out-of-range numbers. No answer is a 5xx, and none shows the database's words.
-(The search page's form is fuzzed in test_fuzz_search.py.) Prints how many cases ran."""
+(The search page's form is fuzzed in tests/search/test_fuzz_search.py.) Prints how many cases ran."""
 
 from __future__ import annotations
 

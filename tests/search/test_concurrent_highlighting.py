@@ -1,7 +1,7 @@
 """Highlighting under a threaded web server: concurrent requests get the marks of sequential ones.
 
 The Snowball stemmer keeps the word it works on inside itself; one shared by the request threads
-turned concurrent searches into 500s (IndexError) and wrong marks. Found by test_flood.py.
+turned concurrent searches into 500s (IndexError) and wrong marks. Found by tests/faults/test_flood.py.
 """
 
 from __future__ import annotations

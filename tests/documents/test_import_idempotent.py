@@ -29,7 +29,7 @@ def record(*, changed: list[int], deleted: list[int], collection: str | None) ->
 
 @pytest.fixture(autouse=True)
 def _recording(settings):
-    settings.DOCUMENTS_INDEX_HOOKS = ["tests.reliability.test_import_idempotent.record"]
+    settings.DOCUMENTS_INDEX_HOOKS = ["tests.documents.test_import_idempotent.record"]
     settings.RERANK_TIMEOUT = 0.2  # the searches below only read the full-text order
     heard.clear()
     yield
