@@ -2,7 +2,7 @@
 `manage.py evaluate --judgments --job ID` and writes its progress into that row.
 
 Never in the request: the web process only inserts the row and starts the process. Not a task
-on the rerank worker either: the worker needs no database (README, "Design"), and an evaluation
+on the rerank worker either: the worker needs no database (docs/architecture.md, "Invariants"), and an evaluation
 reads the judgments and the library and stores its run. The process reranks through the running
 worker, as `evaluate` does from a terminal.
 """

@@ -1,4 +1,4 @@
-"""Django settings, read from the environment (see README "Configuration")."""
+"""Django settings, read from the environment (see docs/configuration.md)."""
 
 import os
 from pathlib import Path
@@ -183,7 +183,7 @@ RERANKER_FALLBACK_MODEL = env_str("RERANKER_FALLBACK_MODEL", "packaged-e5-fp32,p
 # Chinese for packaged-e5 and packaged-e5-fp32, English for packaged-minilm (a fallback always uses its own list).
 # Queries in other languages keep the full-text order. A query's language is told by its script
 # (documents.textsearch.detect_language): Chinese, or not Chinese ("en"). A French or Russian
-# query reads as "en" (measured: bench/language_detector.py, README "Query languages"), so only
+# query reads as "en" (measured: bench/language_detector.py, docs/engine.md "Query languages"), so only
 # en and zh can be named here.
 RERANKER_LANGUAGES = env_list("RERANKER_LANGUAGES", []) or None
 if RERANKER_LANGUAGES and not set(RERANKER_LANGUAGES) <= {"en", "zh"}:

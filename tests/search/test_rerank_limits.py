@@ -128,8 +128,8 @@ def test_it_applies_the_workers_language_rule_to_every_shape(client, english_onl
         assert chinese.json()["status"] == "language"
         assert "reranks only queries in: en; this query is zh" in chinese.json()["error"]
         assert english.status_code == 200, (shape, english.content[:300])
-        # The script tells Chinese from the rest, and no more (README, "Query languages"): a French
-        # query reads as English and is scored, as the README and the schema now say.
+        # The script tells Chinese from the rest, and no more (docs/engine.md, "Query languages"): a French
+        # query reads as English and is scored, as docs/engine.md and the schema now say.
         french = post(client, shape, "valeur nutritive des pommes", ["Les pommes sont riches en fibres."])
         assert french.status_code == 200, (shape, french.content[:300])
 
