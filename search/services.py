@@ -158,6 +158,8 @@ class SearchOutcome:
         name = model.split(" (")[0].rstrip("/").rsplit("/", 1)[-1]
         if self.beyond_pool:
             return f"Full-text order: the reranked order covers pages 1–{self.reranked_pages}"
+        if self.rerank_status == "pending":
+            return f"Reranking the first {self.candidate_count}…"
         if self.is_reranked:
             line = f"Stand-in reranker: {name}" if self.is_fallback else f"Reranked by {name}"
             return line + (f"; {self.unscored_count} not scored yet" if self.unscored_count else "")
@@ -199,6 +201,7 @@ def search_run(
     expand: bool = True,
     source: str | None = None,
     added: str | None = None,
+    rerank: bool = True,
 ) -> SearchOutcome:
     """Return both orderings of one page of results for `query` (SQL: the backend's two statements
     and one for the chunks; network: one rerank round trip, cached for the other pages).
@@ -211,6 +214,8 @@ def search_run(
     `lane` "page" is for a result page a person waits for: the worker serves it before API work.
     `expand` forgives typos, completes the last word and finds Chinese words from their
     characters (search.backends.postgres.vocabulary); False searches the words as typed.
+    `rerank` False stops before the reranker (status "pending"): the search page's results as you
+    type show the full-text order at once, then ask again for the reranked order (static/js/live.js).
     """
     started = time.perf_counter()
     query, notices = clean_query(query)
@@ -311,6 +316,9 @@ def search_run(
     }
     if outcome.beyond_pool:
         outcome.rerank_status = "beyond_pool"
+        rows = []
+    elif rows and not rerank:
+        outcome.rerank_status = "pending"
         rows = []
     if rows:
         groups = [[rerank_text(c.title, text) for text in c.chunks] or [c.title] for c in pool]

@@ -44,24 +44,47 @@ PAGE_BREAK_SEARCH = DOCUMENT_PAGE_CHARS // 2
 DOCUMENT_QUERY_CHARS = 500
 
 
-def throttled_page(request: HttpRequest, throttle: ClientRateThrottle, query: str) -> HttpResponse | None:
+def throttled_page(
+    request: HttpRequest, throttle: ClientRateThrottle, query: str, *, fragment: bool = False
+) -> HttpResponse | None:
     """Return the 429 page when `throttle` refuses the request, else None (Redis: 1-2 calls)."""
     if throttle.allow_request(request, None):
         return None
     wait = throttle.retry_after()
-    response = render(request, "search/throttled.html", {"query": query, "wait": wait}, status=429)
+    template = _error_template("search/throttled.html", fragment)
+    response = render(request, template, {"query": query, "wait": wait, "throttled": True}, status=429)
     response["Retry-After"] = str(wait)
     return response
 
 
-def _bad_request(request: HttpRequest, query: str, errors: dict) -> HttpResponse:
+def _bad_request(request: HttpRequest, query: str, errors: dict, *, fragment: bool = False) -> HttpResponse:
     problems = [f"{name}: {' '.join(str(m) for m in messages)}" for name, messages in errors.items()]
-    return render(request, "search/bad_request.html", {"query": query, "problems": problems}, status=400)
+    template = _error_template("search/bad_request.html", fragment)
+    return render(request, template, {"query": query, "problems": problems}, status=400)
 
 
 @require_GET
 def search_page(request: HttpRequest) -> HttpResponse:
     """Render the search box and, for a query, the full-text and reranked columns."""
+    return _search(request, template="search/results.html", rerank=True)
+
+
+@require_GET
+def results_fragment(request: HttpRequest) -> HttpResponse:
+    """Render the result page's results alone (no box, no header), for results as you type.
+
+    It takes the result page's parameters; `rerank=0` stops before the reranker, so the full-text
+    order comes at once (static/js/live.js asks again without it for the reranked order). Errors
+    come as a fragment too, with the page's status code.
+    """
+    rerank = request.GET.get("rerank") != "0"
+    response = _search(request, template="search/_results_region.html", rerank=rerank, fragment=True)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+def _search(request: HttpRequest, *, template: str, rerank: bool, fragment: bool = False) -> HttpResponse:
+    """Run the search that the request's parameters ask for and render it with `template`."""
     raw = request.GET.get("q", "")
     # The counts are checked as the API checks them; the query is not: the page cleans what the
     # API refuses (NUL and other control characters) and may be opened without one.
@@ -69,8 +92,8 @@ def search_page(request: HttpRequest) -> HttpResponse:
     given["q"] = ""
     params = SearchInputSerializer(data=given)
     if not params.is_valid():
-        return _bad_request(request, raw, params.errors)
-    if raw.strip() and (refused := throttled_page(request, SearchPageThrottle(), raw)):
+        return _bad_request(request, raw, params.errors, fragment=fragment)
+    if raw.strip() and (refused := throttled_page(request, SearchPageThrottle(), raw, fragment=fragment)):
         return refused
     data = params.validated_data
     try:
@@ -83,9 +106,10 @@ def search_page(request: HttpRequest) -> HttpResponse:
             source=data.get("source") or None,
             added=data["added"],
             lane=protocol.PAGE,
+            rerank=rerank,
         )
     except SearchUnavailable:
-        return render(request, "search/unavailable.html", {"query": raw}, status=503)
+        return render(request, _error_template("search/unavailable.html", fragment), {"query": raw}, status=503)
     context = {
         "query": outcome.query,
         "outcome": outcome,
@@ -93,11 +117,16 @@ def search_page(request: HttpRequest) -> HttpResponse:
         "state": _result_state(request, outcome),
     }
     started = time.perf_counter()
-    response = render(request, "search/results.html", context)
+    response = render(request, template, context)
     response["Server-Timing"] = _server_timing(
         outcome.timings, status=outcome.rerank_status, render_ms=(time.perf_counter() - started) * 1000
     )
     return response
+
+
+def _error_template(template: str, fragment: bool) -> str:
+    """Return the error page `template`, or its message alone (search/_error_fragment.html)."""
+    return "search/_error_fragment.html" if fragment else template
 
 
 def _result_state(request: HttpRequest, outcome) -> dict:

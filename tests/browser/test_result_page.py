@@ -18,6 +18,8 @@ def search(browser, base_url: str, query: str, width: int, height: int, shot: Pa
     page.fill("input[name=q]", query)
     page.press("input[name=q]", "Enter")
     page.wait_for_selector("#fulltext .result", state="attached")  # on a phone it may be the hidden tab
+    # Results as you type (static/js/live.js) show the full-text order first: wait for the reranked.
+    page.wait_for_selector("#reranked .notice.pending", state="detached")
     page.screenshot(path=str(shot), full_page=True)
     return page
 
