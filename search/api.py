@@ -175,7 +175,9 @@ class SearchResultSerializer(serializers.Serializer):
     )
     language = serializers.CharField()
     rank = serializers.IntegerField(source="fulltext_rank")
-    fulltext_rank = serializers.IntegerField()
+    fulltext_rank = serializers.IntegerField(
+        allow_null=True, help_text="null for a result found by meaning alone (found_by_meaning)"
+    )
     fulltext_score = serializers.FloatField()
     rerank_rank = serializers.IntegerField(allow_null=True)
     rerank_score = serializers.FloatField(
@@ -187,6 +189,10 @@ class SearchResultSerializer(serializers.Serializer):
     best_chunk = serializers.IntegerField(allow_null=True)
     movement = serializers.IntegerField(allow_null=True, help_text="fulltext_rank - rerank_rank")
     new_in_top = serializers.BooleanField()
+    found_by_meaning = serializers.BooleanField(
+        help_text="among the candidates only because its meaning is near the query's (semantic search); "
+        "the full-text engine did not find it"
+    )
     url = DocumentUrlField()
 
     def __init__(self, *args: object, ordering: str = "fulltext", **kwargs: object) -> None:

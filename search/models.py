@@ -160,3 +160,33 @@ class Bm25Change(models.Model):
 
     def __str__(self) -> str:
         return f"document {self.document_id} changed"
+
+
+class ChunkVector(models.Model):
+    """One chunk's vector from one embedding model (search.semantic reads them, the worker writes them).
+
+    Written and read in plain SQL only (worker.chunk_store), so the worker needs no Django model:
+    this class tells Django the table exists (flush, the test database) and what it holds. The
+    migration (0005_chunk_vectors) makes `chunk_id` a real foreign key with ON DELETE CASCADE, so a
+    deleted or re-chunked document (every edit, re-index and import replaces its chunks, with new
+    ids) takes its vectors with it in the same statement: no stale and no orphan vector. `vector`
+    is pgvector's `vector` where the server has the extension (with an HNSW index per dimension),
+    else `bytea` (float32, little-endian) scanned exactly; the model (`model`: its vectors id) is
+    part of the key, so another model never reads them.
+    """
+
+    pk = models.CompositePrimaryKey("chunk", "model")
+    chunk = models.ForeignKey(
+        "documents.Chunk", on_delete=models.DO_NOTHING, db_constraint=False, related_name="+", db_index=False
+    )
+    model = models.CharField(max_length=200)
+    key = models.CharField(max_length=64)  # sha256 of the exact text embedded (worker.protocol.text_key)
+    dims = models.SmallIntegerField()
+    vector = models.BinaryField()
+
+    class Meta:
+        db_table = "search_chunkvector"
+        managed = True
+
+    def __str__(self) -> str:
+        return f"chunk {self.chunk_id} ({self.model})"

@@ -20,7 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from documents.api_parsers import CountedJSONParser, TooManyTokens
-from search import worker_client
+from search import semantic, worker_client
 from search.api import WholeNumberField, json_exception_handler
 from search.reranking import (
     MAX_RERANK_DOCUMENTS,
@@ -510,12 +510,26 @@ class StatusModelSerializer(serializers.Serializer):
     languages = serializers.ListField(child=serializers.CharField(), allow_null=True, help_text="null: all")
 
 
+class SemanticStatusSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField(help_text="SEARCH_SEMANTIC: semantic candidates join BM25's")
+    path = serializers.CharField(
+        help_text="how the nearest chunks are found: pgvector (HNSW index) or exact (a bounded scan)"
+    )
+    detail = serializers.CharField(help_text="the path in words, with the exact scan's bound")
+    embedder = serializers.CharField(
+        allow_blank=True, help_text="vectors id of the model that embeds chunks and queries; empty: none loaded"
+    )
+    stored = serializers.IntegerField(allow_null=True, help_text="chunk vectors stored (the worker's count)")
+    pending = serializers.IntegerField(allow_null=True, help_text="chunks still without a vector")
+
+
 class StatusSerializer(serializers.Serializer):
-    """A worker.protocol.WorkerStatus: `model` when ready, else `problem`."""
+    """A worker.protocol.WorkerStatus: `model` when ready, else `problem`; `semantic` always."""
 
     ready = serializers.BooleanField()
     model = StatusModelSerializer(required=False)
     problem = serializers.CharField(required=False, help_text="why nothing serves, when ready is false")
+    semantic = SemanticStatusSerializer(required=False, help_text="the semantic candidates (search.semantic)")
 
     def to_representation(self, instance: object) -> dict:
         data = super().to_representation(instance)
@@ -530,5 +544,16 @@ class StatusApi(APIView):
 
     @extend_schema(responses=StatusSerializer)
     def get(self, request: Request) -> Response:
-        """Return the worker's status (network: one Celery round trip, at most 2 s)."""
-        return Response(StatusSerializer(worker_client.worker_status()).data)
+        """Return the worker's status (network: one Celery round trip, at most 2 s; SQL: one catalogue read)."""
+        status = worker_client.worker_status()
+        data = StatusSerializer(status).data
+        vectors = status.vectors
+        data["semantic"] = SemanticStatusSerializer(
+            {
+                **semantic.status(),
+                "embedder": status.embedder,
+                "stored": vectors.stored if vectors else None,
+                "pending": vectors.pending if vectors else None,
+            }
+        ).data
+        return Response(data)

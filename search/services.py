@@ -13,10 +13,11 @@ from django.db import DatabaseError
 from django.utils.safestring import SafeString
 
 from documents.inputs import clean_text
-from documents.models import LIBRARY
+from documents.models import LIBRARY, Document
 from documents.textsearch import detect_language
-from search import worker_client
+from search import semantic, worker_client
 from search.backends import (
+    Candidate,
     CandidatesUnavailable,
     MatchCount,
     Narrowing,
@@ -63,7 +64,7 @@ class ResultRow:
     title: str
     snippet: SafeString | str
     language: str
-    fulltext_rank: int  # 1-based position in the full-text order of all candidates
+    fulltext_rank: int | None  # 1-based position in the full-text order; None: found by meaning alone
     fulltext_score: float
     rerank_rank: int | None = None
     rerank_score: float | None = None  # what the reranked order sorts by: model_score, or its blend with BM25
@@ -72,6 +73,10 @@ class ResultRow:
     best_snippet: SafeString | str = ""  # that chunk, highlighted
     movement: int | None = None  # fulltext_rank - rerank_rank (positive: moved up)
     new_in_top: bool = False  # in the reranked top k but not in the full-text top k
+    # Among the candidates only because its meaning is near the query's (search.semantic): the
+    # full-text engine did not find it (none of the query's words, or too far down).
+    found_by_meaning: bool = False
+    meaning_score: float | None = None  # cosine of its chunk nearest the query, when semantic search found it
 
     @property
     def reranked_snippet(self) -> SafeString | str:
@@ -106,6 +111,11 @@ class SearchOutcome:
     # The notices about the reranker (also in `notices`): the page folds them into one short line.
     rerank_notices: list[str] = field(default_factory=list)
     unscored_count: int = 0  # candidates the reranker could not score in time (no chunk vector yet)
+    # Semantic candidates: "ok" (fused into the pool), "off" (SEARCH_SEMANTIC), "none" (no worker
+    # with an embedding model), "unavailable" (no query vector in time), "refused" (the exact scan's bound).
+    semantic_status: str = "off"
+    semantic_path: str = ""  # search.semantic's path: "pgvector", "pgvector+exact", "exact"
+    meaning_count: int = 0  # candidates of the pool found by meaning alone
     timings: dict[str, float | None] = field(default_factory=dict)
 
     @property
@@ -232,6 +242,10 @@ def search_run(
     narrowing = Narrowing(
         source=outcome.source, added_since=now - timedelta(days=ADDED_WITHIN_DAYS[added]) if added else None
     )
+    # The query's vector is asked for now, and read once BM25 has answered (search.semantic).
+    embedding = worker_client.send_embed_query(query) if settings.SEARCH_SEMANTIC else None
+    if settings.SEARCH_SEMANTIC:
+        outcome.semantic_status = "none" if embedding is None else "unavailable"
     # Deep enough for the page asked for (past the pool: the full-text order alone), within the window.
     asked = max(1, page or 1)
     depth = max(k_initial, min(asked * k, settings.SEARCH_MAX_DEPTH))
@@ -263,7 +277,12 @@ def search_run(
     except CandidatesUnavailable as error:
         raise SearchUnavailable(str(error)) from error
     everything = found.candidates
-    pool = everything[:k_initial]
+    semantic_started = time.perf_counter()
+    query_vector, hits = _semantic_hits(
+        outcome, embedding, started, collection=collection, languages=languages, narrowing=narrowing, k=k_initial
+    )
+    pool = _fused_pool(everything, hits, k_initial) if hits is not None else everything[:k_initial]
+    semantic_ms = (time.perf_counter() - semantic_started) * 1000
     outcome.candidate_count = len(pool)
     outcome.total, outcome.total_exact = max(outcome.facets.total, len(everything)), outcome.facets.exact
     if len(everything) < depth:
@@ -293,7 +312,7 @@ def search_run(
         # The chunks are the library's own rows (PostgreSQL), whatever engine found the candidates.
         raise SearchUnavailable("the document database is not answering") from error
     outcome.notices.extend(found.notices)
-    fulltext_ms = (time.perf_counter() - started) * 1000 - count_ms
+    fulltext_ms = (time.perf_counter() - started) * 1000 - count_ms - semantic_ms
     all_rows = [
         ResultRow(
             document_id=c.document_id,
@@ -305,10 +324,16 @@ def search_run(
         )
         for i, c in enumerate(everything, start=1)
     ]
-    rows = all_rows[: len(pool)]
+    by_id = {row.document_id: row for row in all_rows}
+    rows = [by_id.get(c.document_id) or _meaning_row(c) for c in pool]
+    for row in rows:
+        if hits is not None and row.document_id in hits.cosine:
+            row.meaning_score = hits.cosine[row.document_id]
+    outcome.meaning_count = sum(1 for row in rows if row.found_by_meaning)
     outcome.fulltext = all_rows[shown]
     outcome.timings = {
         "fulltext_ms": round(fulltext_ms, 2),
+        "semantic_ms": round(semantic_ms, 2) if embedding is not None else None,
         "count_ms": round(count_ms, 2),
         "rerank_ms": None,
         "queue_ms": None,
@@ -322,8 +347,17 @@ def search_run(
         rows = []
     if rows:
         groups = [[rerank_text(c.title, text) for text in c.chunks] or [c.title] for c in pool]
+        chunk_ids = [list(c.chunk_ids) if c.chunks else [None] for c in pool]
         versions = [f"{c.document_id}:{c.content_hash}" for c in pool]
-        reply = worker_client.rerank(query, groups, language=detect_language(query), versions=versions, lane=lane)
+        reply = worker_client.rerank(
+            query,
+            groups,
+            language=detect_language(query),
+            versions=versions,
+            lane=lane,
+            chunk_ids=chunk_ids,
+            query_vector=query_vector,
+        )
         outcome.rerank_status = reply.status
         outcome.reranker = reply.model
         outcome.timings.update(
@@ -359,6 +393,82 @@ def search_run(
     outcome.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
     _log_search(outcome)
     return outcome
+
+
+def _semantic_hits(
+    outcome: SearchOutcome,
+    embedding: object,
+    started: float,
+    *,
+    collection: str,
+    languages: list[str] | None,
+    narrowing: Narrowing,
+    k: int,
+) -> tuple[object, semantic.SemanticHits | None]:
+    """Return the query's vector and the documents nearest it, or (None, None) when there are none
+    (no worker with an embedding model, no answer within SEARCH_SEMANTIC_TIMEOUT of the search's
+    start, the exact scan's bound). SQL: search.semantic's statements."""
+    if embedding is None:
+        return None, None
+    budget = max(0.05, settings.SEARCH_SEMANTIC_TIMEOUT - (time.perf_counter() - started))
+    vector = worker_client.read_query_vector(embedding, budget)
+    if vector.skipped:
+        logger.info("semantic candidates skipped: %s", vector.skipped)
+        return None, None
+    try:
+        hits = semantic.nearest_documents(
+            vector.vector,
+            model=vector.model,
+            collection=collection,
+            languages=languages,
+            narrowing=narrowing,
+            documents=k,
+        )
+    except DatabaseError as error:
+        logger.warning("semantic candidates failed: %s: %s", type(error).__name__, error)
+        return vector, None
+    outcome.semantic_path = hits.path
+    if hits.refused:
+        outcome.semantic_status = "refused"
+        return vector, None
+    outcome.semantic_status = "ok"
+    return vector, hits
+
+
+def _fused_pool(everything: list[Candidate], hits: semantic.SemanticHits, k: int) -> list[Candidate]:
+    """Return the rerank pool: BM25's candidates and the nearest documents fused by reciprocal rank
+    fusion, the first `k` (SQL: one statement for the documents found by meaning alone)."""
+    bm25 = [c.document_id for c in everything[: settings.SEARCH_K_INITIAL_MAX]]
+    fused = [document_id for document_id, _ in semantic.reciprocal_rank_fusion([bm25, hits.documents])][:k]
+    by_id = {c.document_id: c for c in everything}
+    new = [document_id for document_id in fused if document_id not in by_id]
+    if new:
+        for document in Document.objects.filter(pk__in=new).only("id", "title", "language", "source", "content_hash"):
+            by_id[document.pk] = Candidate(
+                document_id=document.pk,
+                title=document.title,
+                language=document.language,
+                source=document.source,
+                score=0.0,
+                content_hash=document.content_hash,
+            )
+    pool = [by_id[document_id] for document_id in fused if document_id in by_id]
+    for candidate in pool:
+        candidate.near_ordinals = hits.near_ordinals.get(candidate.document_id, [])
+    return pool
+
+
+def _meaning_row(candidate: Candidate) -> ResultRow:
+    """Return the row of a candidate that semantic search alone found (no full-text rank or score)."""
+    return ResultRow(
+        document_id=candidate.document_id,
+        title=candidate.title,
+        snippet=candidate.snippet,
+        language=candidate.language,
+        fulltext_rank=None,
+        fulltext_score=0.0,
+        found_by_meaning=True,
+    )
 
 
 def _log_search(outcome: SearchOutcome) -> None:
@@ -436,11 +546,13 @@ def _apply_scores(outcome: SearchOutcome, rows: list[ResultRow], candidates: lis
         outcome.bm25_weight = weight
         for position, blended in bm25_blend({i: rows[i].fulltext_score for i in scored}, scored, weight=weight).items():
             rows[position].rerank_score = round(blended, 4)
-    ordered = sorted(rows, key=lambda r: (r.rerank_score is None, -(r.rerank_score or 0.0), r.fulltext_rank))
+    # Ties and unscored candidates keep the pool's order (BM25's, or the fused order with semantic candidates).
+    pool_order = {id(row): i for i, row in enumerate(rows)}
+    ordered = sorted(rows, key=lambda r: (r.rerank_score is None, -(r.rerank_score or 0.0), pool_order[id(r)]))
     on_page = range(shown.start + 1, shown.stop + 1)
     for position, row in enumerate(ordered, start=1):
         row.rerank_rank = position
-        row.movement = row.fulltext_rank - position
+        row.movement = None if row.fulltext_rank is None else row.fulltext_rank - position
         # New: shown on this page of the reranked order, not on this page of the full-text order.
         row.new_in_top = row.fulltext_rank not in on_page
     outcome.reranked = ordered[shown]

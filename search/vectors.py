@@ -1,10 +1,10 @@
-"""The web's side of chunk vectors: after documents are written, send their chunk texts to the worker.
+"""The web's side of chunk vectors: after documents are written, tell the worker there are chunks to embed.
 
-A bi-encoder's chunk vectors (packaged-e5) are computed once, by the worker, in the background
-(worker.vectors); this module only sends the exact texts the reranker will read
-(search.passages.rerank_text) as `worker.tasks.embed` tasks. The worker keys each vector by model
-and the text's hash, so an edited document simply gets new vectors and the old ones are never
-read again. Nothing is sent when the worker reports a model without vectors (a cross-encoder).
+A chunk's vector is computed once, by the worker's embedding model, in the background, and kept in
+PostgreSQL beside the chunk (search_chunkvector, worker.chunk_store): the worker reads the chunks
+without a vector from there, so this module sends only a nudge (`worker.tasks.embed`). A chunk
+that goes takes its vectors with it (ON DELETE CASCADE), so nothing is sent for deletes and no
+prune is needed. Nothing is sent when the worker reports no embedding model.
 """
 
 from __future__ import annotations
@@ -12,61 +12,46 @@ from __future__ import annotations
 import logging
 import time
 
-from documents.models import Chunk, Document
-from search.passages import rerank_text
+from django.db.models import Count
+
+from documents.models import Document
 from search.worker_client import UNREACHABLE, send_texts_to_embed, worker_heartbeat
 from worker.protocol import Heartbeat, VectorCounts
 
 logger = logging.getLogger(__name__)
 
-# Texts per embed task: a message of at most a few hundred kB (chunks are ~2 kB).
-TEXTS_PER_TASK = 200
-
 
 class _Sent:
-    texts = 0  # chunk texts sent by this process (reported by `rebuild_hook`)
-
-
-def chunk_texts(document_ids: list[int]) -> list[str]:
-    """Return the texts the reranker reads for these documents: each chunk with its title (one SQL query)."""
-    texts: list[str] = []
-    with_chunks: set[int] = set()
-    rows = Chunk.objects.filter(document_id__in=document_ids).values_list("document_id", "document__title", "text")
-    for document_id, title, text in rows.iterator(chunk_size=2000):
-        with_chunks.add(document_id)
-        texts.append(rerank_text(title, text))
-    # A document without chunks is reranked by its title alone (search.services).
-    missing = set(document_ids) - with_chunks
-    if missing:
-        texts.extend(Document.objects.filter(pk__in=missing).values_list("title", flat=True))
-    return texts
+    texts = 0  # chunks announced by this process (reported by `rebuild_hook`)
 
 
 def worker_keeps_vectors() -> bool | None:
-    """Return whether the worker that reported in keeps chunk vectors; None when none reported."""
+    """Return whether the worker that reported in has an embedding model; None when none reported."""
     beat = worker_heartbeat()
     if beat is None or beat.model is None:
         return None
-    return bool(beat.model.vectors)
+    return bool(beat.embedder)
 
 
 def vectors_send(*, document_ids: list[int], queue: str | None = None) -> int:
-    """Send the documents' chunk texts to the worker to be embedded; return how many (network: Redis)."""
-    texts = chunk_texts(document_ids)
-    sent = 0
-    for start in range(0, len(texts), TEXTS_PER_TASK):
-        part = texts[start : start + TEXTS_PER_TASK]
-        send_texts_to_embed(part, queue=queue)
-        sent += len(part)
-    _Sent.texts += sent
-    return sent
+    """Tell the worker these documents' chunks wait for vectors; return how many texts they are
+    (each chunk, or the title of a document without chunks). Network: Redis; SQL: one count."""
+    counts = dict(
+        Document.objects.filter(pk__in=document_ids)
+        .annotate(chunk_count=Count("chunks"))
+        .values_list("pk", "chunk_count")
+    )
+    texts = sum(count or 1 for count in counts.values())
+    send_texts_to_embed([], queue=queue)
+    _Sent.texts += texts
+    return texts
 
 
 def index_hook(*, changed: list[int], deleted: list[int], collection: str | None) -> None:
-    """The DOCUMENTS_INDEX_HOOKS entry: queue the changed documents' chunk texts for their vectors.
+    """The DOCUMENTS_INDEX_HOOKS entry: tell the worker the changed documents' chunks need vectors.
 
-    Deleted documents need nothing: their vectors are never looked up again. Redis trouble is
-    logged; the texts are then embedded at search time (or by the next `reindex_documents`).
+    Deleted documents need nothing: their vectors went with their chunks. Redis trouble is
+    logged; the chunks are then embedded at search time, or when the worker is next nudged.
     """
     if not changed or worker_keeps_vectors() is False:
         return
@@ -74,7 +59,7 @@ def index_hook(*, changed: list[int], deleted: list[int], collection: str | None
         vectors_send(document_ids=changed)
     except UNREACHABLE as error:
         logger.warning(
-            "chunk vectors: could not queue %d documents for the worker (%s); they are embedded at search time",
+            "chunk vectors: could not tell the worker about %d documents (%s); they are embedded at search time",
             len(changed),
             type(error).__name__,
         )
@@ -89,11 +74,11 @@ def rebuild_hook(*, collection: str | None) -> str:
             "so they wait in Redis for one"
         )
     model = beat.model
-    if not model.vectors:
-        return f"chunk vectors: not needed ({model.model} is a {model.kind})"
+    if not beat.embedder:
+        return f"chunk vectors: no embedding model beside {model.model} (EMBEDDING_MODEL), so no semantic candidates"
     stored, pending = (beat.vectors.stored, beat.vectors.pending) if beat.vectors else ("?", "?")
     return (
-        f"chunk vectors: {_Sent.texts} chunk texts queued; {model.name} holds "
+        f"chunk vectors: {_Sent.texts} chunk texts announced; {beat.embedder} has "
         f"{stored} vectors, {pending} texts still to embed "
         "(progress lines in the worker's log; `manage.py vectors_progress` waits for them)"
     )
@@ -109,7 +94,7 @@ def vectors_progress(*, write, timeout: float, poll_seconds: float = 2.0) -> Hea
     beat = None
     while time.monotonic() < deadline:
         beat = worker_heartbeat()
-        if beat is None or beat.model is None or not beat.model.vectors:
+        if beat is None or beat.model is None or not beat.embedder:
             return beat
         counts = beat.vectors or VectorCounts()
         pending = counts.pending

@@ -45,6 +45,8 @@ def rerank(
     language: str | None = None,
     versions: list[str] | None = None,
     lane: str = protocol.API,
+    chunk_ids: list[list[int | None]] | None = None,
+    query_vector: protocol.QueryVector | None = None,
 ) -> WorkerReply:
     """Return the worker's scores for `groups`, or a reply with a notice (network: Redis).
 
@@ -53,14 +55,17 @@ def rerank(
     the groups not cached go to the worker (one more Redis round trip). `lane` "page" (a result
     page a person waits for) is served by the worker before "api" work. When the queue's
     heartbeat shows no worker, or one still loading (or unable to load) its model, nothing is
-    sent and the reply says so at once.
+    sent and the reply says so at once. `chunk_ids` (per group, None for a text that is no library
+    chunk) and `query_vector` (embed_query's answer) let a bi-encoder read stored vectors and skip
+    embedding the query again.
     """
+    extra = {"chunk_ids": chunk_ids, "query_vector": query_vector}
     budget = settings.RERANK_TIMEOUT if timeout is None else timeout
     started = time.perf_counter()
     if versions is not None and rerank_cache.enabled():
-        reply = _call_cached(query, groups, versions, budget, language, lane)
+        reply = _call_cached(query, groups, versions, budget, language, lane, extra)
     else:
-        reply = _call(query, groups, budget, language, lane)
+        reply = _call(query, groups, budget, language, lane, extra)
     reply.total_ms = round((time.perf_counter() - started) * 1000, 2)
     if not reply.ok:
         # DEBUG: the caller logs one line per search or rerank call, with this status.
@@ -69,7 +74,13 @@ def rerank(
 
 
 def _call_cached(
-    query: str, groups: list[list[str]], versions: list[str], budget: float, language: str | None, lane: str
+    query: str,
+    groups: list[list[str]],
+    versions: list[str],
+    budget: float,
+    language: str | None,
+    lane: str,
+    extra: dict | None = None,
 ) -> WorkerReply:
     served = rerank_cache.served_model()
     keys = rerank_cache.entry_keys(query, groups, versions, model=served) if served else []
@@ -83,12 +94,12 @@ def _call_cached(
             model=served,
             cached=len(keys),
         )
-    reply = _call(query, [groups[i] for i in missing], budget, language, lane)
+    reply = _call(query, [groups[i] for i in missing], budget, language, lane, _pick(extra, missing))
     if not reply.ok:
         return reply
     if hits and not rerank_cache.same_model(served, reply.model):
         # The worker switched models since its last heartbeat: score every group with the new one.
-        reply = _call(query, groups, budget, language, lane)
+        reply = _call(query, groups, budget, language, lane, extra)
         if not reply.ok:
             return reply
         hits, missing = {}, list(range(len(groups)))
@@ -155,13 +166,27 @@ def no_worker_reason() -> str:
     return f"no rerank worker has reported in for {HEARTBEAT_FRESH_SECONDS:g} s: none is running"
 
 
-def _call(query: str, groups: list[list[str]], budget: float, language: str | None, lane: str) -> WorkerReply:
+def _pick(extra: dict | None, positions: list[int]) -> dict | None:
+    """Return the extra arguments for the groups at `positions` only."""
+    if not extra or extra.get("chunk_ids") is None:
+        return extra
+    return {**extra, "chunk_ids": [extra["chunk_ids"][i] for i in positions]}
+
+
+def _call(
+    query: str, groups: list[list[str]], budget: float, language: str | None, lane: str, extra: dict | None = None
+) -> WorkerReply:
     if (refused := _no_worker(budget)) is not None:
         return refused
+    args: list[object] = [query, groups, time.time(), language, lane]
+    chunk_ids = (extra or {}).get("chunk_ids")
+    vector = (extra or {}).get("query_vector")
+    if chunk_ids is not None or vector is not None:
+        args += [chunk_ids, vector.as_message() if vector is not None else None]
     try:
         result = app.send_task(
             protocol.RERANK_TASK,
-            args=[query, groups, time.time(), language, lane],
+            args=args,
             queue=settings.RERANK_QUEUE,
             # Work nobody waits for any more is dropped, never done late (see DESIGN).
             expires=budget,
@@ -275,6 +300,39 @@ def send_texts_to_embed(texts: list[str], *, queue: str | None = None) -> None:
     app.send_task(
         protocol.EMBED_TASK, args=[texts], queue=queue or settings.RERANK_QUEUE, retry=False, ignore_result=True
     )
+
+
+def send_embed_query(query: str):
+    """Ask the worker for the query's vector and return the pending result, or None when the
+    heartbeat shows no worker with an embedding model or Redis cannot be reached (network: Redis)."""
+    beat = worker_heartbeat()
+    if beat is None or not beat.ready or not beat.embedder:
+        return None
+    try:
+        return app.send_task(
+            protocol.EMBED_QUERY_TASK,
+            args=[query],
+            queue=settings.RERANK_QUEUE,
+            expires=settings.SEARCH_SEMANTIC_TIMEOUT,
+            retry=False,
+        )
+    except UNREACHABLE:
+        return None
+
+
+def read_query_vector(result: object, budget: float) -> protocol.QueryVector:
+    """Return the query's vector the worker sent back within `budget` seconds, else one that says why not."""
+    try:
+        payload = _wait(result, budget)
+    except CeleryTimeout:
+        _forget(result)
+        return protocol.QueryVector(skipped=f"the embedding model did not answer within {budget:g} s")
+    except UNREACHABLE as error:
+        return protocol.QueryVector(skipped=f"the result store cannot be reached ({_reason(error)})")
+    _forget(result)
+    if isinstance(payload, Exception):
+        return protocol.QueryVector(skipped=f"the embedding task failed ({type(payload).__name__})")
+    return protocol.QueryVector.from_message(payload)
 
 
 def worker_status(*, timeout: float = 2.0) -> WorkerStatus:

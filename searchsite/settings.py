@@ -215,8 +215,9 @@ if RERANKER_CPU_DTYPE not in ("float32", "bfloat16"):
     raise ImproperlyConfigured(f"RERANKER_CPU_DTYPE must be float32 or bfloat16, got {RERANKER_CPU_DTYPE!r}")
 # torch threads for the model on a CPU; 0 keeps torch's default (one per core).
 RERANKER_CPU_THREADS = env_int("RERANKER_CPU_THREADS", 0, minimum=0)
-# The worker's chunk vectors (packaged-e5-fp32, packaged-e5), keyed by model and chunk text: an SQLite file that
-# outlives worker restarts (worker.vectors).
+# Library chunks' vectors live in PostgreSQL (search_chunkvector, worker.chunk_store). This SQLite file keeps
+# the vectors of loose texts (the texts rerank API's) and is read once to carry an older store's chunk vectors
+# over to PostgreSQL (worker.vectors).
 RERANKER_VECTORS_PATH = env_str(
     "RERANKER_VECTORS_PATH",
     str(Path(os.environ.get("SEARCHSITE_DATA_DIR", BASE_DIR / ".data")) / "vectors" / "chunk-vectors.sqlite3"),
@@ -235,7 +236,25 @@ RERANK_BI_ENCODER_BM25_WEIGHT = env_float("RERANK_BI_ENCODER_BM25_WEIGHT", 0.3, 
 # document's content version (search.rerank_cache); 0 turns the cache off.
 RERANK_CACHE_SECONDS = env_int("RERANK_CACHE_SECONDS", 3600, minimum=0)
 
+# The model that embeds chunks and queries for the semantic candidates when the reranker is a cross-encoder
+# (a bi-encoder reranker with chunk vectors embeds them itself): "packaged-e5-fp32" (multilingual-e5-small,
+# offline), "packaged-e5", a hub id of a bi-encoder, or "none".
+EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "packaged-e5-fp32")
+
 # --- Search ---------------------------------------------------------------------------------
+# Semantic candidates (search.semantic): the chunks nearest the query's vector join the BM25 candidates,
+# fused by reciprocal rank fusion into the rerank pool. False: the pool is BM25's alone.
+SEARCH_SEMANTIC = env_bool("SEARCH_SEMANTIC", True)
+# Chunks the nearest-neighbour search returns (then grouped into documents, best chunk first).
+SEARCH_SEMANTIC_CHUNKS = env_int("SEARCH_SEMANTIC_CHUNKS", 200, minimum=10, maximum=2000)
+# RRF's constant: score = sum over the lists of 1 / (k + rank). 60 is the value of Cormack, Clarke and
+# Büttcher (2009) and Elasticsearch's default; it was not tuned on our sets.
+SEARCH_RRF_K = env_int("SEARCH_RRF_K", 60, minimum=1)
+# Seconds a search waits for the query's vector (sent while BM25 runs); past it, BM25 alone.
+SEARCH_SEMANTIC_TIMEOUT = env_float("SEARCH_SEMANTIC_TIMEOUT", 1.0, minimum=0.01)
+# On a PostgreSQL without pgvector the nearest chunks come from an exact scan: a collection with more
+# chunk vectors than this is not scanned (BM25 alone, and /api/v1/status says so).
+SEARCH_SEMANTIC_EXACT_MAX = env_int("SEARCH_SEMANTIC_EXACT_MAX", 200_000, minimum=0)
 SEARCH_K_INITIAL = env_int("SEARCH_K_INITIAL", 50, minimum=1, maximum=200)
 SEARCH_K_INITIAL_MAX = 200
 SEARCH_K_FINAL = env_int("SEARCH_K_FINAL", 10, minimum=1, maximum=200)

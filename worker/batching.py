@@ -114,6 +114,8 @@ class _Request:
     finished: float | None = None
     window_requests: int = 1
     first_of_group: list[bool] = field(default_factory=list)
+    chunk_ids: list[int | None] | None = None  # each text's library chunk (its vector in PostgreSQL), if any
+    query_vector: object = None  # the query's vector, when the caller sent it (not embedded again)
     stored: int = 0  # texts scored from stored vectors
     embedded: int = 0  # texts embedded on the spot
     error: str = ""
@@ -159,11 +161,15 @@ class BatchingReranker:
         window_pairs: int = DEFAULT_WINDOW_PAIRS,
         vectors: ChunkVectors | None = None,
         max_api_requests: int = DEFAULT_MAX_API_REQUESTS,
+        embedder: ChunkVectors | None = None,
     ) -> None:
         self.reranker = reranker
-        self.vectors = vectors
+        self.vectors = vectors  # a bi-encoder's: what its scores are read from
+        # What embeds the library's chunks in the background: the bi-encoder's store, or the
+        # embedding model's beside a cross-encoder (EMBEDDING_MODEL).
+        self.embedder = vectors if vectors is not None else embedder
         # Pending texts may be waiting from before a restart: look once at the start.
-        self._background_due = vectors is not None
+        self._background_due = self.embedder is not None
         self.info = reranker.info
         self.max_batch_tokens = max_batch_tokens
         self.max_batch_pairs = max_batch_pairs
@@ -189,7 +195,14 @@ class BatchingReranker:
         return self.reranker.serves(language)
 
     def score_groups(
-        self, query: str, groups: list[list[str]], *, deadline: float, lane: str = protocol.PAGE
+        self,
+        query: str,
+        groups: list[list[str]],
+        *,
+        deadline: float,
+        lane: str = protocol.PAGE,
+        chunk_ids: list[list[int | None]] | None = None,
+        query_vector: object = None,
     ) -> BatchedScores:
         """Return each group's best score and its index; waits at most until `deadline` (monotonic).
 
@@ -207,6 +220,9 @@ class BatchingReranker:
                 query=query, texts=texts, features=self._tokenize(query, texts), deadline=deadline, lane=lane
             )
             request.first_of_group = [i == 0 for group in groups for i in range(len(group))]
+            if chunk_ids is not None and [len(ids) for ids in chunk_ids] == [len(group) for group in groups]:
+                request.chunk_ids = [chunk_id for ids in chunk_ids for chunk_id in ids]
+            request.query_vector = query_vector
             request.scores = [None] * len(texts)
             request.remaining = len(texts)
             if texts:
@@ -525,7 +541,7 @@ class BatchingReranker:
         """Embed a few pending texts (searches wait at most this long); a failure is logged, retried later."""
         self._worked = True
         try:
-            more = self.vectors.embed_pending()
+            more = self.embedder.embed_pending()
         except Exception:
             logger.exception("chunk vectors: embedding pending texts failed; retrying at the next notice")
             return
@@ -545,6 +561,8 @@ class BatchingReranker:
                 # API texts are embedded after the library's, and only so many wait. (A library chunk
                 # that the search API meets is queued by the index hook already, as the library's.)
                 source=API_TEXTS if request.lane == protocol.API else LIBRARY,
+                chunk_ids=request.chunk_ids,
+                query_vector=request.query_vector,
             )
         except Exception as error:
             self._fail([request], error)

@@ -20,8 +20,7 @@ from typing import Any
 RERANK_TASK = "worker.tasks.rerank"
 STATUS_TASK = "worker.tasks.status"
 EMBED_TASK = "worker.tasks.embed"
-KEEP_TASK = "worker.tasks.vectors_keep"
-PRUNE_TASK = "worker.tasks.vectors_prune"
+EMBED_QUERY_TASK = "worker.tasks.embed_query"
 
 # Lanes, in the order the worker serves them: a search a person waits for on a result page
 # comes before work sent through the API (the library search API and the texts rerank API).
@@ -123,6 +122,10 @@ class WorkerStatus:
     model: ModelInfo | None = None
     vectors: VectorCounts | None = None
     loading: bool = False  # still loading its model: it will serve, not yet
+    # The vectors id (ModelInfo.vectors) of the model that embeds chunks and queries for the
+    # semantic candidates: the reranker itself when it is a bi-encoder with vectors, else
+    # EMBEDDING_MODEL beside a cross-encoder; "" when none does.
+    embedder: str = ""
 
     def as_message(self) -> dict[str, Any]:
         return asdict(self)
@@ -141,6 +144,7 @@ class WorkerStatus:
         known["problem"] = str(known.get("problem") or "")
         known["model"] = ModelInfo.from_dict(known.get("model"))
         known["vectors"] = VectorCounts.from_dict(known.get("vectors"))
+        known["embedder"] = str(known.get("embedder") or "")
         return known
 
 
@@ -255,9 +259,38 @@ class WorkerReply:
         return reply
 
 
-def text_key(text: str) -> str:
-    """Return the key of a text's chunk vector: sha256 of its UTF-8 bytes (hex).
+@dataclass
+class QueryVector:
+    """The embed_query task's answer: the query's vector by the embedding model `model` (its
+    vectors id), or why there is none (`skipped`)."""
 
-    Here so that the web (`prune_vectors`) names a chunk's vector exactly as the worker stores it.
+    model: str = ""
+    vector: list[float] = field(default_factory=list)
+    ms: float = 0.0
+    skipped: str = ""
+
+    def as_message(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_message(cls, payload: object) -> QueryVector:
+        if not isinstance(payload, dict):
+            return cls(skipped=f"unexpected reply: {type(payload).__name__}")
+        reply = cls(**_known(cls, payload))
+        if not reply.skipped and (not reply.model or not reply.vector):
+            reply.skipped = "a reply without a vector"
+        return reply
+
+
+def passage_text(title: str, chunk_text: str) -> str:
+    """Return the text embedded and reranked for one chunk: the title gives every chunk its context.
+
+    Here so that the web (search.passages) and the worker's background embedding (worker.chunk_store)
+    read a chunk as the same text, hence under the same key.
     """
+    return f"{title}\n{chunk_text}"
+
+
+def text_key(text: str) -> str:
+    """Return the key of a text's chunk vector: sha256 of its UTF-8 bytes (hex)."""
     return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()

@@ -4,11 +4,13 @@ The model is loaded once per worker process, never per task: at worker_init for 
 (`-P threads -c N`, the default: task threads submit to one batching thread that owns the model,
 so concurrent searches share forward passes), at worker_process_init for solo / prefork children.
 
-A model with stored chunk vectors (packaged-e5-fp32, packaged-e5) also opens its vector store
-(worker.vectors) and takes `embed` tasks, and `vectors_keep` / `vectors_prune` from
-`manage.py prune_vectors`. Every worker writes a heartbeat to Redis every 2 s (what it serves,
-how much waits in it), so a search that times out can tell a slow worker from a missing one
-(search.worker_client).
+A model with chunk vectors (packaged-e5-fp32, packaged-e5) opens its vector store
+(worker.vectors: PostgreSQL for library chunks, through plain SQL); beside a cross-encoder the
+embedding model EMBEDDING_MODEL (default packaged-e5-fp32) is loaded as well and keeps the
+vectors. Either takes `embed` tasks (a nudge: chunks without a vector wait in PostgreSQL) and
+`embed_query` tasks (the query's vector, for the semantic candidates). Every worker writes a
+heartbeat to Redis every 2 s (what it serves, how much waits in it), so a search that times out can
+tell a slow worker from a missing one (search.worker_client).
 """
 
 from __future__ import annotations
@@ -21,15 +23,17 @@ import threading
 import time
 from datetime import datetime
 
+import numpy as np
 from celery import shared_task
 from celery.signals import worker_init, worker_process_init
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 
 from worker import protocol
 from worker.batching import BatchingReranker, CallerGone, ModelFailed, Overloaded
 from worker.protocol import WorkerReply
-from worker.reranker import load_configured
+from worker.reranker import ModelUnavailable, load_configured, load_model
 from worker.vectors import ChunkVectors
 
 logger = logging.getLogger(__name__)
@@ -45,7 +49,8 @@ _BEAT_LOCK = threading.Lock()
 
 class _State:
     reranker: BatchingReranker | None = None
-    vectors: ChunkVectors | None = None
+    vectors: ChunkVectors | None = None  # the chunk vectors of the model that embeds (see embedder)
+    scores_from_vectors: bool = False  # the reranker is that model (a bi-encoder): it scores from them
     problem: str = "the model has not been loaded yet"
     loading: bool = False
     heartbeat: threading.Thread | None = None
@@ -70,29 +75,34 @@ def load_reranker(**kwargs: object) -> None:
     reranker = None
     vectors = None
     if loaded is not None:
-        if loaded.info.vectors:
+        embedding = loaded if loaded.info.vectors else _load_embedding_model()
+        if embedding is not None:
             vectors = ChunkVectors(
                 settings.RERANKER_VECTORS_PATH,
-                model_id=loaded.info.vectors,
-                encoder=loaded.model,
-                dimension=loaded.model.dimension,
+                model_id=embedding.info.vectors,
+                encoder=embedding.model,
+                dimension=embedding.model.dimension,
                 on_the_spot_texts=settings.RERANKER_ON_THE_SPOT_TEXTS,
+                database=connection,
             )
             counts = vectors.counts()
             logger.info(
-                "chunk vectors (%s) in %s: %d stored, %d pending",
-                loaded.info.vectors,
+                "chunk vectors (%s) in PostgreSQL (%s path), loose texts in %s: %d stored, %d pending",
+                embedding.info.vectors,
+                _vector_path(),
                 settings.RERANKER_VECTORS_PATH,
                 counts["stored"],
                 counts["pending"],
             )
+        _State.scores_from_vectors = embedding is loaded
         reranker = BatchingReranker(
             loaded,
             max_batch_tokens=settings.RERANKER_BATCH_TOKENS or default_batch_tokens(loaded.info.device),
             max_batch_pairs=settings.RERANKER_BATCH_SIZE,
             max_queued_pairs=settings.RERANKER_MAX_QUEUED_PAIRS,
             gather_ms=settings.RERANKER_GATHER_MS,
-            vectors=vectors,
+            vectors=vectors if embedding is loaded else None,
+            embedder=vectors,
             max_api_requests=settings.RERANKER_MAX_API_REQUESTS,
         )
     _State.reranker, _State.vectors, _State.problem, _State.loading = reranker, vectors, problem, False
@@ -112,6 +122,34 @@ def load_reranker(**kwargs: object) -> None:
     )
 
 
+def _load_embedding_model():
+    """Return EMBEDDING_MODEL loaded beside a cross-encoder (it finds, the cross-encoder reranks), or None."""
+    name = getattr(settings, "EMBEDDING_MODEL", "")
+    if not name or name == "none":
+        return None
+    try:
+        embedding = load_model(
+            name, device=settings.RERANKER_DEVICE, max_length=settings.RERANKER_MAX_LENGTH, batch_size=32
+        )
+    except ModelUnavailable as error:
+        logger.error("embedding model %s cannot be loaded; no semantic candidates: %s", name, error)
+        return None
+    if not embedding.info.vectors:
+        logger.error("EMBEDDING_MODEL=%s keeps no chunk vectors; no semantic candidates", name)
+        return None
+    logger.info("embedding model loaded beside the reranker: %s", embedding.info.label or embedding.info.model)
+    return embedding
+
+
+def _vector_path() -> str:
+    from worker import chunk_store
+
+    try:
+        return chunk_store.vector_path(connection)
+    except Exception as error:  # no table yet (migrations not run) or PostgreSQL away
+        return f"unknown: {type(error).__name__}"
+
+
 @shared_task(name=protocol.RERANK_TASK, bind=True)
 def rerank(
     self,
@@ -120,8 +158,14 @@ def rerank(
     sent_at: float | None = None,
     language: str | None = None,
     lane: str = protocol.PAGE,
+    chunk_ids: list[list[int | None]] | None = None,
+    query_vector: dict | None = None,
 ) -> dict:
     """Return scores for each group of texts (max over the group) and the winning text's index.
+
+    `chunk_ids` (one list per group, None for a text that is no library chunk) lets a bi-encoder
+    read the chunks' vectors from PostgreSQL; `query_vector` ({"model", "vector"}: what
+    embed_query returned) is used instead of embedding the query again when its model is this one.
 
     The result is a worker.protocol.WorkerReply as JSON. A query in a language the model does not
     serve is not scored (status "skipped"). Waits for the batching thread at most until the
@@ -129,7 +173,7 @@ def rerank(
     say) is served before "api" (search.worker_client names it for every call). Logs one line.
     """
     started = time.perf_counter()
-    reply = _rerank(self.request.expires, query, groups, sent_at, language, lane)
+    reply = _rerank(self.request.expires, query, groups, sent_at, language, lane, chunk_ids, query_vector)
     _log_rerank(query, groups, reply, lane, (time.perf_counter() - started) * 1000)
     return reply.as_message()
 
@@ -173,7 +217,14 @@ NO_MODEL_REASON = "no model loaded (the worker's start-up log says why)"
 
 
 def _rerank(
-    expires: object, query: str, groups: list[list[str]], sent_at: float | None, language: str | None, lane: str
+    expires: object,
+    query: str,
+    groups: list[list[str]],
+    sent_at: float | None,
+    language: str | None,
+    lane: str,
+    chunk_ids: list[list[int | None]] | None = None,
+    query_vector: dict | None = None,
 ) -> WorkerReply:
     received = time.time()
     if _State.reranker is None:
@@ -185,7 +236,12 @@ def _rerank(
         return WorkerReply(protocol.SKIPPED, reason, model=info)
     try:
         scored = _State.reranker.score_groups(
-            query, groups, deadline=_deadline(expires, received), lane=lane if lane in protocol.LANES else protocol.PAGE
+            query,
+            groups,
+            deadline=_deadline(expires, received),
+            lane=lane if lane in protocol.LANES else protocol.PAGE,
+            chunk_ids=chunk_ids if isinstance(chunk_ids, list) and len(chunk_ids) == len(groups) else None,
+            query_vector=_own_query_vector(query_vector),
         )
     except Overloaded as error:
         # Turned away at once, so the search answers now instead of after its whole budget.
@@ -202,7 +258,7 @@ def _rerank(
         scores=[None if i in unscored else score for i, score in enumerate(scored.scores)],
         unscored=sorted(unscored),
         vectors=protocol.VectorUse(stored=scored.stored, embedded=scored.embedded, missing=scored.missing)
-        if _State.vectors is not None
+        if _State.scores_from_vectors
         else None,
         best=scored.best,
         model=info,
@@ -234,40 +290,53 @@ def _deadline(expires: object, received: float) -> float:
     return time.monotonic() + max(0.0, expiry - received - protocol.REPLY_MARGIN_SECONDS)
 
 
-@shared_task(name=protocol.EMBED_TASK)
-def embed(texts: list[str]) -> dict:
-    """Queue chunk texts for embedding (the batching thread embeds them when no search waits).
+def _own_query_vector(payload: object) -> object:
+    """Return the query's vector from the caller when the model that made it is the one that scores."""
+    if not _State.scores_from_vectors or _State.vectors is None or not isinstance(payload, dict):
+        return None
+    vector = payload.get("vector")
+    if payload.get("model") != _State.vectors.model_id or not isinstance(vector, list):
+        return None
+    if len(vector) != _State.vectors.dimension:
+        return None
+    return np.asarray(vector, dtype=np.float32)
 
-    Returns at once: {"queued": new texts} or {"skipped": why} when this worker's model keeps no
-    vectors (a cross-encoder reads query and text together; there is nothing to precompute).
+
+@shared_task(name=protocol.EMBED_TASK)
+def embed(texts: list[str] | None = None) -> dict:
+    """Tell the worker that documents were written: the batching thread then embeds, when no
+    search waits, the chunks PostgreSQL has no vector of yet (their texts are read from there).
+
+    Returns at once: {"queued": chunks waiting} or {"skipped": why} when no model here keeps vectors.
+    `texts` (what a web of the SQLite era sent) is not needed any more and is ignored.
     """
     if _State.vectors is None or _State.reranker is None:
         model = _State.reranker.info.model if _State.reranker is not None else "no model"
-        return {"skipped": f"{model} keeps no chunk vectors"}
-    added = _State.vectors.queue([str(text) for text in texts])
-    if added:
-        _State.reranker.notify_background()
-    return {"queued": added}
+        return {"skipped": f"{model} keeps no chunk vectors and no EMBEDDING_MODEL is loaded"}
+    _State.reranker.notify_background()
+    return {"queued": _State.vectors.library_counts(fresh=True)["pending"]}
 
 
-@shared_task(name=protocol.KEEP_TASK)
-def vectors_keep(token: str, keys: list[str]) -> dict:
-    """Record chunk-vector keys as live for the prune pass `token` (`manage.py prune_vectors`).
+@shared_task(name=protocol.EMBED_QUERY_TASK)
+def embed_query(query: str) -> dict:
+    """Return the query's vector by the embedding model (a protocol.QueryVector as JSON).
 
-    Returns {"kept": n, "at": this worker's clock}: the pass's first call, with no keys, tells
-    the web when the pass began on the worker's own clock. {"skipped": why} without a store.
+    Runs in the task's own thread; the model is shared with the batching thread under a lock
+    (a background step holds it for a fraction of a second at most).
     """
     if _State.vectors is None:
-        return {"skipped": "this worker's model keeps no chunk vectors"}
-    return {"kept": _State.vectors.keep(str(token), [str(key) for key in keys]), "at": time.time()}
-
-
-@shared_task(name=protocol.PRUNE_TASK)
-def vectors_prune(token: str, since: float) -> dict:
-    """Delete the vectors pass `token` did not keep and that were stored before `since`."""
-    if _State.vectors is None:
-        return {"skipped": "this worker's model keeps no chunk vectors"}
-    return _State.vectors.prune(str(token), since=float(since))
+        return protocol.QueryVector(skipped="no embedding model is loaded in this worker").as_message()
+    started = time.perf_counter()
+    try:
+        vector = _State.vectors.embed_query(str(query))
+    except Exception as error:  # a model error: the search goes on with the full-text candidates
+        logger.warning("embed_query failed: %s: %s", type(error).__name__, error)
+        return protocol.QueryVector(skipped=f"the embedding model failed ({type(error).__name__})").as_message()
+    return protocol.QueryVector(
+        model=_State.vectors.model_id,
+        vector=[round(float(v), 7) for v in vector],
+        ms=round((time.perf_counter() - started) * 1000, 2),
+    ).as_message()
 
 
 @shared_task(name=protocol.STATUS_TASK)
@@ -277,7 +346,10 @@ def status() -> dict:
     if _State.reranker is None:
         return protocol.WorkerStatus(ready=False, problem=_State.problem, loading=_State.loading).as_message()
     vectors = protocol.VectorCounts(**_State.vectors.counts()) if _State.vectors is not None else None
-    return protocol.WorkerStatus(ready=True, model=_State.reranker.info, vectors=vectors).as_message()
+    embedder = _State.vectors.model_id if _State.vectors is not None else ""
+    return protocol.WorkerStatus(
+        ready=True, model=_State.reranker.info, vectors=vectors, embedder=embedder
+    ).as_message()
 
 
 def heartbeat_payload() -> dict:
@@ -296,6 +368,7 @@ def heartbeat_payload() -> dict:
         model=reranker.info if reranker is not None else None,
         queued_pairs=reranker.queued_pairs() if reranker is not None else 0,
         vectors=vectors,
+        embedder=_State.vectors.model_id if reranker is not None and _State.vectors is not None else "",
     ).as_message()
 
 

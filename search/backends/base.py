@@ -29,7 +29,11 @@ class Candidate:
     content_hash: str = ""  # the document's content version (keys the rerank cache)
     chunks: list[str] = field(default_factory=list)  # texts sent to the reranker (search.passages)
     chunk_ordinals: list[int] = field(default_factory=list)
+    chunk_ids: list[int] = field(default_factory=list)  # documents.Chunk ids of `chunks` (their stored vectors)
     snippet: str = ""
+    # Found by meaning (search.semantic): the ordinals of its chunks nearest the query, which
+    # the reranker reads whatever their words; empty for a candidate the full-text engine found.
+    near_ordinals: list[int] = field(default_factory=list)
 
 
 @dataclass

@@ -38,6 +38,7 @@ RESULT_FIELDS = {
     "best_chunk",
     "movement",
     "new_in_top",
+    "found_by_meaning",
     "url",
 }
 RERANK_DOCUMENTS = [

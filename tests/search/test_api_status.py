@@ -43,7 +43,9 @@ def test_it_names_the_model_and_kind_that_serve(client, rerank_worker, tiny_mode
 def test_it_says_when_nothing_reranks(client, own_queue):  # a queue no worker serves
     body = client.get("/api/v1/status").json()
 
+    semantic = body.pop("semantic")
     assert body == {"ready": False, "problem": "no rerank worker answered within 2 s"}
+    assert semantic["embedder"] == "" and semantic["stored"] is None
     assert "**Reranking now:** nothing (no rerank worker has reported in for 6 s)" in schema_description(client)
 
 

@@ -249,7 +249,8 @@ def test_worker_has_its_environment(services: dict) -> None:
     assert default_of(env["RERANKER_MODEL"]) == "BAAI/bge-reranker-v2-m3"
     assert env["RERANKER_DEVICE"] == "cuda"
     assert env["WORKER_ONLY"] == "1"
-    assert "DATABASE_URL" not in env, "the worker needs no database (DESIGN.md)"
+    # No Django models, but the chunk vectors in PostgreSQL, in plain SQL (worker/chunk_store.py).
+    assert urlparse(default_of(env["DATABASE_URL"])).hostname == "postgres"
     assert f"model-cache:{env['HF_HOME']}" in worker["volumes"]
 
 

@@ -28,6 +28,9 @@ def child_env(**extra: str) -> dict[str, str]:
     """Return the environment for a child process of the site, with test database and queue."""
     env = dict(os.environ)
     env["DATABASE_URL"] = session_database_url()
+    # A cross-encoder worker loads no embedding model beside it unless a test asks for one (the
+    # e5 tests' workers embed with their own bi-encoder): the session's searches stay BM25's pool.
+    env.setdefault("EMBEDDING_MODEL", "none")
     env.update(extra)
     return env
 

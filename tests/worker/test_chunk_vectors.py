@@ -109,33 +109,19 @@ def test_it_opens_a_store_made_before_pending_texts_had_a_source(e5, tmp_path: P
     assert set(store.lookup([text_key(ORIGINAL), text_key("api text")])) == {text_key(ORIGINAL)}
 
 
-def test_it_prunes_the_vectors_a_pass_did_not_keep_and_spares_those_stored_during_it(e5, tmp_path: Path):
+def test_it_keeps_at_most_so_many_loose_vectors_dropping_the_oldest(e5, tmp_path: Path, monkeypatch):
+    monkeypatch.setattr(vectors, "MAX_LOOSE_VECTORS", 2)
     store = open_store(e5, tmp_path / "v.sqlite3")
-    live, gone, pending_gone = "live chunk", "chunk of a deleted document", "pending chunk of a deleted document"
-    store.queue([live, gone])
-    while store.embed_pending():
-        pass
-    store.queue([pending_gone])
-    since = time.time()
-    store.keep("pass-1", [text_key(live)])
-    # Written while the pass runs (a document created meanwhile): not named, and kept all the same.
-    store.score("query", ["written during the pass"], deadline=deadline())
-    # Another model's vectors in the same file are not this model's to prune.
-    other = ChunkVectors(tmp_path / "v.sqlite3", model_id="another-model", encoder=e5.model, dimension=384)
-    other.store([text_key(gone)], np.zeros((1, 384), dtype=np.float32))
-
-    done = store.prune("pass-1", since=since)
-
-    assert (done["vectors_removed"], done["pending_removed"]) == (1, 1)
-    left = store.lookup([text_key(t) for t in (live, gone, "written during the pass")])
-    assert set(left) == {text_key(live), text_key("written during the pass")}
-    assert store.counts() == {"stored": 2, "pending": 0}
-    assert set(other.lookup([text_key(gone)])) == {text_key(gone)}
-    with sqlite3.connect(tmp_path / "v.sqlite3") as db:
-        assert db.execute("SELECT count(*) FROM keep").fetchone()[0] == 0  # the pass leaves nothing behind
+    for text in ("first", "second", "third"):
+        store.store([text_key(text)], np.zeros((1, 384), dtype=np.float32))
+        time.sleep(0.01)
+    assert set(store.lookup([text_key(t) for t in ("first", "second", "third")])) == {
+        text_key("second"),
+        text_key("third"),
+    }
 
 
-def test_it_opens_a_store_made_before_vectors_had_a_time_and_can_prune_it(e5, tmp_path: Path):
+def test_it_opens_a_store_made_before_vectors_had_a_time(e5, tmp_path: Path):
     path = tmp_path / "old.sqlite3"
     with sqlite3.connect(path) as db:
         db.execute(
@@ -148,6 +134,4 @@ def test_it_opens_a_store_made_before_vectors_had_a_time_and_can_prune_it(e5, tm
         )
     store = open_store(e5, path)
     assert store.counts()["stored"] == 2
-    store.keep("pass", [text_key("a")])
-    assert store.prune("pass", since=time.time())["vectors_removed"] == 1
-    assert set(store.lookup([text_key("a"), text_key("b")])) == {text_key("a")}
+    assert set(store.lookup([text_key("a"), text_key("b")])) == {text_key("a"), text_key("b")}

