@@ -25,9 +25,8 @@ from documents.services import DocumentInput, document_create, document_update, 
 from search import semantic
 from search.passages import rerank_text
 from search.services import search_run
-from tests.search.test_bm25_repack import CLEANUP_SQL
-from tests.search.test_e5_rerank import GENEROUS_SECONDS, UNLOADABLE_MODEL, start_e5_worker
-from tests.support.session import wait_for_worker
+from tests.support.processes import start_worker
+from tests.support.session import child_env, wait_for_worker
 from worker import chunk_store
 from worker.protocol import text_key
 from worker.reranker import load_packaged_e5_fp32
@@ -41,11 +40,29 @@ pytestmark = pytest.mark.skipif(
 # the first time: the sample library, a few hundred chunks at a few per second on 2 busy cores).
 BACKGROUND_WAIT_SECONDS = 600.0
 
+# A configured model that cannot load, as the hub model cannot offline: the worker falls back to
+# packaged-e5-fp32 (as in tests/search/test_e5_rerank.py).
+UNLOADABLE_MODEL = "/nonexistent/reranker-for-the-semantic-tests"
+# The budget of the searches here (a first search may embed on the spot); never asserted as a speed.
+GENEROUS_SECONDS = 120.0
+CLEANUP_SQL = "DELETE FROM {table} x USING search_bm25_collection c WHERE x.collection_id = c.id AND c.name = %s"
+
 HEART = ("Cardiovascular fitness", "Regular exercise lowers the risk of coronary disease and strokes.")
 APPLE_EN = ("Apple nutrition", "Apples are rich in dietary fibre and vitamin C, and they are low in calories.")
 APPLE_ZH = ("苹果的营养", "苹果富含膳食纤维和维生素C，热量很低，是健康的水果。")
 COUNCIL_EN = ("City council budget", "The city council approved a new budget for road repairs and street lights.")
 COUNCIL_ZH = ("市议会预算", "市议会批准了新的道路维修和路灯预算。")
+
+
+def start_e5_worker(artifacts_dir: Path, tmp_path: Path, **extra: str):
+    queue = f"rerank-semantic-{uuid.uuid4().hex[:8]}"
+    env = child_env(EMBEDDING_MODEL="packaged-e5-fp32")
+    env.pop("RERANKER_FALLBACK_MODEL", None)  # the settings' default fallback order
+    extra_env = {"RERANKER_VECTORS_PATH": str(tmp_path / "vectors.sqlite3"), **extra}
+    worker = start_worker(
+        env, artifacts_dir / f"worker-{queue}.log", queue=queue, model=UNLOADABLE_MODEL, extra_env=extra_env
+    )
+    return worker, queue
 
 
 @pytest.fixture(scope="module")

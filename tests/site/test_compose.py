@@ -188,8 +188,9 @@ def test_depends_on_waits_for_healthy_services(variant: str, services: dict, cpu
             assert spec.get("condition") == "service_healthy", f"{name} -> {target}: {spec}"
             assert chosen[target].get("healthcheck"), f"{name} waits for {target}, which has no healthcheck"
     assert set(chosen["web"]["depends_on"]) == {"postgres", "redis"}
-    # The worker needs only Redis; the web site must not wait for the (slow to load) worker.
-    assert set(chosen["worker"]["depends_on"]) == {"redis"}
+    # The worker needs Redis and PostgreSQL (the chunk vectors); the web site must not wait for the
+    # (slow to load) worker.
+    assert set(chosen["worker"]["depends_on"]) == {"postgres", "redis"}
 
 
 @pytest.mark.parametrize("variant", ["gpu", "cpu"])
