@@ -62,3 +62,14 @@ def test_the_page_loads_the_script_and_works_without_it(client, own_queue):
     assert 'id="live-status" role="status" aria-live="polite"' in html
     # Without the script the page is what it was: the reranked order asked for and waited on.
     assert response.context["outcome"].rerank_status != "pending"
+
+
+def test_a_refused_search_comes_as_a_fragment_that_says_when_to_retry(client, own_queue, monkeypatch):
+    from search.throttling import SearchPageThrottle
+
+    monkeypatch.setattr(SearchPageThrottle, "THROTTLE_RATES", {"anon_search_page": "1/min"})
+    assert client.get("/search/results", {"q": "python", "rerank": "0"}).status_code == 200
+    refused = client.get("/search/results", {"q": "python"})
+    assert refused.status_code == 429 and int(refused["Retry-After"]) > 0
+    html = refused.content.decode()
+    assert "<html" not in html and 'data-status="error"' in html and "Too many requests" in html
