@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connections, transaction
 
 from search.backends.base import Narrowing
 from worker import chunk_store
@@ -43,9 +43,9 @@ class SemanticHits:
     chunks_scanned: int = 0
 
 
-def vector_path() -> str:
+def vector_path(using: str = "default") -> str:
     """Return which path this database runs: "pgvector" (HNSW) or "exact" (reads the table's column type)."""
-    return chunk_store.vector_path(connection)
+    return chunk_store.vector_path(connections[using])
 
 
 def _filters(collection: str, languages: list[str] | None, narrowing: Narrowing | None) -> tuple[str, list]:
@@ -72,20 +72,22 @@ def nearest_documents(
     narrowing: Narrowing | None = None,
     chunks: int | None = None,
     documents: int = MAX_DOCUMENTS,
+    using: str = "default",
 ) -> SemanticHits:
-    """Return the documents whose chunks are nearest `vector` (SQL: one or two statements)."""
+    """Return the documents whose chunks are nearest `vector` (SQL: one or two statements on the
+    database `using`)."""
     query = np.asarray(vector, dtype=np.float32)
     norm = float(np.linalg.norm(query))
     if norm > 0:
         query = query / norm
     want = chunks or settings.SEARCH_SEMANTIC_CHUNKS
     where, params = _filters(collection, languages, narrowing)
-    path = vector_path()
+    path = vector_path(using)
     if path == chunk_store.PGVECTOR:
-        rows, used = _pgvector_rows(query, model, where, params, want)
+        rows, used = _pgvector_rows(query, model, where, params, want, using)
         hits = SemanticHits(path=used, chunks_scanned=len(rows))
     else:
-        rows, refused, scanned = _exact_rows(query, model, where, params, want)
+        rows, refused, scanned = _exact_rows(query, model, where, params, want, using)
         hits = SemanticHits(path=chunk_store.EXACT, refused=refused, chunks_scanned=scanned)
     for document_id, ordinal, cosine in rows:
         if document_id not in hits.cosine:
@@ -97,11 +99,11 @@ def nearest_documents(
     return hits
 
 
-def _pgvector_rows(query: np.ndarray, model: str, where: str, params: list, want: int) -> tuple[list, str]:
+def _pgvector_rows(query: np.ndarray, model: str, where: str, params: list, want: int, using: str) -> tuple[list, str]:
     dims = len(query)
     literal = chunk_store.to_parameter(query, chunk_store.PGVECTOR)
     distance = f"v.vector::vector({dims}) <=> %s::vector({dims})"
-    with transaction.atomic(), connection.cursor() as cursor:
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
         # The index returns at most ef_search rows: as many as the chunks asked for, the filters after.
         cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(1000, max(40, want * 2)))])
         cursor.execute(
@@ -128,9 +130,11 @@ def _pgvector_rows(query: np.ndarray, model: str, where: str, params: list, want
         return cursor.fetchall(), f"{chunk_store.PGVECTOR}+exact"
 
 
-def _exact_rows(query: np.ndarray, model: str, where: str, params: list, want: int) -> tuple[list, str, int]:
+def _exact_rows(
+    query: np.ndarray, model: str, where: str, params: list, want: int, using: str
+) -> tuple[list, str, int]:
     bound = settings.SEARCH_SEMANTIC_EXACT_MAX
-    with connection.cursor() as cursor:
+    with connections[using].cursor() as cursor:
         cursor.execute(
             f"""
             SELECT c.document_id, c.ordinal, v.vector FROM search_chunkvector v
