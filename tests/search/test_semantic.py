@@ -245,3 +245,28 @@ def test_vectors_of_an_older_sqlite_store_are_carried_over_to_postgresql(on_e5, 
     finally:
         with connection.cursor() as cursor:
             cursor.execute("DELETE FROM search_chunkvector WHERE model = %s", [model])
+
+
+def test_beside_a_cross_encoder_the_embedding_model_finds_and_the_cross_encoder_reranks(
+    on_e5, artifacts_dir: Path, tiny_model_dir: Path, settings
+):
+    queue = f"rerank-cross-{uuid.uuid4().hex[:8]}"
+    worker = start_worker(
+        child_env(EMBEDDING_MODEL="packaged-e5-fp32"),
+        artifacts_dir / f"worker-{queue}.log",
+        queue=queue,
+        model=str(tiny_model_dir),
+        extra_env={"RERANKER_FALLBACK_MODEL": ""},
+    )
+    try:
+        settings.RERANK_QUEUE = queue
+        status = wait_for_worker(worker)
+        assert status.get("ready") and status["model"]["kind"] == "cross-encoder", status
+        assert status["embedder"].startswith("multilingual-e5-small"), status
+        outcome = search_run(query="heart health", collection=on_e5["collection"], k=10)
+        assert outcome.semantic_status == "ok"
+        assert outcome.is_reranked and outcome.reranker.kind == "cross-encoder", outcome.notices
+        assert HEART[0] in [row.title for row in outcome.reranked if row.found_by_meaning]
+        assert outcome.bm25_weight == 0.0  # a cross-encoder's order is its own
+    finally:
+        worker.stop()
