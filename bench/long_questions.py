@@ -10,6 +10,8 @@ Each measurement changes one thing and keeps the rest (docs/evaluation.md, "Long
 - **the bounded plan's pools**: ours with the smallest pools and exhaustive budget the settings
   allow (SEARCH_COMMON_TERM_POOL 10, SEARCH_EXHAUSTIVE_POSTINGS 100), so that many-term queries
   take the pooled and packed paths, against every posting read: the top 50 must be the same.
+  Also with the pools widened until they prove the top k exact (`pooled_until_exact`, at most
+  WIDEN_ROUNDS pool sizes) instead of once: a diagnostic, not what the engine does.
 - **the 500-character cut**: how many queries it touches.
 
 The corpora are imported as `evaluate` imports them (the same collections). Test splits are read
@@ -64,6 +66,36 @@ def query_tf_counted():
         yield
     finally:
         planning.query_idfs = original
+
+
+# Pool sizes tried by pooled_until_exact: SEARCH_COMMON_TERM_POOL × POOL_GROWTH^0..5.
+WIDEN_ROUNDS = 6
+
+
+@contextmanager
+def pooled_until_exact():
+    """Ours with the pooled plan widened (× POOL_GROWTH) until it proves its top k exact, or its
+    lookups run out, instead of widening once (search.backends.postgres.scoring.pooled)."""
+    from django.conf import settings
+
+    from search.backends.postgres import bounds, scoring
+
+    original = scoring.pooled
+
+    def widened(plan, *, k):
+        pool_size = settings.SEARCH_COMMON_TERM_POOL
+        for _ in range(WIDEN_ROUNDS):
+            result = scoring.pool_top(plan, k=k, pool_size=pool_size)
+            if result.exact or result.budget_spent:
+                break
+            pool_size *= bounds.POOL_GROWTH
+        return scoring._with_rows(result.scores, plan, exact=result.exact)
+
+    scoring.pooled = widened
+    try:
+        yield
+    finally:
+        scoring.pooled = original
 
 
 def ours(dataset, collection, ids, aliases, **settings_changes) -> dict[str, list[str]]:
@@ -152,6 +184,10 @@ def measure(name: str) -> dict:
     runs["ours, smallest pools"] = ours(
         dataset, collection, ids, aliases, SEARCH_COMMON_TERM_POOL=10, SEARCH_EXHAUSTIVE_POSTINGS=100
     )
+    with pooled_until_exact():
+        runs["ours, smallest pools, widened until exact"] = ours(
+            dataset, collection, ids, aliases, SEARCH_COMMON_TERM_POOL=10, SEARCH_EXHAUSTIVE_POSTINGS=100
+        )
     runs["ours, every posting read"] = ours(dataset, collection, ids, aliases, SEARCH_EXHAUSTIVE_POSTINGS=10**9)
     runs["bm25s"] = peer(dataset, stopwords="en", dedupe=False)
     runs["bm25s, query tf once"] = peer(dataset, stopwords="en", dedupe=True)
@@ -166,6 +202,10 @@ def measure(name: str) -> dict:
         "queries_repeating_a_word": repeated,
         "pools_identical_top50": sum(
             runs["ours, smallest pools"][q.id] == runs["ours, every posting read"][q.id] for q in dataset.queries
+        ),
+        "pools_widened_until_exact_identical_top50": sum(
+            runs["ours, smallest pools, widened until exact"][q.id] == runs["ours, every posting read"][q.id]
+            for q in dataset.queries
         ),
         "all": {label: scores(r, dataset, dataset.queries) for label, r in runs.items()},
         "longest": {label: scores(r, dataset, longest) for label, r in runs.items()},
