@@ -18,6 +18,7 @@ from documents.textsearch import detect_language
 from search import semantic, worker_client
 from search.backends import (
     Candidate,
+    CandidateSet,
     CandidatesUnavailable,
     MatchCount,
     Narrowing,
@@ -25,7 +26,7 @@ from search.backends import (
     find_candidates,
     get_backend,
 )
-from search.highlight import query_terms, snippet
+from search.highlight import QueryTerms, query_terms, snippet
 from search.passages import attach_passages, rerank_text
 from search.query import parse
 from worker import protocol
@@ -249,9 +250,75 @@ def search_run(
     # Deep enough for the page asked for (past the pool: the full-text order alone), within the window.
     asked = max(1, page or 1)
     depth = max(k_initial, min(asked * k, settings.SEARCH_MAX_DEPTH))
+    languages = LANGUAGE_FILTERS.get(language)
+    found, count_ms = _find_and_count(
+        outcome,
+        query,
+        depth=depth,
+        collection=collection,
+        languages=languages,
+        expand=expand,
+        narrowing=narrowing,
+        now=now,
+    )
+    everything = found.candidates
+    semantic_started = time.perf_counter()
+    query_vector, hits = _semantic_hits(
+        outcome, embedding, started, collection=collection, languages=languages, narrowing=narrowing, k=k_initial
+    )
+    pool = _fused_pool(everything, hits, k_initial) if hits is not None else everything[:k_initial]
+    semantic_ms = (time.perf_counter() - semantic_started) * 1000
+    outcome.candidate_count = len(pool)
+    shown = _paginate(outcome, found, depth=depth, asked=asked, page=page)
+    # Past the pool only when there is a pool to be past: no candidates is not 'beyond' anything.
+    outcome.beyond_pool = bool(pool) and outcome.first_rank > len(pool)
+    # Passages and highlights look for the library words matched besides the query's own.
+    terms = query_terms(" ".join([query, *found.expanded_words]))
+    try:
+        # The pool's chunks (the reranker reads them) and the shown page's snippets: never all `depth`.
+        attach_passages(pool if not outcome.beyond_pool else everything[shown], terms)
+    except DatabaseError as error:
+        # The chunks are the library's own rows (PostgreSQL), whatever engine found the candidates.
+        raise SearchUnavailable("the document database is not answering") from error
+    outcome.notices.extend(found.notices)
+    fulltext_ms = (time.perf_counter() - started) * 1000 - count_ms - semantic_ms
+    rows = _result_rows(outcome, everything, pool, hits, shown)
+    outcome.timings = {
+        "fulltext_ms": round(fulltext_ms, 2),
+        "semantic_ms": round(semantic_ms, 2) if embedding is not None else None,
+        "count_ms": round(count_ms, 2),
+        "rerank_ms": None,
+        "queue_ms": None,
+        "model_ms": None,
+    }
+    if outcome.beyond_pool:
+        outcome.rerank_status = "beyond_pool"
+    elif rows and not rerank:
+        outcome.rerank_status = "pending"
+    elif rows:
+        _rerank_pool(outcome, query, rows, pool, terms=terms, shown=shown, lane=lane, query_vector=query_vector)
+    if not outcome.is_reranked:
+        outcome.reranked = []
+    outcome.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
+    _log_search(outcome)
+    return outcome
+
+
+def _find_and_count(
+    outcome: SearchOutcome,
+    query: str,
+    *,
+    depth: int,
+    collection: str,
+    languages: tuple[str, ...] | None,
+    expand: bool,
+    narrowing: Narrowing,
+    now: datetime,
+) -> tuple[CandidateSet, float]:
+    """Return the full-text candidates (`depth` deep) and the milliseconds spent counting; set the
+    outcome's suggestion and facets (SQL: the backend's statements, and the counts' one)."""
     count_ms = 0.0
     try:
-        languages = LANGUAGE_FILTERS.get(language)
         found = find_candidates(
             query, k=depth, collection=collection, languages=languages, expand=expand, narrowing=narrowing
         )
@@ -276,14 +343,13 @@ def search_run(
         count_ms = (time.perf_counter() - counting) * 1000
     except CandidatesUnavailable as error:
         raise SearchUnavailable(str(error)) from error
+    return found, count_ms
+
+
+def _paginate(outcome: SearchOutcome, found: CandidateSet, *, depth: int, asked: int, page: int | None) -> slice:
+    """Set the outcome's total, pages and page (with notices when the page asked for is past the
+    last, or the last page stops short of the total); return the slice of the orderings shown."""
     everything = found.candidates
-    semantic_started = time.perf_counter()
-    query_vector, hits = _semantic_hits(
-        outcome, embedding, started, collection=collection, languages=languages, narrowing=narrowing, k=k_initial
-    )
-    pool = _fused_pool(everything, hits, k_initial) if hits is not None else everything[:k_initial]
-    semantic_ms = (time.perf_counter() - semantic_started) * 1000
-    outcome.candidate_count = len(pool)
     outcome.total, outcome.total_exact = max(outcome.facets.total, len(everything)), outcome.facets.exact
     if len(everything) < depth:
         reachable = len(everything)  # the engine found no more: paging ends here
@@ -291,7 +357,7 @@ def search_run(
             outcome.total, outcome.total_exact = len(everything), True
     else:
         reachable = min(outcome.total, settings.SEARCH_MAX_DEPTH)
-    outcome.pages = max(1, -(-reachable // k))
+    outcome.pages = max(1, -(-reachable // outcome.k))
     outcome.page = min(asked, outcome.pages)
     if page and page > outcome.pages:
         pages = "1 page" if outcome.pages == 1 else f"{outcome.pages} pages"
@@ -300,19 +366,17 @@ def search_run(
         outcome.notices.append(
             f"Only the first {reachable:,} results can be paged through; narrow the search to see the others."
         )
-    shown = slice(outcome.first_rank - 1, outcome.first_rank - 1 + k)
-    # Past the pool only when there is a pool to be past: no candidates is not 'beyond' anything.
-    outcome.beyond_pool = bool(pool) and outcome.first_rank > len(pool)
-    # Passages and highlights look for the library words matched besides the query's own.
-    terms = query_terms(" ".join([query, *found.expanded_words]))
-    try:
-        # The pool's chunks (the reranker reads them) and the shown page's snippets: never all `depth`.
-        attach_passages(pool if not outcome.beyond_pool else everything[shown], terms)
-    except DatabaseError as error:
-        # The chunks are the library's own rows (PostgreSQL), whatever engine found the candidates.
-        raise SearchUnavailable("the document database is not answering") from error
-    outcome.notices.extend(found.notices)
-    fulltext_ms = (time.perf_counter() - started) * 1000 - count_ms - semantic_ms
+    return slice(outcome.first_rank - 1, outcome.first_rank - 1 + outcome.k)
+
+
+def _result_rows(
+    outcome: SearchOutcome,
+    everything: list[Candidate],
+    pool: list[Candidate],
+    hits: semantic.SemanticHits | None,
+    shown: slice,
+) -> list[ResultRow]:
+    """Set the outcome's full-text page; return the pool's rows, in the pool's order, for the reranker."""
     all_rows = [
         ResultRow(
             document_id=c.document_id,
@@ -331,68 +395,64 @@ def search_run(
             row.meaning_score = hits.cosine[row.document_id]
     outcome.meaning_count = sum(1 for row in rows if row.found_by_meaning)
     outcome.fulltext = all_rows[shown]
-    outcome.timings = {
-        "fulltext_ms": round(fulltext_ms, 2),
-        "semantic_ms": round(semantic_ms, 2) if embedding is not None else None,
-        "count_ms": round(count_ms, 2),
-        "rerank_ms": None,
-        "queue_ms": None,
-        "model_ms": None,
-    }
-    if outcome.beyond_pool:
-        outcome.rerank_status = "beyond_pool"
-        rows = []
-    elif rows and not rerank:
-        outcome.rerank_status = "pending"
-        rows = []
-    if rows:
-        groups = [[rerank_text(c.title, text) for text in c.chunks] or [c.title] for c in pool]
-        chunk_ids = [list(c.chunk_ids) if c.chunks else [None] for c in pool]
-        versions = [f"{c.document_id}:{c.content_hash}" for c in pool]
-        reply = worker_client.rerank(
-            query,
-            groups,
-            language=detect_language(query),
-            versions=versions,
-            lane=lane,
-            chunk_ids=chunk_ids,
-            query_vector=query_vector,
-        )
-        outcome.rerank_status = reply.status
-        outcome.reranker = reply.model
-        outcome.timings.update(
-            rerank_ms=reply.total_ms, queue_ms=reply.queue_ms, model_ms=reply.model_ms, rerank_cached=reply.cached
-        )
-        if reply.vectors:
-            outcome.timings.update(vectors_stored=reply.vectors.stored, vectors_embedded_now=reply.vectors.embedded)
-        rerank_notices: list[str] = []
-        if reply.ok:
-            _apply_scores(outcome, rows, pool, reply, terms, shown)
-            if reply.unscored:
-                count = outcome.unscored_count = len(reply.unscored)
-                why = (
-                    "their chunk vectors are not computed yet (an import still running?)"
-                    if reply.vectors is not None
-                    else "the reranker ran out of time before it reached them"
-                )
-                rerank_notices.append(
-                    f"{count} of the {len(rows)} candidates could not be scored in time: {why}. They follow the "
-                    "reranked ones, in full-text order."
-                )
-        else:
-            rerank_notices.append(reply.notice + " Showing the full-text order.")
-        if reply.model and reply.model.is_fallback:
-            served = reply.model.label or f"{reply.model.model} ({reply.model.kind})"
-            rerank_notices.insert(
-                0, f"The configured reranker {reply.model.requested} is not loaded; serving {served} instead."
+    return rows
+
+
+def _rerank_pool(
+    outcome: SearchOutcome,
+    query: str,
+    rows: list[ResultRow],
+    pool: list[Candidate],
+    *,
+    terms: QueryTerms,
+    shown: slice,
+    lane: str,
+    query_vector: object,
+) -> None:
+    """Ask the worker to score the pool; set the outcome's reranked order, status, timings and the
+    notices about the reranker (network: one rerank round trip, or the rerank cache)."""
+    groups = [[rerank_text(c.title, text) for text in c.chunks] or [c.title] for c in pool]
+    chunk_ids = [list(c.chunk_ids) if c.chunks else [None] for c in pool]
+    versions = [f"{c.document_id}:{c.content_hash}" for c in pool]
+    reply = worker_client.rerank(
+        query,
+        groups,
+        language=detect_language(query),
+        versions=versions,
+        lane=lane,
+        chunk_ids=chunk_ids,
+        query_vector=query_vector,
+    )
+    outcome.rerank_status = reply.status
+    outcome.reranker = reply.model
+    outcome.timings.update(
+        rerank_ms=reply.total_ms, queue_ms=reply.queue_ms, model_ms=reply.model_ms, rerank_cached=reply.cached
+    )
+    if reply.vectors:
+        outcome.timings.update(vectors_stored=reply.vectors.stored, vectors_embedded_now=reply.vectors.embedded)
+    rerank_notices: list[str] = []
+    if reply.ok:
+        _apply_scores(outcome, rows, pool, reply, terms, shown)
+        if reply.unscored:
+            count = outcome.unscored_count = len(reply.unscored)
+            why = (
+                "their chunk vectors are not computed yet (an import still running?)"
+                if reply.vectors is not None
+                else "the reranker ran out of time before it reached them"
             )
-        outcome.notices.extend(rerank_notices)
-        outcome.rerank_notices = rerank_notices
-    if not outcome.is_reranked:
-        outcome.reranked = []
-    outcome.timings["total_ms"] = round((time.perf_counter() - started) * 1000, 2)
-    _log_search(outcome)
-    return outcome
+            rerank_notices.append(
+                f"{count} of the {len(rows)} candidates could not be scored in time: {why}. They follow the "
+                "reranked ones, in full-text order."
+            )
+    else:
+        rerank_notices.append(reply.notice + " Showing the full-text order.")
+    if reply.model and reply.model.is_fallback:
+        served = reply.model.label or f"{reply.model.model} ({reply.model.kind})"
+        rerank_notices.insert(
+            0, f"The configured reranker {reply.model.requested} is not loaded; serving {served} instead."
+        )
+    outcome.notices.extend(rerank_notices)
+    outcome.rerank_notices = rerank_notices
 
 
 def _semantic_hits(

@@ -102,6 +102,29 @@ def count(
         "source": narrowing.source if narrowing else None,
         "added_since": narrowing.added_since if narrowing else None,
     }
+    sql = _count_sql(filters.conditions, params, languages=languages, narrowing=narrowing, since=since)
+    found = MatchCount(exact=exact, postings=postings)
+    sampled = _read_counts(fetch(sql, params), found)
+    found.total = sum(n for language, n in found.languages.items() if not languages or language in languages)
+    if not exact and sampled:
+        scale = union_estimate(list(terms.values()), stats.documents) / sampled
+        found.total = _about(found.total * scale)
+        found.languages = {key: _about(n * scale) for key, n in found.languages.items()}
+        found.sources = [(key, _about(n * scale)) for key, n in found.sources]
+        found.added = {key: _about(n * scale) for key, n in found.added.items()}
+    return found
+
+
+def _count_sql(
+    conditions: list[str],
+    params: dict,
+    *,
+    languages: list[str] | None,
+    narrowing: Narrowing | None,
+    since: dict[str, datetime],
+) -> str:
+    """Return COUNT_SQL for these filters, one bucket of the date facet for each of `since`'s
+    moments (their parameters are added to `params`)."""
     language_ok = "language = ANY(%(languages)s::text[])" if languages else "true"
     source_ok = "source = %(source)s" if narrowing and narrowing.source is not None else "true"
     added_ok = "created_at >= %(added_since)s" if narrowing and narrowing.added_since is not None else "true"
@@ -113,17 +136,20 @@ def count(
                 name=f"bucket{index}", param=f"since{index}", language_ok=language_ok, source_ok=source_ok
             )
         )
-    sql = COUNT_SQL.format(
+    return COUNT_SQL.format(
         join_document=JOIN_DOCUMENT,
-        filters=" AND ".join(filters.conditions) or "true",
+        filters=" AND ".join(conditions) or "true",
         language_ok=language_ok,
         source_ok=source_ok,
         added_ok=added_ok,
         added="\n".join(buckets),
     )
-    found = MatchCount(exact=exact, postings=postings)
+
+
+def _read_counts(rows, found: MatchCount) -> int:
+    """Put COUNT_SQL's rows into `found`'s facets; return the documents the (sampled) scan matched."""
     sampled = 0
-    for kind, value, number in fetch(sql, params):
+    for kind, value, number in rows:
         if kind == "matched":
             sampled = number
         elif kind == "language":
@@ -132,14 +158,7 @@ def count(
             found.sources.append((value, number))
         elif kind == "added":
             found.added[value] = number
-    found.total = sum(n for language, n in found.languages.items() if not languages or language in languages)
-    if not exact and sampled:
-        scale = union_estimate(list(terms.values()), stats.documents) / sampled
-        found.total = _about(found.total * scale)
-        found.languages = {key: _about(n * scale) for key, n in found.languages.items()}
-        found.sources = [(key, _about(n * scale)) for key, n in found.sources]
-        found.added = {key: _about(n * scale) for key, n in found.added.items()}
-    return found
+    return sampled
 
 
 def _about(value: float) -> int:
