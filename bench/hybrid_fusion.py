@@ -19,6 +19,7 @@ script waits until none is left), so the semantic list is complete from the firs
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -33,13 +34,34 @@ WEIGHT_GRID = [round(0.1 * i, 1) for i in range(11)]
 KEYWORD = "keyword"  # the pool of BM25's candidates alone
 
 
-def blended_order(rows: list[dict], weight: float) -> list[str]:
+def keyword_scaled_blend(rows: list[dict], scored: dict[int, float], weight: float) -> dict[int, float]:
+    """Return the blend with BM25 min-max scaled over BM25's own candidates in the pool (those not
+    found by meaning alone), a document found by meaning alone clipped to [0, 1] on that scale: the
+    keyword candidates' BM25 spread is then what it is in the keyword pool (a variant, not the site's)."""
+    from search.services import bm25_blend
+
+    keyword = [rows[i]["bm25"] for i in scored if not rows[i]["meaning"]]
+    if len(keyword) < 2 or max(keyword) - min(keyword) < 1e-12:
+        return bm25_blend({i: rows[i]["bm25"] for i in scored}, scored, weight=weight)
+    low, high = min(keyword), max(keyword)
+    lexical = {i: min(1.0, max(0.0, (rows[i]["bm25"] - low) / (high - low))) for i in scored}
+    semantic = bm25_blend(dict.fromkeys(scored, 0.0), scored, weight=0.0)  # minmax(cosine)
+    return {i: weight * lexical[i] + (1 - weight) * semantic[i] for i in scored}
+
+
+def blended_order(rows: list[dict], weight: float, variant: str = "pool") -> list[str]:
     """Return the pool's corpus ids in the reranked order the site gives them (search.services:
-    bm25_blend, rounded to 4 places; ties and unscored rows in the order of `rows`)."""
+    bm25_blend, rounded to 4 places; ties and unscored rows in the order of `rows`); variant
+    "keyword-scale": keyword_scaled_blend instead."""
     from search.services import bm25_blend
 
     scored = {i: row["cosine"] for i, row in enumerate(rows) if row["cosine"] is not None}
-    blended = bm25_blend({i: rows[i]["bm25"] for i in scored}, scored, weight=weight) if scored else {}
+    if not scored:
+        blended = {}
+    elif variant == "keyword-scale":
+        blended = keyword_scaled_blend(rows, scored, weight)
+    else:
+        blended = bm25_blend({i: rows[i]["bm25"] for i in scored}, scored, weight=weight)
     order = sorted(range(len(rows)), key=lambda i: (i not in blended, -round(blended.get(i, 0.0), 4), i))
     return [rows[i]["id"] for i in order]
 
@@ -73,14 +95,19 @@ def collect(dataset, collection: str, ids: dict) -> dict:
     return {"queries": queries, "not_reranked": not_reranked, "meaning_candidates": meaning}
 
 
-def score(collected: dict, qrels: dict, weight: float) -> float:
+def score(collected: dict, qrels: dict, weight: float, variant: str = "pool") -> float:
     from evaluation import runner as evaluation
 
-    values = [evaluation.ndcg(blended_order(q["rows"], weight), qrels[q["id"]], depth=10) for q in collected["queries"]]
+    values = [
+        evaluation.ndcg(blended_order(q["rows"], weight, variant), qrels[q["id"]], depth=10)
+        for q in collected["queries"]
+    ]
     return round(sum(values) / len(values), 4)
 
 
-def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: float) -> dict:
+def run_set(
+    folder: str, split: str, max_queries: int | None, embed_timeout: float, raw_dir: Path | None = None
+) -> dict:
     from django.test.utils import override_settings
 
     from bench.semantic_recall import missing_vectors
@@ -115,11 +142,19 @@ def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: flo
                 print(f"{folder}/{split}: k = {k} done", flush=True)
     finally:
         worker.stop()
+    if raw_dir is not None:
+        raw = {"runs": runs, "qrels": dataset.qrels}
+        (raw_dir / f"{folder}-{split}.json").write_text(json.dumps(raw, ensure_ascii=False) + "\n")
     return {
         "set": folder,
         "split": split,
         "queries": len(dataset.queries),
         "ndcg@10": {pool: {str(w): score(run, dataset.qrels, w) for w in WEIGHT_GRID} for pool, run in runs.items()},
+        "ndcg@10_keyword_scale": {
+            pool: {str(w): score(run, dataset.qrels, w, "keyword-scale") for w in WEIGHT_GRID}
+            for pool, run in runs.items()
+            if pool != KEYWORD
+        },
         "not_reranked": {pool: run["not_reranked"] for pool, run in runs.items()},
         "meaning_candidates": {pool: run["meaning_candidates"] for pool, run in runs.items()},
     }
@@ -131,9 +166,10 @@ def main() -> None:
     parser.add_argument("--max-queries", type=int, default=None)
     parser.add_argument("--embed-timeout", type=float, default=3600.0)
     parser.add_argument("--output", default=None)
+    parser.add_argument("--raw", type=Path, default=None, help="folder for each set's pools, row by row (JSON)")
     args = parser.parse_args()
     with django_stack():
-        results = [run_set(*item.split(":"), args.max_queries, args.embed_timeout) for item in args.set]
+        results = [run_set(*item.split(":"), args.max_queries, args.embed_timeout, args.raw) for item in args.set]
     pools = [str(k) for k in RRF_GRID]
     mean = {
         pool: {str(w): round(sum(r["ndcg@10"][pool][str(w)] for r in results) / len(results), 4) for w in WEIGHT_GRID}
