@@ -108,11 +108,13 @@ def score(collected: dict, qrels: dict, weight: float, variant: str = "pool") ->
 def run_set(
     folder: str, split: str, max_queries: int | None, embed_timeout: float, raw_dir: Path | None = None
 ) -> dict:
+    from django.core.cache import cache
     from django.test.utils import override_settings
 
     from bench.semantic_recall import missing_vectors
     from evaluation import runner as evaluation
     from search import worker_client
+    from worker.protocol import Heartbeat
 
     assert split != "test", "constants are chosen on training splits only"
     dataset = evaluation.dataset_load(directory=DATA / folder, split=split, max_queries=max_queries)
@@ -124,10 +126,12 @@ def run_set(
     try:
         worker.wait_ready(timeout=300)
         with evaluation.rerank_settings(queue=worker.queue, timeout=120.0):
+            # The vectors are stored under the embedder's own name (the heartbeat's), not MODEL.
+            embedder = Heartbeat.from_message(cache.get(Heartbeat.key(worker.queue))).embedder
             worker_client.send_texts_to_embed([], queue=worker.queue)
             started = time.monotonic()
             while True:
-                chunks, stored = missing_vectors(collection, MODEL)
+                chunks, stored = missing_vectors(collection, embedder)
                 print(f"{folder}: {stored}/{chunks} chunk vectors", flush=True)
                 if stored >= chunks:
                     break
