@@ -14,6 +14,9 @@ Recall@50 = relevant documents (grade > 0) in the list / relevant documents, ave
 
     DATABASE_URL=... REDIS_URL=... .venv/bin/python -m bench.semantic_recall --set cranfield:test \
         --output docs/benchmarks/semantic_recall_cranfield.json
+
+A folder elsewhere is given by its path, and a corpus in another file by --corpus (the sample set:
+--set tests/data/sample_eval:test --corpus documents/sample_library/library.jsonl).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ def missing_vectors(collection: str, model: str) -> tuple[int, int]:
     return chunks, stored
 
 
-def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: float) -> dict:
+def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: float, corpus: Path | None = None) -> dict:
     from django.test.utils import override_settings
 
     from documents.models import Document
@@ -54,7 +57,7 @@ def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: flo
     from search.backends import find_candidates
     from worker.protocol import Heartbeat
 
-    dataset = evaluation.dataset_load(directory=DATA / folder, split=split, max_queries=max_queries)
+    dataset = evaluation.dataset_load(directory=DATA / folder, split=split, corpus=corpus, max_queries=max_queries)
     collection = evaluation.collection_name(dataset)
     evaluation.corpus_import(dataset=dataset, collection=collection)
     external = dict(Document.objects.filter(collection=collection).values_list("pk", "external_id"))
@@ -115,13 +118,16 @@ def main() -> None:
     parser.add_argument("--set", action="append", required=True, help="folder:split, e.g. cranfield:test")
     parser.add_argument("--max-queries", type=int, default=None)
     parser.add_argument("--embed-timeout", type=float, default=3600.0)
+    parser.add_argument(
+        "--corpus", type=Path, default=None, help="corpus file of every --set (evaluate's --corpus; the sample set's)"
+    )
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     with django_stack():
         results = []
         for item in args.set:
             folder, split = item.split(":")
-            result = run_set(folder, split, args.max_queries, args.embed_timeout)
+            result = run_set(folder, split, args.max_queries, args.embed_timeout, args.corpus)
             print(result, flush=True)
             results.append(result)
         write_json(args.output, {"machine": machine(), "date": time.strftime("%Y-%m-%d"), "results": results})

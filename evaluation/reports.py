@@ -179,6 +179,19 @@ def command_line(options: dict) -> str:
     return shlex.join(words)
 
 
+def semantic_lines(semantic: dict | None) -> list[str]:
+    """Return report.md's line on the rerank pool: BM25's alone, or fused with semantic candidates."""
+    if not semantic:
+        return []
+    statuses = ", ".join(f"{name or 'none'} {n}" for name, n in semantic["status"].items())
+    return [
+        "",
+        f"Semantic candidates per query: {statuses} (`ok`: the pool fused BM25's candidates with the nearest "
+        f"documents by vector, RRF k = {semantic['rrf_k']}; otherwise BM25's alone). Pool documents found by "
+        f"meaning alone: {semantic['meaning_candidates']} in all.",
+    ]
+
+
 def render_markdown(report: dict, *, chart: str | None) -> list[str]:
     """Return report.md's lines: both orderings, per language, rerank statuses, the top movers."""
     k = report["k_initial"]
@@ -223,6 +236,7 @@ def render_markdown(report: dict, *, chart: str | None) -> list[str]:
         "A query that is not reranked (`skipped`: a language the model does not serve; a fallback: timeout, "
         "error, unavailable) is counted with its full-text order as its reranked order. "
         f"Fallbacks: {report['fallbacks']}.",
+        *semantic_lines(report.get("semantic")),
     ]
     if chart:
         lines += ["", f"![both orderings per metric]({chart})"]

@@ -298,6 +298,10 @@ class QueryResult:
     reranked_metrics: dict[str, float]
     model: ModelInfo | None = None
     rerank_ms: float | None = None
+    # The rerank pool's semantic candidates (search_run's semantic_status: ok, off, none, unavailable,
+    # refused; "" without reranking) and how many of the pool were found by meaning alone.
+    semantic_status: str = ""
+    meaning_count: int = 0
 
     @property
     def fell_back(self) -> bool:
@@ -382,6 +386,8 @@ def query_evaluate(
         reranked_metrics=query_metrics(reranked, judged, k_initial=k_initial),
         model=outcome.reranker,
         rerank_ms=outcome.timings.get("rerank_ms"),
+        semantic_status=outcome.semantic_status,
+        meaning_count=outcome.meaning_count,
     )
 
 
@@ -401,10 +407,11 @@ def by_language(results: list[QueryResult]) -> dict[str, dict]:
     return {lang: {"queries": len(group), **summary(group)} for lang, group in sorted(groups.items())}
 
 
-def status_counts(results: list[QueryResult]) -> dict[str, int]:
+def status_counts(results: list[QueryResult], *, field: str = "status") -> dict[str, int]:
     counts: dict[str, int] = {}
     for result in results:
-        counts[result.status] = counts.get(result.status, 0) + 1
+        value = getattr(result, field)
+        counts[value] = counts.get(value, 0) + 1
     return dict(sorted(counts.items()))
 
 

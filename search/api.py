@@ -178,7 +178,10 @@ class SearchResultSerializer(serializers.Serializer):
     fulltext_rank = serializers.IntegerField(
         allow_null=True, help_text="null for a result found by meaning alone (found_by_meaning)"
     )
-    fulltext_score = serializers.FloatField()
+    fulltext_score = serializers.FloatField(
+        help_text="BM25; for a result found by meaning alone, its BM25 for the query all the same (0: none of "
+        "the query's words), though past the full-text candidates"
+    )
     rerank_rank = serializers.IntegerField(allow_null=True)
     rerank_score = serializers.FloatField(
         allow_null=True,

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -25,6 +27,7 @@ from search.backends import (
     count_matches,
     find_candidates,
     get_backend,
+    score_documents,
 )
 from search.highlight import QueryTerms, query_terms, snippet
 from search.passages import attach_passages, rerank_text
@@ -66,7 +69,7 @@ class ResultRow:
     snippet: SafeString | str
     language: str
     fulltext_rank: int | None  # 1-based position in the full-text order; None: found by meaning alone
-    fulltext_score: float
+    fulltext_score: float  # BM25; found by meaning alone: its BM25 for the query all the same (0: none of its words)
     rerank_rank: int | None = None
     rerank_score: float | None = None  # what the reranked order sorts by: model_score, or its blend with BM25
     model_score: float | None = None  # the reranker's own score (a cross-encoder's sigmoid, a bi-encoder's cosine)
@@ -266,7 +269,20 @@ def search_run(
     query_vector, hits = _semantic_hits(
         outcome, embedding, started, collection=collection, languages=languages, narrowing=narrowing, k=k_initial
     )
-    pool = _fused_pool(everything, hits, k_initial) if hits is not None else everything[:k_initial]
+    if hits is not None:
+        # A document found by meaning alone keeps its BM25 score for the query (past the candidates read).
+        bm25_of = functools.partial(
+            score_documents,
+            query,
+            collection=collection,
+            languages=languages,
+            expand=expand,
+            narrowing=narrowing,
+            relaxed_query=found.relaxed,
+        )
+        pool = _fused_pool(everything, hits, k_initial, bm25_of=bm25_of)
+    else:
+        pool = everything[:k_initial]
     semantic_ms = (time.perf_counter() - semantic_started) * 1000
     outcome.candidate_count = len(pool)
     shown = _paginate(outcome, found, depth=depth, asked=asked, page=page)
@@ -495,21 +511,34 @@ def _semantic_hits(
     return vector, hits
 
 
-def _fused_pool(everything: list[Candidate], hits: semantic.SemanticHits, k: int) -> list[Candidate]:
+def _fused_pool(
+    everything: list[Candidate],
+    hits: semantic.SemanticHits,
+    k: int,
+    *,
+    bm25_of: Callable[[list[int]], dict[int, float]] | None = None,
+) -> list[Candidate]:
     """Return the rerank pool: BM25's candidates and the nearest documents fused by reciprocal rank
-    fusion, the first `k` (SQL: one statement for the documents found by meaning alone)."""
+    fusion, the first `k` (SQL: one statement for the documents found by meaning alone, and
+    `bm25_of`'s for their BM25 scores).
+
+    A document found by meaning alone may still hold some of the query's words, ranked past the
+    candidates BM25 gave: `bm25_of` (search.backends.score_documents) gives it its real BM25 score,
+    which the bi-encoder's blend reads; one that matches none of them scores 0.
+    """
     bm25 = [c.document_id for c in everything[: settings.SEARCH_K_INITIAL_MAX]]
     fused = [document_id for document_id, _ in semantic.reciprocal_rank_fusion([bm25, hits.documents])][:k]
     by_id = {c.document_id: c for c in everything}
     new = [document_id for document_id in fused if document_id not in by_id]
     if new:
+        scores = _bm25_scores(bm25_of, new)
         for document in Document.objects.filter(pk__in=new).only("id", "title", "language", "source", "content_hash"):
             by_id[document.pk] = Candidate(
                 document_id=document.pk,
                 title=document.title,
                 language=document.language,
                 source=document.source,
-                score=0.0,
+                score=scores.get(document.pk, 0.0),
                 content_hash=document.content_hash,
             )
     pool = [by_id[document_id] for document_id in fused if document_id in by_id]
@@ -518,15 +547,27 @@ def _fused_pool(everything: list[Candidate], hits: semantic.SemanticHits, k: int
     return pool
 
 
+def _bm25_scores(bm25_of: Callable[[list[int]], dict[int, float]] | None, ids: list[int]) -> dict[int, float]:
+    """Return `bm25_of(ids)`, or nothing (they score 0) when there is no scorer or the engine fails."""
+    if bm25_of is None:
+        return {}
+    try:
+        return bm25_of(ids)
+    except CandidatesUnavailable as error:
+        logger.warning("BM25 scores of the documents found by meaning alone failed (they score 0): %s", error)
+        return {}
+
+
 def _meaning_row(candidate: Candidate) -> ResultRow:
-    """Return the row of a candidate that semantic search alone found (no full-text rank or score)."""
+    """Return the row of a candidate that semantic search alone found: no full-text rank, and its
+    BM25 score for the query (0 when it holds none of the query's words)."""
     return ResultRow(
         document_id=candidate.document_id,
         title=candidate.title,
         snippet=candidate.snippet,
         language=candidate.language,
         fulltext_rank=None,
-        fulltext_score=0.0,
+        fulltext_score=round(candidate.score, 4),
         found_by_meaning=True,
     )
 

@@ -32,6 +32,7 @@ __all__ = [
     "get_backend",
     "index_hook",
     "rebuild_hook",
+    "score_documents",
 ]
 
 
@@ -85,6 +86,28 @@ def find_candidates(
         again.notices.insert(0, relaxed_notice(parsed))
         again.relaxed = True
     return again
+
+
+def score_documents(
+    query: str,
+    ids: list[int],
+    *,
+    collection: str = LIBRARY,
+    languages: list[str] | None = None,
+    expand: bool = False,
+    narrowing: Narrowing | None = None,
+    relaxed_query: bool = False,
+) -> dict[int, float]:
+    """Return the configured backend's score for a raw query (relaxed and expanded as
+    find_candidates did) of each of `ids` that matches it, however far down its order; those that
+    do not match are left out, as they are by a backend that cannot score given documents."""
+    parsed = parse(query)
+    if relaxed_query:
+        parsed = relaxed(parsed)
+    scorer = getattr(get_backend(), "scores", None)
+    if scorer is None or not ids:
+        return {}
+    return scorer(parsed, ids=list(ids), collection=collection, languages=languages, expand=expand, narrowing=narrowing)
 
 
 def count_matches(

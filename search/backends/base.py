@@ -99,6 +99,23 @@ class SearchBackend(Protocol):
         Raises CandidatesUnavailable when the engine cannot answer.
         """
 
+    def scores(
+        self,
+        query: ParsedQuery,
+        *,
+        ids: list[int],
+        collection: str,
+        languages: list[str] | None = None,
+        expand: bool = False,
+        narrowing: Narrowing | None = None,
+    ) -> dict[int, float]:
+        """Return the score `candidates` would give each of `ids` that matches `query`, at any depth
+        (a document found by meaning alone, past the candidates read); one that does not match is
+        left out. Optional: a backend without it gives such documents 0 (search.backends.score_documents).
+
+        Raises CandidatesUnavailable when the engine cannot answer.
+        """
+
     def count(
         self,
         query: ParsedQuery,

@@ -297,6 +297,14 @@ class Command(BaseCommand):
             else "all judged queries",
             "rerank_status": runner.status_counts(results),
             "fallbacks": sum(1 for r in results if r.fell_back),
+            # The rerank pool: BM25's candidates alone, or fused with the nearest documents by vector.
+            "semantic": {
+                "status": runner.status_counts(results, field="semantic_status"),
+                "rrf_k": settings.SEARCH_RRF_K,
+                "meaning_candidates": sum(r.meaning_count for r in results),
+            }
+            if not options["no_rerank"]
+            else None,
             "relevant_grade": runner.RELEVANT_GRADE,
             "import": {
                 "already": imported.already,
@@ -333,6 +341,8 @@ class Command(BaseCommand):
                     "query": r.query.text,
                     "language": r.query.language,
                     "rerank_status": r.status,
+                    "semantic_status": r.semantic_status,
+                    "meaning_count": r.meaning_count,
                     "metrics": {
                         "fulltext": {name: round(value, 4) for name, value in r.fulltext_metrics.items()},
                         "reranked": {name: round(value, 4) for name, value in r.reranked_metrics.items()},

@@ -113,6 +113,35 @@ class PostgresBM25Backend:
             return scoring.exhaustive(plan)
         return scoring.pooled(plan, k=k)
 
+    def scores(
+        self,
+        query: ParsedQuery,
+        *,
+        ids: list[int],
+        collection: str,
+        languages: list[str] | None = None,
+        expand: bool = False,
+        narrowing: Narrowing | None = None,
+    ) -> dict[int, float]:
+        """Return the BM25 score for `query` of each of `ids` that matches it (the score `candidates`
+        would give it, however deep); a document that does not match is left out (SQL: TERMS_SQL,
+        then scoring.of_documents' one or two statements)."""
+        if not query or not ids:
+            return {}
+        try:
+            found = planning.plan(
+                query,
+                k=len(ids),
+                collection=collection,
+                languages=languages,
+                use_packs=False,
+                expand=expand,
+                narrowing=narrowing,
+            )
+            return scoring.of_documents(found, ids)
+        except DatabaseError as error:
+            raise CandidatesUnavailable(f"PostgreSQL did not answer the full-text scores ({error})") from error
+
     def _plan(
         self, query: ParsedQuery, *, k: int, collection: str, languages: list[str] | None = None, use_packs: bool = True
     ) -> Plan:

@@ -71,11 +71,20 @@ class Plan:
     stood_in_terms: int = 0  # lexemes the collection lacks that library words stand in for
     known_terms: int = 0  # lexemes of the query the collection has
     expanded_words: list[str] = field(default_factory=list)  # library words matched besides the query's
+    # Every condition a matching document passes, whatever the strategy (an exhaustive statement
+    # applies `filters` itself and keeps none): what scoring given documents checks.
+    conditions: list[str] = field(default_factory=list)
+    conditions_need_row: bool = False
 
     def filter_sql(self) -> str:
         """Return the statement that keeps the scored documents (`ids`) passing the filters."""
         join_document = JOIN_DOCUMENT if self.needs_row else ""
         return POOL_FILTER.format(join_document=join_document, filters=" AND ".join(self.filters))
+
+    def conditions_sql(self) -> str:
+        """Return the statement that keeps the documents (`ids`) passing every condition of the query."""
+        join_document = JOIN_DOCUMENT if self.conditions_need_row else ""
+        return POOL_FILTER.format(join_document=join_document, filters=" AND ".join(self.conditions))
 
 
 @dataclass
@@ -266,6 +275,8 @@ def plan(
         stood_in_terms=stood_in,
         known_terms=len({term_id for item in scored for term_id in item.terms}),
         expanded_words=_expanded_words(scored),
+        conditions=list(filters.conditions),
+        conditions_need_row=filters.needs_row,
     )
     return _strategy(found, query, spend, packs, stats)
 

@@ -89,6 +89,26 @@ def exhaustive(plan: Plan) -> CandidateSet:
     return _result([candidate(row[:5], row[5]) for row in fetch(plan.sql, plan.params)], plan)
 
 
+def of_documents(plan: Plan, ids: list[int]) -> dict[int, float]:
+    """Return the BM25 score of each of `ids` that matches the plan's query: the score any
+    strategy gives it at any depth (its weights looked up, summed in the query's term order).
+
+    A document with none of the query's terms, or failing its required phrases, exclusions or
+    filters, is left out. SQL: the documents' postings of the query's terms (POOL_FILL), and the
+    conditions when the query has any.
+    """
+    if plan.sql is None or not ids:
+        return {}
+    known: dict[int, dict[int, float]] = {}
+    for document_id, term_id, weight in fetch(POOL_FILL, {**plan.params, "ids": list(ids)}):
+        known.setdefault(document_id, {})[term_id] = weight
+    if plan.conditions and known:
+        kept = {row[0] for row in fetch(plan.conditions_sql(), {**plan.params, "ids": list(known)})}
+        known = {pk: weights for pk, weights in known.items() if pk in kept}
+    order = plan.params["term_ids"]
+    return {pk: sum(weights[t] for t in order if t in weights) for pk, weights in known.items()}
+
+
 def pooled(plan: Plan, *, k: int) -> CandidateSet:
     """Return the top k from the pools, widened once when the first cannot prove it exact."""
     pool_size = settings.SEARCH_COMMON_TERM_POOL
