@@ -44,6 +44,10 @@ CPU_BATCH_TOKENS = 2048
 GPU_BATCH_TOKENS = 16384
 # Seconds a task waits for its scores when the message carries no expiry.
 DEFAULT_WAIT_SECONDS = 60.0
+# The embed task's notice of new chunks can be lost (Redis away during an import, a web sending to
+# another queue): while the heartbeat's counts show chunks without a vector, the background
+# embedding is woken at most this often, so none waits for the next notice or a restart.
+BACKLOG_NUDGE_SECONDS = 30.0
 _BEAT_LOCK = threading.Lock()
 
 
@@ -54,6 +58,7 @@ class _State:
     problem: str = "the model has not been loaded yet"
     loading: bool = False
     heartbeat: threading.Thread | None = None
+    nudged_at: float = 0.0  # time.monotonic() of the last wake for chunks left without a vector
 
 
 @worker_init.connect
@@ -313,6 +318,7 @@ def embed(texts: list[str] | None = None) -> dict:
     if _State.vectors is None or _State.reranker is None:
         model = _State.reranker.info.model if _State.reranker is not None else "no model"
         return {"skipped": f"{model} keeps no chunk vectors and no EMBEDDING_MODEL is loaded"}
+    _State.nudged_at = time.monotonic()
     _State.reranker.notify_background()
     return {"queued": _State.vectors.library_counts(fresh=True)["pending"]}
 
@@ -385,6 +391,22 @@ def _beat() -> None:
         logger.debug("heartbeat not written: %s", error)
 
 
+def _nudge_backlog() -> None:
+    """Wake the background embedding when chunks wait without a vector and no wake came for
+    BACKLOG_NUDGE_SECONDS (SQL: the library's counts, at most every vectors.COUNTS_SECONDS)."""
+    reranker, vectors = _State.reranker, _State.vectors
+    if reranker is None or vectors is None or time.monotonic() - _State.nudged_at < BACKLOG_NUDGE_SECONDS:
+        return
+    try:
+        pending = vectors.counts()["pending"]
+    except Exception as error:  # a locked store: the next beat looks again
+        logger.debug("backlog not counted: %s", error)
+        return
+    if pending:
+        _State.nudged_at = time.monotonic()
+        reranker.notify_background()
+
+
 def _start_heartbeat() -> None:
     if _State.heartbeat is not None:
         return
@@ -392,6 +414,7 @@ def _start_heartbeat() -> None:
     def beats() -> None:
         while True:
             _beat()
+            _nudge_backlog()
             time.sleep(protocol.HEARTBEAT_SECONDS)
 
     _State.heartbeat = threading.Thread(target=beats, name="rerank-heartbeat", daemon=True)
