@@ -22,9 +22,10 @@ from django.db import connection
 
 from documents.models import Chunk, Document
 from documents.services import DocumentInput, document_create, document_update, documents_delete
-from search import semantic
+from search import semantic, worker_client
+from search.backends import find_candidates, score_documents
 from search.passages import rerank_text
-from search.services import search_run
+from search.services import bm25_blend, search_run
 from tests.support.processes import start_worker
 from tests.support.session import child_env, wait_for_worker
 from worker import chunk_store
@@ -52,6 +53,33 @@ APPLE_EN = ("Apple nutrition", "Apples are rich in dietary fibre and vitamin C, 
 APPLE_ZH = ("苹果的营养", "苹果富含膳食纤维和维生素C，热量很低，是健康的水果。")
 COUNCIL_EN = ("City council budget", "The city council approved a new budget for road repairs and street lights.")
 COUNCIL_ZH = ("市议会预算", "市议会批准了新的道路维修和路灯预算。")
+
+# A library where BM25's first candidates for "heart health" use both words in other senses
+# (HEART_IDIOMS), and two documents about the heart's health hold one of the words once
+# (NEAR_ONE_WORD: found by meaning, past the four BM25 candidates a pool of four reads) and none
+# (NEAR_NO_WORD). Checked with packaged-e5-fp32: the nearest four are NEAR_ONE_WORD and three idioms.
+HEART_QUERY = "heart health"
+HEART_IDIOMS = [
+    (
+        "Card games",
+        "Hearts is a card game; the queen of spades and every heart card count, and players keep their health points.",
+    ),
+    ("Song list", "Songs: Heart of Glass, Heartbreaker, Health and Efficiency, Heart of Gold, Heartbeat."),
+    (
+        "Office notice",
+        "Health and safety notice: the Heart building canteen closes early; health forms go to the heart desk.",
+    ),
+    ("Old town guide", "The heart of the old town has a health food shop and a bakery."),
+    (
+        "Exercise and blood pressure",
+        "Regular exercise strengthens the heart muscle and lowers blood pressure and cholesterol.",
+    ),
+]
+NEAR_ONE_WORD = (
+    "Diet for the cardiovascular system",
+    "Eating less salt and more vegetables protects the arteries and the heart.",
+)
+NEAR_NO_WORD = HEART
 
 
 def start_e5_worker(artifacts_dir: Path, tmp_path: Path, **extra: str):
@@ -166,6 +194,74 @@ def test_an_english_query_finds_a_chinese_document_and_the_reverse(on_e5):
     assert chinese.index(APPLE_EN[0]) < chinese.index(COUNCIL_ZH[0]), chinese
 
 
+@pytest.fixture
+def heart_library(on_e5) -> dict[str, int]:
+    """A committed collection for "heart health" (HEART_IDIOMS, NEAR_ONE_WORD, NEAR_NO_WORD), embedded; title -> id."""
+    name = f"semantic-heart-{uuid.uuid4().hex[:8]}"
+    ids = {}
+    try:
+        for title, body in (*HEART_IDIOMS, NEAR_ONE_WORD, NEAR_NO_WORD):
+            ids[title] = document_create(item=DocumentInput(title=title, body=body), collection=name).document.pk
+        wait_for_vectors()
+        yield {"collection": name, **ids}
+    finally:
+        cleanup(name)
+
+
+def test_a_document_found_by_meaning_alone_keeps_its_bm25_score_in_the_blend(heart_library, settings):
+    """Found by meaning past the BM25 candidates read, a document holding a query word keeps its
+    real BM25 score for the query (search.backends.score_documents), which the bi-encoder's blend
+    (RERANK_BI_ENCODER_BM25_WEIGHT x minmax(BM25) + the rest x minmax(cosine)) reads; one holding
+    none of the words scores 0. Before, every document found by meaning alone read BM25 = 0."""
+    collection = heart_library["collection"]
+    near = heart_library[NEAR_ONE_WORD[0]]
+    settings.RERANK_BI_ENCODER_BM25_WEIGHT = 0.3
+    bm25 = {c.document_id: c.score for c in find_candidates(HEART_QUERY, k=50, collection=collection).candidates}
+    first_four = list(bm25)[:4]
+    assert near not in first_four and bm25[near] > 0, bm25
+    assert heart_library[NEAR_NO_WORD[0]] not in bm25
+    outcome = search_run(query=HEART_QUERY, k=4, k_initial=4, collection=collection, expand=False)
+    assert outcome.is_reranked and outcome.semantic_status == "ok", outcome.notices
+    assert outcome.reranker.kind == "bi-encoder"
+    # The full-text order is BM25's alone: nothing found by meaning is in it.
+    assert [row.document_id for row in outcome.fulltext] == first_four
+    by_meaning = {row.document_id: row for row in outcome.reranked if row.found_by_meaning}
+    assert near in by_meaning, [row.title for row in outcome.reranked]
+    exact = score_documents(HEART_QUERY, list(by_meaning), collection=collection)
+    for document_id, row in by_meaning.items():
+        assert row.fulltext_rank is None
+        assert row.fulltext_score == pytest.approx(round(exact.get(document_id, 0.0), 4), abs=1e-4)
+    assert by_meaning[near].fulltext_score == pytest.approx(round(bm25[near], 4), abs=1e-4) and bm25[near] > 0
+    # The reranked order is the blend of those BM25 scores with the model's cosines, over the pool:
+    # the cosines recomputed here from the query's vector and the chunk vectors stored in PostgreSQL
+    # (the rows show them rounded to 4 places, too coarse for a min-max over so narrow a band).
+    pool = [row.document_id for row in outcome.reranked]
+    cosines = stored_cosines(HEART_QUERY, pool)
+    assert {row.document_id: row.model_score for row in outcome.reranked} == pytest.approx(
+        {pk: round(value, 4) for pk, value in cosines.items()}, abs=2e-4
+    )
+    expected = bm25_blend({pk: bm25.get(pk, exact.get(pk, 0.0)) for pk in pool}, cosines, weight=0.3)
+    assert {row.document_id: row.rerank_score for row in outcome.reranked} == pytest.approx(
+        {pk: round(value, 4) for pk, value in expected.items()}, abs=2e-4
+    )
+
+
+def stored_cosines(query: str, documents: list[int]) -> dict[int, float]:
+    """Return each document's best chunk cosine to the query: the query's vector from the worker,
+    the chunks' vectors from PostgreSQL."""
+    vector = worker_client.read_query_vector(worker_client.send_embed_query(query), GENEROUS_SECONDS)
+    assert not vector.skipped, vector.skipped
+    query_vector = np.asarray(vector.vector, dtype=np.float32)
+    query_vector /= np.linalg.norm(query_vector)
+    chunks = list(Chunk.objects.filter(document_id__in=documents).values_list("pk", "document_id"))
+    stored = chunk_store.lookup(connection, vector.model, [pk for pk, _ in chunks])
+    best: dict[int, float] = {}
+    for pk, document_id in chunks:
+        chunk_vector = stored[pk][1] / np.linalg.norm(stored[pk][1])
+        best[document_id] = max(best.get(document_id, -1.0), float(chunk_vector @ query_vector))
+    return best
+
+
 def test_semantic_candidates_can_be_switched_off(on_e5, settings):
     settings.SEARCH_SEMANTIC = False
     outcome = search_run(query="heart health", collection=on_e5["collection"], k=10)
@@ -195,6 +291,22 @@ def test_an_edit_leaves_no_stale_vector_and_a_delete_no_orphan(on_e5, django_db_
             "(SELECT 1 FROM documents_chunk c WHERE c.id = v.chunk_id)"
         )
         assert cursor.fetchone()[0] == 0
+
+
+def test_chunks_whose_notice_was_lost_still_get_their_vectors(on_e5, settings):
+    """The embed notice goes to a queue no worker serves (as when Redis was away during an import):
+    the worker finds the chunks without a vector from its own counts and embeds them anyway."""
+    settings.RERANK_QUEUE = f"nobody-serves-{uuid.uuid4().hex[:8]}"
+    document = document_create(
+        item=DocumentInput(title="Lost notice", body="Glaciers carve deep valleys over thousands of years."),
+        collection=on_e5["collection"],
+    ).document
+    chunks = list(Chunk.objects.filter(document=document).values_list("pk", flat=True))
+    try:
+        wait_for_vectors()  # within BACKLOG_NUDGE_SECONDS plus a count's age, on an idle worker
+        assert vectors_of(chunks) == len(chunks) >= 1
+    finally:
+        documents_delete(documents=[document])
 
 
 def test_a_second_worker_reranks_from_the_shared_vectors_without_embedding(
