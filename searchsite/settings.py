@@ -253,8 +253,9 @@ SEARCH_RRF_K = env_int("SEARCH_RRF_K", 60, minimum=1)
 # Seconds a search waits for the query's vector (sent while BM25 runs); past it, BM25 alone.
 SEARCH_SEMANTIC_TIMEOUT = env_float("SEARCH_SEMANTIC_TIMEOUT", 1.0, minimum=0.01)
 # On a PostgreSQL without pgvector the nearest chunks come from an exact scan: a collection with more
-# chunk vectors than this is not scanned (BM25 alone, and /api/v1/status says so).
-SEARCH_SEMANTIC_EXACT_MAX = env_int("SEARCH_SEMANTIC_EXACT_MAX", 200_000, minimum=0)
+# chunk vectors than this is not scanned (BM25 alone, and /api/v1/status says so). Reading them costs
+# about 11 µs a vector on 2 cores, 0.2 s at 20,000 (docs/benchmarks.md, section 10); past that, pgvector.
+SEARCH_SEMANTIC_EXACT_MAX = env_int("SEARCH_SEMANTIC_EXACT_MAX", 20_000, minimum=0)
 SEARCH_K_INITIAL = env_int("SEARCH_K_INITIAL", 50, minimum=1, maximum=200)
 SEARCH_K_INITIAL_MAX = 200
 SEARCH_K_FINAL = env_int("SEARCH_K_FINAL", 10, minimum=1, maximum=200)
