@@ -220,6 +220,32 @@ def cmd_build(args: argparse.Namespace, data: Path) -> dict:
     }
 
 
+def cmd_reindex(args: argparse.Namespace, data: Path) -> dict:
+    """Rebuild the HNSW index of an earlier build with other graph options (m, ef_construction)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'search_chunkvector_hnsw_384'")
+        definition = cursor.fetchone()[0].split(" WITH (")[0]
+        head, _, where = definition.partition(" WHERE ")
+        cursor.execute("DROP INDEX search_chunkvector_hnsw_384")
+        started = time.perf_counter()
+        cursor.execute(f"SET maintenance_work_mem = '{args.maintenance_work_mem}'")
+        cursor.execute("SET max_parallel_maintenance_workers = 1")
+        options = f" WITH (m = {int(args.m)}, ef_construction = {int(args.ef_construction)})"
+        cursor.execute(head + options + (f" WHERE {where}" if where else ""))
+        seconds = round(time.perf_counter() - started, 1)
+        cursor.execute("SELECT pg_size_pretty(pg_relation_size('search_chunkvector_hnsw_384'))")
+        size = cursor.fetchone()[0]
+    return {
+        "machine": machine(),
+        "m": args.m,
+        "ef_construction": args.ef_construction,
+        "HNSW index built s": seconds,
+        "index size": size,
+    }
+
+
 def exact_top(matrix: np.ndarray, query: np.ndarray, ids: np.ndarray, k: int) -> list[int]:
     cosines = matrix @ query
     top = np.argpartition(-cosines, k)[:k]
@@ -294,6 +320,11 @@ def main() -> None:
     build.add_argument("--maintenance-work-mem", default="8GB")
     build.add_argument("--shape", choices=["topics", "clusters", "fitted"], default="topics")
     build.add_argument("--output")
+    reindex = commands.add_parser("reindex")
+    reindex.add_argument("--m", type=int, default=16)
+    reindex.add_argument("--ef-construction", type=int, default=64)
+    reindex.add_argument("--maintenance-work-mem", default="8GB")
+    reindex.add_argument("--output")
     run = commands.add_parser("run")
     run.add_argument("--queries", type=int, default=200)
     run.add_argument("--warmup", type=int, default=20)
@@ -304,7 +335,8 @@ def main() -> None:
     args = parser.parse_args()
     with django_stack("searchsite_semantic_scale"):
         data = Path(os.environ.get("SEARCHSITE_DATA_DIR", "/tmp"))
-        payload = cmd_build(args, data) if args.command == "build" else cmd_run(args, data)
+        commands_run = {"build": cmd_build, "reindex": cmd_reindex, "run": cmd_run}
+        payload = commands_run[args.command](args, data)
     write_json(args.output, payload)
 
 
