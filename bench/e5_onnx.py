@@ -140,18 +140,14 @@ def speed(engines: dict, groups: dict[str, list[str]], batch_sizes: list[int], r
     """Passages/s at ~100 and ~400 tokens (half en, half zh) per batch size, the engines taking
     turns each round (the best round counts), and one query's latency."""
     from bench.common import summary
-    from bench.e5_engines import SPEED_TEXTS_PER_LANGUAGE, SPEED_TOKENS, cut_to_tokens, passages_per_second
+    from bench.e5_engines import SPEED_TOKENS, passages_per_second, speed_texts
 
     load_before = os.getloadavg()
     names = list(engines)
     rows = []
     turn = 0
     for tokens in SPEED_TOKENS:
-        texts = [
-            text
-            for language in ("en", "zh")
-            for text in cut_to_tokens(engines, groups[f"{language} passages"], tokens, SPEED_TEXTS_PER_LANGUAGE)
-        ]
+        texts = speed_texts(engines, groups, tokens)
         for name in names:
             engines[name].model.passages(texts[:2])  # warm-up
         for batch in batch_sizes:
