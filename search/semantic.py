@@ -12,8 +12,9 @@ type (the migration made it pgvector's where the server has the extension):
   SEARCH_SEMANTIC_EXACT_MAX of them; a collection with more is not scanned (BM25 alone, and
   /api/v1/status says so).
 
-The two ranked lists are fused by reciprocal rank fusion (Cormack, Clarke and Büttcher, 2009):
-score(d) = Σ 1 / (SEARCH_RRF_K + rank), rank 1-based in each list that has d.
+The two ranked lists are fused (search.services, SEARCH_FUSION) by weighted reciprocal rank fusion
+(Cormack, Clarke and Büttcher, 2009, with a weight per list): score(d) = Σ weight / (SEARCH_RRF_K +
+rank), rank 1-based in each list that has d; or by a weighted sum of min-max scaled scores.
 """
 
 from __future__ import annotations
@@ -153,14 +154,56 @@ def _exact_rows(
     return [(rows[i][0], rows[i][1], float(cosines[i])) for i in top], "", len(rows)
 
 
-def reciprocal_rank_fusion(lists: list[list[int]], *, k: int | None = None) -> list[tuple[int, float]]:
-    """Return the ids of `lists` by their RRF score, best first (ties: the first list's order, then the next's)."""
+def document_cosines(
+    vector: list[float], document_ids: list[int], *, model: str, using: str = "default"
+) -> dict[int, float]:
+    """Return the cosine of each given document's best chunk to `vector` (rounded as nearest_documents
+    rounds); a document none of whose chunks has a vector of `model` is left out. SQL: one statement
+    (pgvector scores in PostgreSQL; the exact path reads these documents' vectors into numpy)."""
+    if not document_ids:
+        return {}
+    query = np.asarray(vector, dtype=np.float32)
+    norm = float(np.linalg.norm(query))
+    if norm > 0:
+        query = query / norm
+    dims = len(query)
+    with connections[using].cursor() as cursor:
+        if vector_path(using) == chunk_store.PGVECTOR:
+            literal = chunk_store.to_parameter(query, chunk_store.PGVECTOR)
+            cursor.execute(
+                f"""
+                SELECT c.document_id, max(1 - (v.vector::vector({dims}) <=> %s::vector({dims})))
+                FROM search_chunkvector v JOIN documents_chunk c ON c.id = v.chunk_id
+                WHERE v.model = %s AND v.dims = %s AND c.document_id = ANY(%s) GROUP BY c.document_id""",  # noqa: S608 - dims is an int
+                [literal, model, dims, list(document_ids)],
+            )
+            return {document_id: round(float(cosine), 4) for document_id, cosine in cursor.fetchall()}
+        cursor.execute(
+            "SELECT c.document_id, v.vector FROM search_chunkvector v JOIN documents_chunk c ON c.id = v.chunk_id "
+            "WHERE v.model = %s AND v.dims = %s AND c.document_id = ANY(%s)",
+            [model, dims, list(document_ids)],
+        )
+        rows = cursor.fetchall()
+    best: dict[int, float] = {}
+    if rows:
+        matrix = np.frombuffer(b"".join(bytes(row[1]) for row in rows), dtype=np.float32).reshape(len(rows), dims)
+        for (document_id, _), cosine in zip(rows, matrix @ query, strict=True):
+            best[document_id] = max(best.get(document_id, -1.0), float(cosine))
+    return {document_id: round(cosine, 4) for document_id, cosine in best.items()}
+
+
+def reciprocal_rank_fusion(
+    lists: list[list[int]], *, k: int | None = None, weights: list[float] | None = None
+) -> list[tuple[int, float]]:
+    """Return the ids of `lists` by their RRF score Σ weight / (k + rank), best first (ties: the
+    first list's order, then the next's); every weight 1 unless given."""
     constant = settings.SEARCH_RRF_K if k is None else k
+    weights = weights or [1.0] * len(lists)
     scores: dict[int, float] = {}
     first_seen: dict[int, tuple[int, int]] = {}
-    for which, ranked in enumerate(lists):
+    for which, (ranked, weight) in enumerate(zip(lists, weights, strict=True)):
         for rank, item in enumerate(ranked, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (constant + rank)
+            scores[item] = scores.get(item, 0.0) + weight / (constant + rank)
             first_seen.setdefault(item, (which, rank))
     return sorted(scores.items(), key=lambda pair: (-pair[1], first_seen[pair[0]]))
 

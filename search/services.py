@@ -280,7 +280,8 @@ def search_run(
             narrowing=narrowing,
             relaxed_query=found.relaxed,
         )
-        pool = _fused_pool(everything, hits, k_initial, bm25_of=bm25_of)
+        cosines_of = functools.partial(semantic.document_cosines, query_vector.vector, model=query_vector.model)
+        pool = _fused_pool(everything, hits, k_initial, bm25_of=bm25_of, cosines_of=cosines_of)
     else:
         pool = everything[:k_initial]
     semantic_ms = (time.perf_counter() - semantic_started) * 1000
@@ -517,22 +518,34 @@ def _fused_pool(
     k: int,
     *,
     bm25_of: Callable[[list[int]], dict[int, float]] | None = None,
+    cosines_of: Callable[[list[int]], dict[int, float]] | None = None,
 ) -> list[Candidate]:
-    """Return the rerank pool: BM25's candidates and the nearest documents fused by reciprocal rank
-    fusion, the first `k` (SQL: one statement for the documents found by meaning alone, and
-    `bm25_of`'s for their BM25 scores).
+    """Return the rerank pool: BM25's first `k` candidates and the `k` nearest documents, fused
+    (SEARCH_FUSION: weighted RRF, or "linear"; each weighs BM25 by SEARCH_FUSION_BM25_WEIGHT), the
+    first `k` (SQL: one statement for the documents found by meaning alone, `bm25_of`'s for their
+    BM25 scores, and with "linear" `cosines_of`'s for BM25's candidates' cosines).
 
     A document found by meaning alone may still hold some of the query's words, ranked past the
     candidates BM25 gave: `bm25_of` (search.backends.score_documents) gives it its real BM25 score,
-    which the bi-encoder's blend reads; one that matches none of them scores 0.
+    which the fusion and the bi-encoder's blend read; one that matches none of them scores 0.
     """
-    bm25 = [c.document_id for c in everything[: settings.SEARCH_K_INITIAL_MAX]]
-    fused = [document_id for document_id, _ in semantic.reciprocal_rank_fusion([bm25, hits.documents])][:k]
+    bm25 = [c.document_id for c in everything[:k]]
     by_id = {c.document_id: c for c in everything}
-    new = [document_id for document_id in fused if document_id not in by_id]
-    if new:
-        scores = _bm25_scores(bm25_of, new)
-        for document in Document.objects.filter(pk__in=new).only("id", "title", "language", "source", "content_hash"):
+    new = [document_id for document_id in hits.documents if document_id not in by_id]
+    scores = _bm25_scores(bm25_of, new) if new else {}
+    fused = None
+    if settings.SEARCH_FUSION == "linear":
+        fused = _linear_fusion(bm25, hits, {**{i: by_id[i].score for i in by_id}, **scores}, cosines_of)
+    if fused is None:
+        # Weighted RRF: weight 2w for BM25's list and 2(1 - w) for the vectors' (w = 0.5: plain RRF).
+        weight = settings.SEARCH_FUSION_BM25_WEIGHT
+        ranked = semantic.reciprocal_rank_fusion([bm25, hits.documents], weights=[2 * weight, 2 * (1 - weight)])
+        fused = [document_id for document_id, _ in ranked]
+    fused = fused[:k]
+    wanted = [document_id for document_id in new if document_id in set(fused)]
+    if wanted:
+        fields = ("id", "title", "language", "source", "content_hash")
+        for document in Document.objects.filter(pk__in=wanted).only(*fields):
             by_id[document.pk] = Candidate(
                 document_id=document.pk,
                 title=document.title,
@@ -545,6 +558,47 @@ def _fused_pool(
     for candidate in pool:
         candidate.near_ordinals = hits.near_ordinals.get(candidate.document_id, [])
     return pool
+
+
+def _linear_fusion(
+    bm25: list[int],
+    hits: semantic.SemanticHits,
+    bm25_scores: dict[int, float],
+    cosines_of: Callable[[list[int]], dict[int, float]] | None,
+) -> list[int] | None:
+    """Return BM25's and the vectors' documents by w × minmax(BM25) + (1 − w) × minmax(cosine), both
+    scaled over the two lists together (w = SEARCH_FUSION_BM25_WEIGHT; ties: BM25's order, then the
+    vectors'); None when BM25's candidates' cosines cannot be read (the caller falls back on RRF).
+
+    A document with no chunk vector yet takes the lowest cosine; one that holds none of the query's
+    words, BM25 0. This is Elasticsearch's linear retriever with its minmax normalizer (OpenSearch:
+    the normalization processor, min_max and arithmetic_mean).
+    """
+    union = list(dict.fromkeys([*bm25, *hits.documents]))
+    cosine = dict(hits.cosine)
+    lacking = [document_id for document_id in union if document_id not in cosine]
+    if lacking:
+        if cosines_of is None:
+            return None
+        try:
+            cosine.update(cosines_of(lacking))
+        except DatabaseError as error:
+            logger.warning("cosines of BM25's candidates failed (RRF instead): %s: %s", type(error).__name__, error)
+            return None
+    weight = settings.SEARCH_FUSION_BM25_WEIGHT
+    lexical = _minmax({document_id: bm25_scores.get(document_id, 0.0) for document_id in union})
+    meaning = _minmax({document_id: cosine[document_id] for document_id in union if document_id in cosine})
+    fused = {i: weight * lexical[i] + (1 - weight) * meaning.get(i, 0.0) for i in union}
+    position = {document_id: i for i, document_id in enumerate(union)}
+    return sorted(union, key=lambda i: (-round(fused[i], 9), position[i]))
+
+
+def _minmax(values: dict[int, float]) -> dict[int, float]:
+    """Scale to [0, 1]; a scale with no spread counts as 1 for all (as bm25_blend)."""
+    if not values:
+        return {}
+    low, high = min(values.values()), max(values.values())
+    return {key: (value - low) / (high - low) if high - low > 1e-12 else 1.0 for key, value in values.items()}
 
 
 def _bm25_scores(bm25_of: Callable[[list[int]], dict[int, float]] | None, ids: list[int]) -> dict[int, float]:

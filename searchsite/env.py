@@ -89,6 +89,16 @@ def env_rate(name: str, default: str) -> str:
     return value
 
 
+def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
+    """Return the variable's value (stripped, lower case) when it is one of `choices`; raise
+    ImproperlyConfigured on anything else."""
+    raw = os.environ.get(name)
+    value = default if raw is None or raw.strip() == "" else raw.strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def env_list(name: str, default: list[str]) -> list[str]:
     """Return a comma-separated variable as a list of non-empty, stripped items."""
     raw = os.environ.get(name)

@@ -9,6 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from searchsite.env import (
     celery_redis_url,
     env_bool,
+    env_choice,
     env_float,
     env_int,
     env_list,
@@ -243,12 +244,19 @@ EMBEDDING_MODEL = env_str("EMBEDDING_MODEL", "packaged-e5-fp32")
 
 # --- Search ---------------------------------------------------------------------------------
 # Semantic candidates (search.semantic): the chunks nearest the query's vector join the BM25 candidates,
-# fused by reciprocal rank fusion into the rerank pool. False: the pool is BM25's alone.
+# fused into the rerank pool (SEARCH_FUSION). False: the pool is BM25's alone.
 SEARCH_SEMANTIC = env_bool("SEARCH_SEMANTIC", True)
 # Chunks the nearest-neighbour search returns (then grouped into documents, best chunk first).
 SEARCH_SEMANTIC_CHUNKS = env_int("SEARCH_SEMANTIC_CHUNKS", 200, minimum=10, maximum=2000)
-# RRF's constant: score = sum over the lists of 1 / (k + rank). 60 is the value of Cormack, Clarke and
-# Büttcher (2009) and Elasticsearch's default; it was not tuned on our sets.
+# How BM25's first SEARCH_K_INITIAL and the nearest SEARCH_K_INITIAL documents become the pool: "rrf",
+# weighted reciprocal rank fusion, 2w / (SEARCH_RRF_K + BM25 rank) + 2(1 - w) / (SEARCH_RRF_K + vector
+# rank); "linear", w × minmax(BM25) + (1 - w) × minmax(cosine) over both lists (one more statement:
+# the cosines of BM25's candidates). w = SEARCH_FUSION_BM25_WEIGHT; 0.5 with "rrf" is plain RRF.
+# Chosen on training splits (bench/fusion_recall.py, docs/evaluation.md): "rrf" with w 0.4.
+SEARCH_FUSION = env_choice("SEARCH_FUSION", "rrf", ("rrf", "linear"))
+SEARCH_FUSION_BM25_WEIGHT = env_float("SEARCH_FUSION_BM25_WEIGHT", 0.4, minimum=0.0, maximum=1.0)
+# RRF's constant. 60 is the value of Cormack, Clarke and Büttcher (2009) and Elasticsearch's default;
+# with two lists of SEARCH_K_INITIAL fused into SEARCH_K_INITIAL it barely changes the pool (docs/evaluation.md).
 SEARCH_RRF_K = env_int("SEARCH_RRF_K", 60, minimum=1)
 # Seconds a search waits for the query's vector (sent while BM25 runs); past it, BM25 alone.
 SEARCH_SEMANTIC_TIMEOUT = env_float("SEARCH_SEMANTIC_TIMEOUT", 1.0, minimum=0.01)

@@ -97,6 +97,26 @@ def test_the_nearest_documents_through_the_index_are_numpys_exact_ones(library, 
     assert hits.documents == [library["documents"][i] for i in exact]
 
 
+def test_the_cosines_of_given_documents_are_numpys(library, pgvector_database, django_db_blocker):
+    """search.semantic.document_cosines (the linear fusion reads it for BM25's candidates) scores
+    given documents in PostgreSQL on this path; a document without a vector is left out."""
+    rng = np.random.default_rng(11)
+    query = rng.standard_normal(DIMENSIONS).astype(np.float32)
+    unit = query / np.linalg.norm(query)
+    asked = [library["documents"][i] for i in (3, 17, 42)]
+    with django_db_blocker.unblock():
+        bare = Document.objects.using(pgvector_database).create(
+            title="No vector", body="No chunk.", language="en", content_hash=content_hash("x", "y"), collection="pgv"
+        )
+        try:
+            cosines = semantic.document_cosines(query.tolist(), [*asked, bare.pk], model=MODEL, using=pgvector_database)
+        finally:
+            bare.delete()
+    expected = {library["documents"][i]: round(float(library["vectors"][i] @ unit), 4) for i in (3, 17, 42)}
+    assert cosines == pytest.approx(expected, abs=1e-4)
+    assert bare.pk not in cosines
+
+
 def test_the_query_plan_uses_the_hnsw_index(library, pgvector_database, django_db_blocker):
     literal = chunk_store.to_parameter(library["vectors"][0], chunk_store.PGVECTOR)
     with django_db_blocker.unblock(), connections[pgvector_database].cursor() as cursor:

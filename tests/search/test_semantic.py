@@ -246,6 +246,46 @@ def test_a_document_found_by_meaning_alone_keeps_its_bm25_score_in_the_blend(hea
     )
 
 
+@pytest.mark.parametrize(("fusion", "weight"), [("linear", 0.3), ("linear", 0.7), ("rrf", 0.2)])
+def test_the_pool_fuses_bm25_and_the_stored_vectors_as_configured(heart_library, settings, fusion, weight):
+    """Of BM25's first k candidates and the k nearest documents, the pool keeps the k best by
+    SEARCH_FUSION: "linear", w × minmax(BM25) + (1 − w) × minmax(cosine) over both lists, each
+    document scored with its own BM25 for the query (0 when it holds none of the words) and its
+    best chunk's cosine, recomputed here from the stored vectors; "rrf", weighted RRF (2w for BM25's
+    list, 2(1 − w) for the vectors'). Plain RRF keeps other documents here (checked below), so the
+    test fails when the pool is not fused as configured."""
+    collection = heart_library["collection"]
+    settings.SEARCH_FUSION = fusion
+    settings.SEARCH_FUSION_BM25_WEIGHT = weight
+    k = 3
+    bm25 = {c.document_id: c.score for c in find_candidates(HEART_QUERY, k=50, collection=collection).candidates}
+    vector = worker_client.read_query_vector(worker_client.send_embed_query(HEART_QUERY), GENEROUS_SECONDS)
+    assert not vector.skipped, vector.skipped
+    nearest = semantic.nearest_documents(vector.vector, model=vector.model, collection=collection, documents=k)
+    lists = [list(bm25)[:k], nearest.documents]
+    union = list(dict.fromkeys([*lists[0], *lists[1]]))
+    if fusion == "linear":
+        cosines = stored_cosines(HEART_QUERY, union)
+
+        def minmax(values: dict[int, float]) -> dict[int, float]:
+            low, high = min(values.values()), max(values.values())
+            return {key: (value - low) / (high - low) for key, value in values.items()}
+
+        lexical, meaning = minmax({pk: bm25.get(pk, 0.0) for pk in union}), minmax(cosines)
+        fused = {pk: weight * lexical[pk] + (1 - weight) * meaning[pk] for pk in union}
+    else:
+        fused = {pk: 2 * weight / (60 + lists[0].index(pk) + 1) if pk in lists[0] else 0.0 for pk in union}
+        for rank, pk in enumerate(lists[1], start=1):
+            fused[pk] += 2 * (1 - weight) / (60 + rank)
+    expected = sorted(union, key=lambda pk: -fused[pk])[:k]
+    assert fused[expected[-1]] - max(fused[pk] for pk in union if pk not in expected) > 1e-4, fused  # no near tie
+    plain = [pk for pk, _ in semantic.reciprocal_rank_fusion(lists)][:k]
+    assert set(plain) != set(expected), (plain, expected)
+    outcome = search_run(query=HEART_QUERY, k=k, k_initial=k, collection=collection, expand=False)
+    assert outcome.semantic_status == "ok" and outcome.is_reranked, outcome.notices
+    assert {row.document_id for row in outcome.reranked} == set(expected)
+
+
 def stored_cosines(query: str, documents: list[int]) -> dict[int, float]:
     """Return each document's best chunk cosine to the query: the query's vector from the worker,
     the chunks' vectors from PostgreSQL."""
