@@ -27,7 +27,12 @@ the offline model's blend (search.services.bm25_blend, weight RERANK_BI_ENCODER_
 scaled over the pool, as the worker's bi-encoder reranks).
 
     DATABASE_URL=... REDIS_URL=... .venv/bin/python -m bench.fusion_recall --set cmrc2018:train \
-        --set trec-dl-passage:train --max-queries 100 --output docs/benchmarks/fusion_recall_train.json
+        --set trec-dl-passage:train --max-queries 100 --raw /tmp/fusion-raw \
+        --output docs/benchmarks/fusion_recall_train.json
+
+A folder elsewhere is given by its path, and a corpus in another file by --corpus (the sample set:
+--set tests/data/sample_eval:test --corpus documents/sample_library/library.jsonl). --rescore
+scores the lists kept in --raw again without running anything.
 """
 
 from __future__ import annotations
@@ -160,16 +165,18 @@ def score(queries: list[dict], qrels: dict) -> dict[str, dict[str, float]]:
     return results
 
 
-def rescore_set(folder: str, split: str, max_queries: int | None, raw_dir: Path) -> dict:
+def rescore_set(folder: str, split: str, max_queries: int | None, raw_dir: Path, corpus: Path | None = None) -> dict:
     """Score the lists a run kept (--raw) again, without a worker or the set's collection: for a new fusion."""
     from evaluation import runner as evaluation
 
-    dataset = evaluation.dataset_load(directory=DATA / folder, split=split, max_queries=max_queries)
-    queries = json.loads((raw_dir / f"{folder}-{split}.json").read_text())
+    dataset = evaluation.dataset_load(directory=DATA / folder, split=split, corpus=corpus, max_queries=max_queries)
+    queries = json.loads((raw_dir / f"{Path(folder).name}-{split}.json").read_text())
     return {"set": folder, "split": split, "queries": len(queries), "methods": score(queries, dataset.qrels)}
 
 
-def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: float, raw_dir: Path | None) -> dict:
+def run_set(
+    folder: str, split: str, max_queries: int | None, embed_timeout: float, raw_dir: Path | None, corpus: Path | None
+) -> dict:
     from django.core.cache import cache
     from django.test.utils import override_settings
 
@@ -179,7 +186,7 @@ def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: flo
     from search import semantic, worker_client
     from worker.protocol import Heartbeat
 
-    dataset = evaluation.dataset_load(directory=DATA / folder, split=split, max_queries=max_queries)
+    dataset = evaluation.dataset_load(directory=DATA / folder, split=split, corpus=corpus, max_queries=max_queries)
     collection = evaluation.collection_name(dataset)
     evaluation.corpus_import(dataset=dataset, collection=collection)
     external = dict(Document.objects.filter(collection=collection).values_list("pk", "external_id"))
@@ -203,7 +210,7 @@ def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: flo
         worker.stop()
     if raw_dir is not None:
         raw_dir.mkdir(parents=True, exist_ok=True)
-        (raw_dir / f"{folder}-{split}.json").write_text(json.dumps(queries, ensure_ascii=False) + "\n")
+        (raw_dir / f"{Path(folder).name}-{split}.json").write_text(json.dumps(queries, ensure_ascii=False) + "\n")
     return {
         "set": folder,
         "split": split,
@@ -220,14 +227,16 @@ def main() -> None:
     parser.add_argument("--max-queries", type=int, default=None)
     parser.add_argument("--embed-timeout", type=float, default=7200.0)
     parser.add_argument("--raw", type=Path, default=None, help="folder for each set's lists and scores (JSON)")
+    parser.add_argument("--corpus", type=Path, default=None, help="the corpus file, when not the set's corpus.jsonl")
     parser.add_argument("--rescore", action="store_true", help="score the lists kept in --raw again, no run")
     parser.add_argument("--output", default=None)
     args = parser.parse_args()
     with django_stack():
         if args.rescore:
-            results = [rescore_set(*item.split(":"), args.max_queries, args.raw) for item in args.set]
+            results = [rescore_set(*item.split(":"), args.max_queries, args.raw, args.corpus) for item in args.set]
         else:
-            results = [run_set(*item.split(":"), args.max_queries, args.embed_timeout, args.raw) for item in args.set]
+            options = (args.max_queries, args.embed_timeout, args.raw, args.corpus)
+            results = [run_set(*item.split(":"), *options) for item in args.set]
     mean = {
         name: {
             metric: round(sum(r["methods"][name][metric] for r in results) / len(results), 4)
