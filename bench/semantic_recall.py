@@ -7,8 +7,9 @@ packaged-e5-fp32 (multilingual-e5-small) embeds every chunk into PostgreSQL in t
 - keyword: the BM25 top 50 (search.backends.find_candidates, as search_run asks for a first page),
 - semantic: the 50 documents nearest the query's vector (search.semantic.nearest_documents,
   the query embedded by the worker's embed_query),
-- hybrid: both fused by reciprocal rank fusion (search.semantic.reciprocal_rank_fusion,
-  k = SEARCH_RRF_K), the first 50: the rerank pool search_run builds.
+- hybrid: both fused by weighted reciprocal rank fusion (search.semantic.reciprocal_rank_fusion,
+  k = SEARCH_RRF_K, weights 2w and 2(1 - w), w = SEARCH_FUSION_BM25_WEIGHT), the first 50: the
+  rerank pool search_run builds with SEARCH_FUSION "rrf" (bench/fusion_recall.py compares fusions).
 
 Recall@50 = relevant documents (grade > 0) in the list / relevant documents, averaged over queries.
 
@@ -49,6 +50,7 @@ def missing_vectors(collection: str, model: str) -> tuple[int, int]:
 
 
 def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: float, corpus: Path | None = None) -> dict:
+    from django.conf import settings
     from django.test.utils import override_settings
 
     from documents.models import Document
@@ -95,7 +97,9 @@ def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: flo
                 hits = semantic.nearest_documents(
                     vector.vector, model=vector.model, collection=collection, documents=DEPTH
                 )
-                fused = [i for i, _ in semantic.reciprocal_rank_fusion([bm25, hits.documents])][:DEPTH]
+                w = settings.SEARCH_FUSION_BM25_WEIGHT
+                ranked = semantic.reciprocal_rank_fusion([bm25, hits.documents], weights=[2 * w, 2 * (1 - w)])
+                fused = [i for i, _ in ranked][:DEPTH]
                 for name, ids in (("keyword", bm25), ("semantic", hits.documents), ("hybrid", fused)):
                     found = {external[i] for i in ids}
                     recalls[name].append(len(found & relevant) / len(relevant))
