@@ -542,7 +542,8 @@ def _fused_pool(
         ranked = semantic.reciprocal_rank_fusion([bm25, hits.documents], weights=[2 * weight, 2 * (1 - weight)])
         fused = [document_id for document_id, _ in ranked]
     fused = fused[:k]
-    wanted = [document_id for document_id in new if document_id in set(fused)]
+    kept = set(fused)
+    wanted = [document_id for document_id in new if document_id in kept]
     if wanted:
         fields = ("id", "title", "language", "source", "content_hash")
         for document in Document.objects.filter(pk__in=wanted).only(*fields):
@@ -571,8 +572,9 @@ def _linear_fusion(
     vectors'); None when BM25's candidates' cosines cannot be read (the caller falls back on RRF).
 
     A document with no chunk vector yet takes the lowest cosine; one that holds none of the query's
-    words, BM25 0. This is Elasticsearch's linear retriever with its minmax normalizer (OpenSearch:
-    the normalization processor, min_max and arithmetic_mean).
+    words, BM25 0. In the manner of Elasticsearch's linear retriever with its minmax normalizer,
+    except that every document gets both scores (Elasticsearch counts it only in the lists that
+    returned it).
     """
     union = list(dict.fromkeys([*bm25, *hits.documents]))
     cosine = dict(hits.cosine)
@@ -675,12 +677,7 @@ def bm25_blend(bm25: dict[int, float], model: dict[int, float], *, weight: float
     Min-max over the query's scored candidates puts BM25 (unbounded) and the model's score (a
     cosine in a narrow band) on one scale; a scale with no spread counts as 1 for all.
     """
-
-    def minmax(values: dict[int, float]) -> dict[int, float]:
-        low, high = min(values.values()), max(values.values())
-        return {key: (value - low) / (high - low) if high - low > 1e-12 else 1.0 for key, value in values.items()}
-
-    lexical, semantic = minmax(bm25), minmax(model)
+    lexical, semantic = _minmax(bm25), _minmax(model)
     return {key: weight * lexical[key] + (1 - weight) * semantic[key] for key in model}
 
 
