@@ -177,14 +177,12 @@ def rescore_set(folder: str, split: str, max_queries: int | None, raw_dir: Path,
 def run_set(
     folder: str, split: str, max_queries: int | None, embed_timeout: float, raw_dir: Path | None, corpus: Path | None
 ) -> dict:
-    from django.core.cache import cache
     from django.test.utils import override_settings
 
-    from bench.semantic_recall import missing_vectors
+    from bench.semantic_recall import wait_until_embedded
     from documents.models import Document
     from evaluation import runner as evaluation
-    from search import semantic, worker_client
-    from worker.protocol import Heartbeat
+    from search import semantic
 
     dataset = evaluation.dataset_load(directory=DATA / folder, split=split, corpus=corpus, max_queries=max_queries)
     collection = evaluation.collection_name(dataset)
@@ -194,17 +192,7 @@ def run_set(
     try:
         worker.wait_ready(timeout=300)
         with override_settings(RERANK_QUEUE=worker.queue):
-            embedder = Heartbeat.from_message(cache.get(Heartbeat.key(worker.queue))).embedder
-            worker_client.send_texts_to_embed([], queue=worker.queue)
-            started = time.monotonic()
-            while True:
-                chunks, stored = missing_vectors(collection, embedder)
-                print(f"{folder}: {stored}/{chunks} chunk vectors", flush=True)
-                if stored >= chunks:
-                    break
-                if time.monotonic() - started > embed_timeout:
-                    raise SystemExit(f"{folder}: still {chunks - stored} chunks without vectors")
-                time.sleep(15)
+            wait_until_embedded(folder, collection, worker.queue, embed_timeout)
             queries = collect(dataset, collection, external)
     finally:
         worker.stop()

@@ -49,6 +49,31 @@ def missing_vectors(collection: str, model: str) -> tuple[int, int]:
     return chunks, stored
 
 
+def wait_until_embedded(label: str, collection: str, queue: str, timeout: float) -> tuple[int, float]:
+    """Nudge the worker on `queue` to embed and return (chunks, seconds) once every chunk of
+    `collection` has a vector of its embedder, printing progress every 15 s; exit past `timeout`."""
+    from django.core.cache import cache
+
+    from search import worker_client
+    from worker.protocol import Heartbeat
+
+    # The vectors are stored under the embedder's own name (the heartbeat's), not the model asked for.
+    embedder = Heartbeat.from_message(cache.get(Heartbeat.key(queue))).embedder
+    worker_client.send_texts_to_embed([], queue=queue)  # the nudge the index hook sends
+    started = time.monotonic()
+    first = None
+    while True:
+        chunks, stored = missing_vectors(collection, embedder)
+        first = stored if first is None else first
+        rate = (stored - first) / max(time.monotonic() - started, 1e-6)
+        print(f"{label}: {stored}/{chunks} chunk vectors ({rate:.1f}/s)", flush=True)
+        if stored >= chunks:
+            return chunks, time.monotonic() - started
+        if time.monotonic() - started > timeout:
+            raise SystemExit(f"{label}: still {chunks - stored} chunks without vectors")
+        time.sleep(15)
+
+
 def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: float, corpus: Path | None = None) -> dict:
     from django.conf import settings
     from django.test.utils import override_settings
@@ -57,7 +82,6 @@ def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: flo
     from evaluation import runner as evaluation
     from search import semantic, worker_client
     from search.backends import find_candidates
-    from worker.protocol import Heartbeat
 
     dataset = evaluation.dataset_load(directory=DATA / folder, split=split, corpus=corpus, max_queries=max_queries)
     collection = evaluation.collection_name(dataset)
@@ -67,24 +91,7 @@ def run_set(folder: str, split: str, max_queries: int | None, embed_timeout: flo
     try:
         worker.wait_ready(timeout=300)
         with override_settings(RERANK_QUEUE=worker.queue):
-            from django.core.cache import cache
-
-            beat = Heartbeat.from_message(cache.get(Heartbeat.key(worker.queue)))
-            model = beat.embedder
-            worker_client.send_texts_to_embed([], queue=worker.queue)  # the nudge the index hook sends
-            started = time.monotonic()
-            first = None
-            while True:
-                chunks, stored = missing_vectors(collection, model)
-                first = stored if first is None else first
-                rate = (stored - first) / max(time.monotonic() - started, 1e-6)
-                print(f"{folder}: {stored}/{chunks} chunk vectors ({rate:.1f}/s)", flush=True)
-                if stored >= chunks:
-                    break
-                if time.monotonic() - started > embed_timeout:
-                    raise SystemExit(f"{folder}: still {chunks - stored} chunks without vectors")
-                time.sleep(15)
-            embed_seconds = time.monotonic() - started
+            chunks, embed_seconds = wait_until_embedded(folder, collection, worker.queue, embed_timeout)
             recalls: dict[str, list[float]] = {"keyword": [], "semantic": [], "hybrid": []}
             for query in dataset.queries:
                 relevant = {doc for doc, grade in dataset.qrels.get(query.id, {}).items() if grade > 0}
