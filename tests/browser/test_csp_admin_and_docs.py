@@ -15,7 +15,9 @@ pytestmark = [pytest.mark.browser]
 STAFF_NAME, STAFF_PASSWORD = "csp-staff", "csp-staff-pw-1"
 
 
-@pytest.fixture(scope="module")
+# autouse: set up before the browser fixture starts Playwright's event loop, whichever test runs
+# first (after it, Django refuses database work in this thread: SynchronousOnlyOperation).
+@pytest.fixture(scope="module", autouse=True)
 def staff_account(django_db_blocker, live_site):
     """A staff account committed for the live site; removed after."""
     from django.contrib.auth.models import User

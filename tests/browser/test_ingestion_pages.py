@@ -35,7 +35,10 @@ RECORDS = [
 ]
 
 
-@pytest.fixture(scope="module")
+# autouse: set up before the module's first test whatever that test is, so before the browser
+# fixture starts Playwright's event loop (after it, Django refuses database work in this thread:
+# SynchronousOnlyOperation, seen when a random order ran the Swagger test first).
+@pytest.fixture(scope="module", autouse=True)
 def staff_account(django_db_blocker, live_site):
     """A staff account committed for the live site; it and the documents it uploads are removed after."""
     from django.contrib.auth.models import User
